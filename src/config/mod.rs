@@ -1,0 +1,435 @@
+//! The YAML file as users write it.
+//!
+//! Flow: `config.yaml` --[`load`]--> [`FileConfig`] (serde types that mirror the YAML one to one,
+//! `deny_unknown_fields` everywhere) --[`crate::rules::compile`]--> `Rules` (everything parsed,
+//! resolved and joined once). Raw types never reach request code.
+//!
+//! serde_yaml is used only in this module (see [`parse_yaml`]), so that a maintained fork can
+//! replace it in one line.
+
+mod duration;
+mod error;
+mod locate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+pub use duration::Seconds;
+pub use error::{ConfigError, PathSeg, YamlPath};
+
+/// The YAML library behind the config. Swap this line (and `parse_yaml`) to change it.
+use serde_yaml as yaml;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `127.0.0.1:8080` or a list of addresses.
+    pub listen: OneOrMany<String>,
+    #[serde(default)]
+    pub server: FileServer,
+    #[serde(default)]
+    pub log: FileLog,
+    pub upstreams: BTreeMap<String, FileUpstream>,
+    #[serde(default)]
+    pub cors_policies: BTreeMap<String, FileCorsPolicy>,
+    pub routes: Vec<FileRoute>,
+    /// CORS for responses that match no route (the proxy's own 404).
+    #[serde(default)]
+    pub default_cors: Option<CorsRef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileServer {
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+    /// How long SIGTERM keeps serving in-flight requests before the runtime stops.
+    #[serde(default = "default_grace")]
+    pub grace_period: Seconds,
+    /// How long the runtime then waits for tasks to finish.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: Seconds,
+}
+
+fn default_threads() -> usize {
+    1
+}
+fn default_grace() -> Seconds {
+    Seconds::from_secs(5)
+}
+fn default_shutdown_timeout() -> Seconds {
+    Seconds::from_secs(5)
+}
+
+impl Default for FileServer {
+    fn default() -> Self {
+        FileServer {
+            threads: default_threads(),
+            grace_period: default_grace(),
+            shutdown_timeout: default_shutdown_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLog {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// One line per request on the `crossgate::access` target.
+    #[serde(default = "yes")]
+    pub access_log: bool,
+}
+
+impl Default for FileLog {
+    fn default() -> Self {
+        FileLog {
+            format: LogFormat::default(),
+            access_log: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUpstream {
+    /// `host:port` servers, resolved when the config is loaded.
+    pub servers: Vec<String>,
+    #[serde(default)]
+    pub connect_timeout: Option<Seconds>,
+    #[serde(default)]
+    pub read_timeout: Option<Seconds>,
+    #[serde(default)]
+    pub write_timeout: Option<Seconds>,
+    #[serde(default)]
+    pub idle_timeout: Option<Seconds>,
+    #[serde(default)]
+    pub health_check: Option<FileHealthCheck>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHealthCheck {
+    pub path: String,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub interval: Option<Seconds>,
+    #[serde(default)]
+    pub timeout: Option<Seconds>,
+    /// Consecutive successes that bring a server back.
+    #[serde(default)]
+    pub healthy_threshold: Option<usize>,
+    /// Consecutive failures that take a server out.
+    #[serde(default)]
+    pub unhealthy_threshold: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRoute {
+    pub name: String,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub path: Option<FilePath>,
+    pub upstream: String,
+    #[serde(default)]
+    pub cors: Option<CorsRef>,
+}
+
+/// `path: /api/` (a prefix) or `path: {prefix|exact|regex: ...}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilePath {
+    Prefix(String),
+    Exact(String),
+    Regex(String),
+}
+
+/// A route's `cors:` names a policy in `cors_policies` or is a policy itself.
+#[derive(Debug)]
+pub enum CorsRef {
+    Named(String),
+    Inline(Box<FileCorsPolicy>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCorsPolicy {
+    pub allow_origins: FileOrigins,
+    #[serde(default)]
+    pub allow_methods: Option<Vec<String>>,
+    #[serde(default)]
+    pub allow_headers: Option<FileAllowHeaders>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    #[serde(default)]
+    pub allow_credentials: bool,
+    /// Seconds a browser may cache a preflight.
+    #[serde(default)]
+    pub max_age: Option<u64>,
+    #[serde(default)]
+    pub allow_private_network: bool,
+    #[serde(default)]
+    pub upstream_headers: UpstreamHeaders,
+}
+
+/// `allow_origins: any` or a list of origins, wildcards and regexes.
+#[derive(Debug)]
+pub enum FileOrigins {
+    Any,
+    List(Vec<FileOrigin>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOrigin {
+    /// `https://app.example.com`, `https://*.example.com` or `null`.
+    Pattern(String),
+    /// `{regex: '^https://pr-[0-9]+\.example\.com$'}`, anchored at both ends.
+    Regex(String),
+}
+
+/// `allow_headers: mirror` or a list of header names.
+#[derive(Debug)]
+pub enum FileAllowHeaders {
+    Mirror,
+    List(Vec<String>),
+}
+
+/// What to do with `Access-Control-*` headers the backend sends itself.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamHeaders {
+    /// Strip them, so that exactly one set (crossgate's) goes out.
+    #[default]
+    Override,
+    /// Keep the backend's when it sends `Access-Control-Allow-Origin`; add crossgate's otherwise.
+    Passthrough,
+}
+
+/// A scalar or a list of scalars.
+#[derive(Debug, Clone)]
+pub struct OneOrMany<T>(pub Vec<T>);
+
+/// The loaded file: its path and text (for error locations) and what it says.
+#[derive(Debug)]
+pub struct Loaded {
+    pub path: PathBuf,
+    pub source: String,
+    pub config: FileConfig,
+}
+
+impl Loaded {
+    /// An error at `path` in this file, with its line and column looked up.
+    pub fn error_at(&self, path: &YamlPath, message: String, fix: String) -> ConfigError {
+        let location = locate::locate(&self.source, path.segments());
+        ConfigError::new(&self.path, location, path.to_string(), message, fix)
+    }
+}
+
+/// Reads and parses a config file. Semantic checks happen in [`crate::rules::compile`].
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let source = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(
+            path,
+            None,
+            String::new(),
+            format!("cannot read the config file: {e}"),
+            "check the path given with --config".into(),
+        )
+    })?;
+    let config = parse_yaml(path, &source)?;
+    Ok(Loaded {
+        path: path.to_path_buf(),
+        source,
+        config,
+    })
+}
+
+/// Parses YAML text; `path` only names the file in errors.
+pub fn parse_yaml(path: &Path, source: &str) -> Result<FileConfig, ConfigError> {
+    let de = yaml::Deserializer::from_str(source);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let yaml_path = e.path().to_string();
+        let inner = e.into_inner();
+        let location = inner.location().map(|l| (l.line(), l.column()));
+        error::from_serde(path, location, yaml_path, inner.to_string())
+    })
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either<T> {
+            One(T),
+            Many(Vec<T>),
+        }
+        Ok(match Either::deserialize(d)? {
+            Either::One(t) => OneOrMany(vec![t]),
+            Either::Many(v) => OneOrMany(v),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for FilePath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FilePath;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a path prefix such as /api/, or one of {prefix: ...}, {exact: ...}, {regex: ...}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FilePath, E> {
+                Ok(FilePath::Prefix(v.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FilePath, A::Error> {
+                let key: String = map
+                    .next_key()?
+                    .ok_or_else(|| de::Error::custom("empty path map: use {prefix: /api/}"))?;
+                let value: String = map.next_value()?;
+                let path = match key.as_str() {
+                    "prefix" => FilePath::Prefix(value),
+                    "exact" => FilePath::Exact(value),
+                    "regex" => FilePath::Regex(value),
+                    other => {
+                        return Err(de::Error::unknown_field(
+                            other,
+                            &["prefix", "exact", "regex"],
+                        ))
+                    }
+                };
+                if let Some(extra) = map.next_key::<String>()? {
+                    return Err(de::Error::custom(format!(
+                        "a path has one matcher, found a second key `{extra}`: make it a second route"
+                    )));
+                }
+                Ok(path)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for CorsRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CorsRef;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "the name of a policy in cors_policies, or a policy (a map with allow_origins)",
+                )
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<CorsRef, E> {
+                Ok(CorsRef::Named(v.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<CorsRef, A::Error> {
+                FileCorsPolicy::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|p| CorsRef::Inline(Box::new(p)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for FileOrigins {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FileOrigins;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`any`, or a list of origins such as [\"https://app.example.com\"]")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FileOrigins, E> {
+                match v {
+                    "any" | "*" => Ok(FileOrigins::Any),
+                    other => Err(E::custom(format!(
+                        "allow_origins must be `any` or a list, found the string {other:?}: write [{other:?}]"
+                    ))),
+                }
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<FileOrigins, A::Error> {
+                let mut list = Vec::new();
+                while let Some(o) = seq.next_element()? {
+                    list.push(o);
+                }
+                Ok(FileOrigins::List(list))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for FileOrigin {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FileOrigin;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an origin such as \"https://app.example.com\", a wildcard such as \"https://*.example.com\", or {regex: ...}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FileOrigin, E> {
+                Ok(FileOrigin::Pattern(v.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FileOrigin, A::Error> {
+                let key: String = map
+                    .next_key()?
+                    .ok_or_else(|| de::Error::custom("empty map: use {regex: ...}"))?;
+                if key != "regex" {
+                    return Err(de::Error::unknown_field(&key, &["regex"]));
+                }
+                Ok(FileOrigin::Regex(map.next_value()?))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for FileAllowHeaders {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FileAllowHeaders;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`mirror` or a list of header names")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FileAllowHeaders, E> {
+                match v {
+                    "mirror" => Ok(FileAllowHeaders::Mirror),
+                    other => Err(E::custom(format!(
+                        "allow_headers must be `mirror` or a list, found the string {other:?}: write [{other:?}]"
+                    ))),
+                }
+            }
+            fn visit_seq<A: SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<FileAllowHeaders, A::Error> {
+                let mut list = Vec::new();
+                while let Some(h) = seq.next_element()? {
+                    list.push(h);
+                }
+                Ok(FileAllowHeaders::List(list))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

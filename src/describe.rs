@@ -1,0 +1,105 @@
+//! Human-readable summaries of compiled rules, for `crossgate check`.
+
+use std::fmt::Write;
+
+use crate::cors::{AllowHeaders, AllowOrigin, CorsPolicy};
+use crate::rules::{HostMatch, PathMatch, Rules};
+
+pub fn policy(p: &CorsPolicy) -> String {
+    let origins = match &p.origins {
+        AllowOrigin::Any => "any (answered with *)".to_owned(),
+        AllowOrigin::List(l) if l.entries.is_empty() => "none".to_owned(),
+        AllowOrigin::List(l) => l.entries.join(", "),
+    };
+    let headers = match &p.headers {
+        AllowHeaders::Mirror => "mirror".to_owned(),
+        AllowHeaders::List { value: None, .. } => "none".to_owned(),
+        AllowHeaders::List { value: Some(v), .. } => v.to_str().unwrap_or_default().to_owned(),
+    };
+    let mut out = format!(
+        "origins: {origins}; methods: {}; headers: {headers}",
+        p.methods_value.to_str().unwrap_or_default()
+    );
+    if let Some(v) = &p.expose_value {
+        let _ = write!(out, "; expose: {}", v.to_str().unwrap_or_default());
+    }
+    if p.credentials {
+        out.push_str("; credentials");
+    }
+    if let Some(v) = &p.max_age {
+        let _ = write!(out, "; max_age: {}s", v.to_str().unwrap_or_default());
+    }
+    if p.private_network {
+        out.push_str("; private network");
+    }
+    let _ = write!(out, "; upstream CORS headers: {:?}", p.upstream_headers);
+    out.to_lowercase_words()
+}
+
+trait LowerWords {
+    fn to_lowercase_words(self) -> String;
+}
+
+impl LowerWords for String {
+    /// `Override` → `override`: the enum's Debug name as written in YAML.
+    fn to_lowercase_words(self) -> String {
+        self.replace("Override", "override")
+            .replace("Passthrough", "passthrough")
+    }
+}
+
+/// What `crossgate check` prints after a successful compile.
+pub fn rules(r: &Rules) -> String {
+    let mut out = String::new();
+    let listen: Vec<String> = r.listen.iter().map(|a| a.to_string()).collect();
+    let _ = writeln!(out, "listen: {}", listen.join(", "));
+    let _ = writeln!(out, "upstreams:");
+    for u in &r.upstreams {
+        let servers: Vec<String> = u
+            .servers
+            .iter()
+            .map(|b| format!("{} ({})", b.written, b.addr))
+            .collect();
+        let health = u.health.as_ref().map_or("no health check".to_owned(), |h| {
+            format!("health check GET {} every {:?}", h.path, h.interval)
+        });
+        let _ = writeln!(out, "  {}: {}; {}", u.name, servers.join(", "), health);
+    }
+    if !r.policies.is_empty() {
+        let _ = writeln!(out, "cors_policies:");
+        for (name, p) in &r.policies {
+            let _ = writeln!(out, "  {name}: {}", policy(p));
+        }
+    }
+    let _ = writeln!(out, "routes (first match wins):");
+    for (i, route) in r.routes.iter().enumerate() {
+        let host = match &route.host {
+            HostMatch::Any => "any host".to_owned(),
+            HostMatch::Exact(h) => format!("host {h}"),
+            HostMatch::Suffix(s) => format!("host *{s}"),
+        };
+        let path = match &route.path {
+            PathMatch::Prefix(p) => format!("path prefix {p}"),
+            PathMatch::Exact(p) => format!("path = {p}"),
+            PathMatch::Regex(re) => format!("path regex {}", re.as_str()),
+        };
+        let cors = match &route.cors {
+            None => "CORS left to the backend".to_owned(),
+            Some(p) if r.policies.values().any(|n| std::sync::Arc::ptr_eq(n, p)) => {
+                format!("cors policy {}", p.name)
+            }
+            Some(p) => format!("cors {{{}}}", policy(p)),
+        };
+        let _ = writeln!(
+            out,
+            "  {i}. {}: {host}, {path} -> {}; {cors}",
+            route.name, route.upstream.name
+        );
+    }
+    if let Some(p) = &r.default_cors {
+        let _ = writeln!(out, "no route: 404 with cors {}", p.name);
+    } else {
+        let _ = writeln!(out, "no route: 404 without CORS headers");
+    }
+    out
+}

@@ -1,0 +1,13 @@
+//! crossgate: a reverse proxy that gives browsers on other origins what they need to use legacy
+//! HTTP APIs (CORS first; JSONP, Comet, WebSocket, beacons and a postMessage bridge build on it).
+
+pub mod config;
+pub mod cors;
+pub mod demo;
+pub mod describe;
+pub mod logging;
+pub mod origin;
+pub mod proxy;
+pub mod rules;
+pub mod server;
+pub mod upstream;

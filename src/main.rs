@@ -1,0 +1,155 @@
+//! The crossgate command line: `run` (the default), `check` and `demo`.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use crossgate::config::{self, LogFormat};
+use crossgate::rules::{self, Rules};
+use crossgate::server::Gateway;
+use crossgate::{demo, describe, logging};
+
+/// A reverse proxy that gives browser apps on other origins CORS access to legacy HTTP APIs.
+#[derive(Parser)]
+#[command(name = "crossgate", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// `crossgate --config FILE` is `crossgate run --config FILE`.
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (the default).
+    Run(RunArgs),
+    /// Validate a config file and print what it compiles to. Exit 1 on error.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Start an embedded demo legacy backend and crossgate in front of it.
+    Demo {
+        /// The config to run; its upstreams on loopback are served by the demo backend.
+        #[arg(long, short, default_value = "config.example.yaml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[arg(long, short, default_value = "config.yaml")]
+    config: PathBuf,
+    /// Overrides `log.format` from the config.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormatArg>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Run(args)) => run(&args),
+        None => run(&cli.run),
+        Some(Command::Check { config }) => check(&config),
+        Some(Command::Demo { config }) => run_demo(&config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The config example shipped in the binary, so `crossgate demo` runs from any directory.
+const EXAMPLE: &str = include_str!("../config.example.yaml");
+
+fn compile(path: &Path) -> Result<Rules, String> {
+    let loaded = if path == Path::new("config.example.yaml") && !path.exists() {
+        let config = config::parse_yaml(path, EXAMPLE).map_err(|e| e.to_string())?;
+        config::Loaded {
+            path: path.into(),
+            source: EXAMPLE.into(),
+            config,
+        }
+    } else {
+        config::load(path).map_err(|e| e.to_string())?
+    };
+    let rules = rules::compile(&loaded).map_err(|e| e.to_string())?;
+    for w in &rules.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(rules)
+}
+
+fn check(path: &Path) -> Result<(), String> {
+    let rules = compile(path)?;
+    print!("{}", describe::rules(&rules));
+    println!("{}: OK", path.display());
+    Ok(())
+}
+
+/// Binds each listen address once, so a busy port is a clear error before pingora starts.
+fn ensure_free(addrs: &[SocketAddr]) -> Result<(), String> {
+    for a in addrs {
+        TcpListener::bind(a).map_err(|e| format!("cannot listen on {a}: {e}\n  fix: stop what uses it, or change `listen:` in the config"))?;
+    }
+    Ok(())
+}
+
+fn run(args: &RunArgs) -> Result<(), String> {
+    let rules = compile(&args.config)?;
+    let format = match args.log_format {
+        Some(LogFormatArg::Json) => LogFormat::Json,
+        Some(LogFormatArg::Text) => LogFormat::Text,
+        None => rules.log.format,
+    };
+    logging::init(format);
+    ensure_free(&rules.listen)?;
+    tracing::info!(config = %args.config.display(), listen = ?rules.listen, routes = rules.routes.len(), "crossgate starting");
+    Gateway::new(rules).run_with_signals();
+    Ok(())
+}
+
+fn run_demo(path: &Path) -> Result<(), String> {
+    let rules = compile(path)?;
+    logging::init(rules.log.format);
+    ensure_free(&rules.listen)?;
+    let mut started = Vec::new();
+    for up in &rules.upstreams {
+        for b in up.servers.iter().filter(|b| b.addr.ip().is_loopback()) {
+            if started.contains(&b.addr) {
+                continue;
+            }
+            demo::spawn(b.addr).map_err(|e| {
+                format!(
+                    "the demo backend cannot listen on {} (upstream {}): {e}",
+                    b.addr, up.name
+                )
+            })?;
+            started.push(b.addr);
+        }
+    }
+    let proxy = rules.listen[0];
+    let base = format!("http://{proxy}");
+    println!("crossgate demo: proxy on {base}, demo legacy backend on {started:?}\n");
+    println!("Try, in another terminal:");
+    println!("  curl -i {base}/api/users -H 'Origin: http://localhost:3000'          # allowed: CORS headers added");
+    println!("  curl -i {base}/api/users -H 'Origin: https://evil.example'           # refused: no CORS headers");
+    println!("  curl -i -X OPTIONS {base}/api/users/1 -H 'Origin: http://localhost:3000' \\");
+    println!("       -H 'Access-Control-Request-Method: PUT' -H 'Access-Control-Request-Headers: content-type'  # preflight");
+    println!("  curl -i {base}/api/error -H 'Origin: http://localhost:3000'          # backend 500, still readable");
+    println!("  curl -i {base}/nowhere -H 'Origin: http://localhost:3000'            # the proxy's own 404");
+    println!("Stop with Ctrl-C.\n");
+    Gateway::new(rules).run_with_signals();
+    Ok(())
+}

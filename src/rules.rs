@@ -1,0 +1,724 @@
+//! The compiled configuration: everything parsed, resolved and joined once.
+//!
+//! [`compile`] consumes a loaded file and either returns [`Rules`], which request code can use
+//! without any further check, or the first [`ConfigError`]. Warnings (values browsers will cap,
+//! unused policies) are collected beside the rules.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, Method};
+use pingora::http::RequestHeader;
+use pingora::lb::health_check::HttpHealthCheck;
+use regex::Regex;
+
+use crate::config::{
+    ConfigError, CorsRef, FileAllowHeaders, FileCorsPolicy, FileHealthCheck, FileOrigin,
+    FileOrigins, FilePath, FileUpstream, Loaded, LogFormat, YamlPath,
+};
+use crate::cors::{AllowOrigin, CorsPolicy, PolicySpec};
+use crate::origin::{anchored_regex, canonical_exact, OriginList, Wildcard};
+use crate::upstream::{HealthSpec, Timeouts, Upstream};
+
+/// Browsers cap `Access-Control-Max-Age`: Chromium at 2 hours, Firefox at 24.
+pub const CHROMIUM_MAX_AGE: u64 = 7200;
+pub const FIREFOX_MAX_AGE: u64 = 86400;
+
+/// Which hosts a route serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    Any,
+    Exact(String),
+    /// `*.example.com`, stored as `.example.com`.
+    Suffix(String),
+}
+
+impl HostMatch {
+    fn matches(&self, host: &str) -> bool {
+        match self {
+            HostMatch::Any => true,
+            HostMatch::Exact(h) => host.eq_ignore_ascii_case(h),
+            HostMatch::Suffix(s) => {
+                host.len() > s.len()
+                    && host.is_char_boundary(host.len() - s.len())
+                    && host[host.len() - s.len()..].eq_ignore_ascii_case(s)
+            }
+        }
+    }
+}
+
+/// Which paths a route serves.
+#[derive(Debug, Clone)]
+pub enum PathMatch {
+    Prefix(String),
+    Exact(String),
+    Regex(Regex),
+}
+
+impl PathMatch {
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+            PathMatch::Exact(p) => path == p,
+            PathMatch::Regex(r) => r.is_match(path),
+        }
+    }
+}
+
+pub struct Route {
+    pub name: String,
+    pub host: HostMatch,
+    pub path: PathMatch,
+    pub upstream: Arc<Upstream>,
+    /// None: crossgate leaves CORS to the backend on this route.
+    pub cors: Option<Arc<CorsPolicy>>,
+}
+
+/// Process-level settings.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub threads: usize,
+    pub grace_period: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub access_log: bool,
+}
+
+pub struct Rules {
+    pub file: PathBuf,
+    pub listen: Vec<SocketAddr>,
+    pub server: ServerSettings,
+    pub log: LogSettings,
+    pub upstreams: Vec<Arc<Upstream>>,
+    pub policies: BTreeMap<String, Arc<CorsPolicy>>,
+    pub routes: Vec<Route>,
+    pub default_cors: Option<Arc<CorsPolicy>>,
+    pub warnings: Vec<ConfigError>,
+}
+
+impl Rules {
+    /// The first route that serves `host` (without port) and `path`.
+    pub fn find(&self, host: &str, path: &str) -> Option<&Route> {
+        self.find_index(host, path).map(|i| &self.routes[i])
+    }
+
+    /// The index of [`Rules::find`]'s route in `routes`.
+    pub fn find_index(&self, host: &str, path: &str) -> Option<usize> {
+        self.routes
+            .iter()
+            .position(|r| r.host.matches(host) && r.path.matches(path))
+    }
+}
+
+/// Compiles a loaded file into rules.
+pub fn compile(loaded: &Loaded) -> Result<Rules, ConfigError> {
+    Compiler {
+        loaded,
+        warnings: Vec::new(),
+    }
+    .run()
+}
+
+struct Compiler<'a> {
+    loaded: &'a Loaded,
+    warnings: Vec<ConfigError>,
+}
+
+fn closest<'a>(name: &str, known: impl Iterator<Item = &'a String>) -> String {
+    let known: Vec<&String> = known.collect();
+    let best = known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(name, k), *k))
+        .filter(|(s, _)| *s > 0.7)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    let list = known
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    match best {
+        Some((_, k)) => format!("did you mean `{k}`? (defined: {list})"),
+        None if known.is_empty() => "none are defined".into(),
+        None => format!("defined: {list}"),
+    }
+}
+
+impl Compiler<'_> {
+    fn err(&self, path: &YamlPath, message: String, fix: impl Into<String>) -> ConfigError {
+        self.loaded.error_at(path, message, fix.into())
+    }
+
+    fn warn(&mut self, path: &YamlPath, message: String, fix: impl Into<String>) {
+        let w = self.err(path, message, fix);
+        self.warnings.push(w);
+    }
+
+    fn run(mut self) -> Result<Rules, ConfigError> {
+        let cfg = &self.loaded.config;
+        let root = YamlPath::root();
+
+        let listen_path = root.key("listen");
+        if cfg.listen.0.is_empty() {
+            return Err(self.err(
+                &listen_path,
+                "no listen address".into(),
+                "add one, such as 127.0.0.1:8080",
+            ));
+        }
+        let mut listen = Vec::new();
+        for (i, a) in cfg.listen.0.iter().enumerate() {
+            let addr: SocketAddr = a.parse().map_err(|_| {
+                let p = if cfg.listen.0.len() == 1 {
+                    listen_path.clone()
+                } else {
+                    listen_path.index(i)
+                };
+                self.err(
+                    &p,
+                    format!("invalid listen address {a:?}"),
+                    "write an IP and a port, such as 127.0.0.1:8080 or [::]:8080",
+                )
+            })?;
+            listen.push(addr);
+        }
+
+        let server_path = root.key("server");
+        if cfg.server.threads == 0 {
+            return Err(self.err(
+                &server_path.key("threads"),
+                "threads is 0".into(),
+                "use 1 or more",
+            ));
+        }
+        let server = ServerSettings {
+            threads: cfg.server.threads,
+            grace_period: cfg.server.grace_period.0,
+            shutdown_timeout: cfg.server.shutdown_timeout.0,
+        };
+
+        let mut upstreams = BTreeMap::new();
+        for (name, up) in &cfg.upstreams {
+            let u = self.upstream(&root.key("upstreams").key(name), name, up)?;
+            upstreams.insert(name.clone(), Arc::new(u));
+        }
+
+        let mut policies = BTreeMap::new();
+        for (name, p) in &cfg.cors_policies {
+            let compiled = self.policy(&root.key("cors_policies").key(name), name.clone(), p)?;
+            policies.insert(name.clone(), Arc::new(compiled));
+        }
+        let mut used_policies = HashSet::new();
+
+        if cfg.routes.is_empty() {
+            return Err(self.err(
+                &root.key("routes"),
+                "no routes".into(),
+                "add a route (see config.example.yaml)",
+            ));
+        }
+        let mut routes = Vec::new();
+        let mut names = HashSet::new();
+        for (i, r) in cfg.routes.iter().enumerate() {
+            let path = root.key("routes").index(i);
+            if !names.insert(r.name.as_str()) {
+                return Err(self.err(
+                    &path.key("name"),
+                    format!("duplicate route name {:?}", r.name),
+                    "give every route its own name (it labels logs and metrics)",
+                ));
+            }
+            let upstream = upstreams.get(&r.upstream).cloned().ok_or_else(|| {
+                self.err(
+                    &path.key("upstream"),
+                    format!("unknown upstream {:?}", r.upstream),
+                    format!(
+                        "name one of the upstreams: {}",
+                        closest(&r.upstream, upstreams.keys())
+                    ),
+                )
+            })?;
+            let cors = match &r.cors {
+                None => None,
+                Some(c) => {
+                    Some(self.cors_ref(&path.key("cors"), c, &policies, &mut used_policies)?)
+                }
+            };
+            routes.push(Route {
+                name: r.name.clone(),
+                host: self.host(&path.key("host"), r.host.as_deref())?,
+                path: self.path(&path.key("path"), r.path.as_ref())?,
+                upstream,
+                cors,
+            });
+        }
+
+        let default_cors = match &cfg.default_cors {
+            None => None,
+            Some(c) => {
+                Some(self.cors_ref(&root.key("default_cors"), c, &policies, &mut used_policies)?)
+            }
+        };
+        for name in policies.keys().filter(|n| !used_policies.contains(*n)) {
+            self.warn(
+                &root.key("cors_policies").key(name),
+                format!("policy {name:?} is not used by any route"),
+                "name it in a route's cors:, or remove it",
+            );
+        }
+
+        Ok(Rules {
+            file: self.loaded.path.clone(),
+            listen,
+            server,
+            log: LogSettings {
+                format: cfg.log.format,
+                access_log: cfg.log.access_log,
+            },
+            upstreams: upstreams.into_values().collect(),
+            policies,
+            routes,
+            default_cors,
+            warnings: self.warnings,
+        })
+    }
+
+    fn upstream(
+        &mut self,
+        path: &YamlPath,
+        name: &str,
+        up: &FileUpstream,
+    ) -> Result<Upstream, ConfigError> {
+        if up.servers.is_empty() {
+            return Err(self.err(
+                &path.key("servers"),
+                format!("upstream {name:?} has no servers"),
+                "list at least one host:port",
+            ));
+        }
+        let mut servers = Vec::new();
+        for (i, s) in up.servers.iter().enumerate() {
+            let p = path.key("servers").index(i);
+            let addr = resolve(s).map_err(|why| {
+                self.err(
+                    &p,
+                    format!("cannot use server {s:?}: {why}"),
+                    "write host:port with a name that resolves here, such as 127.0.0.1:9001",
+                )
+            })?;
+            servers.push((s.clone(), addr));
+        }
+        let timeouts = Timeouts {
+            connect: up.connect_timeout.map_or(Duration::from_secs(5), |s| s.0),
+            read: up.read_timeout.map_or(Duration::from_secs(60), |s| s.0),
+            write: up.write_timeout.map_or(Duration::from_secs(60), |s| s.0),
+            idle: up.idle_timeout.map_or(Duration::from_secs(60), |s| s.0),
+        };
+        for (key, d) in [
+            ("connect_timeout", timeouts.connect),
+            ("read_timeout", timeouts.read),
+            ("write_timeout", timeouts.write),
+        ] {
+            if d.is_zero() {
+                return Err(self.err(
+                    &path.key(key),
+                    format!("{key} is 0"),
+                    "give a positive duration such as 30s",
+                ));
+            }
+        }
+        let health = match &up.health_check {
+            None => None,
+            Some(hc) => Some(self.health(&path.key("health_check"), hc)?),
+        };
+        Ok(Upstream::new(name.to_owned(), servers, timeouts, health))
+    }
+
+    fn health(&mut self, path: &YamlPath, hc: &FileHealthCheck) -> Result<HealthSpec, ConfigError> {
+        if !hc.path.starts_with('/') {
+            return Err(self.err(
+                &path.key("path"),
+                format!("health check path {:?} does not start with /", hc.path),
+                format!("write \"/{}\"", hc.path),
+            ));
+        }
+        let host = hc.host.as_deref().unwrap_or("localhost");
+        let mut probe = HttpHealthCheck::new(host, false);
+        let mut req = RequestHeader::build("GET", hc.path.as_bytes(), None).map_err(|e| {
+            self.err(
+                &path.key("path"),
+                format!("invalid health check path {:?}: {e}", hc.path),
+                "use a plain path such as /health",
+            )
+        })?;
+        req.insert_header("Host", host).map_err(|_| {
+            self.err(
+                &path.key("host"),
+                format!("invalid host {host:?}"),
+                "use a host name",
+            )
+        })?;
+        req.insert_header("User-Agent", "crossgate-health-check")
+            .expect("static");
+        probe.req = req;
+        let timeout = hc.timeout.map_or(Duration::from_secs(1), |s| s.0);
+        probe.peer_template.options.connection_timeout = Some(timeout);
+        probe.peer_template.options.read_timeout = Some(timeout);
+        let interval = hc.interval.map_or(Duration::from_secs(5), |s| s.0);
+        if interval.is_zero() {
+            return Err(self.err(
+                &path.key("interval"),
+                "interval is 0".into(),
+                "give a positive duration such as 5s",
+            ));
+        }
+        Ok(HealthSpec {
+            probe,
+            path: hc.path.clone(),
+            interval,
+            healthy_threshold: hc.healthy_threshold.unwrap_or(1).max(1),
+            unhealthy_threshold: hc.unhealthy_threshold.unwrap_or(1).max(1),
+        })
+    }
+
+    fn host(&self, path: &YamlPath, host: Option<&str>) -> Result<HostMatch, ConfigError> {
+        let Some(h) = host else {
+            return Ok(HostMatch::Any);
+        };
+        let (m, bare) = match h.strip_prefix("*.") {
+            Some(suffix) => (
+                HostMatch::Suffix(format!(".{}", suffix.to_ascii_lowercase())),
+                suffix,
+            ),
+            None => (HostMatch::Exact(h.to_ascii_lowercase()), h),
+        };
+        let valid = !bare.is_empty()
+            && bare.split('.').all(|l| {
+                !l.is_empty()
+                    && l.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if !valid {
+            return Err(self.err(path, format!("invalid host {h:?}"), "write a host name without port, such as api.example.com, or *.example.com for its subdomains"));
+        }
+        Ok(m)
+    }
+
+    fn path(&self, yaml: &YamlPath, path: Option<&FilePath>) -> Result<PathMatch, ConfigError> {
+        Ok(match path {
+            None => PathMatch::Prefix("/".into()),
+            Some(FilePath::Prefix(p)) | Some(FilePath::Exact(p)) if !p.starts_with('/') => {
+                return Err(self.err(
+                    yaml,
+                    format!("path {p:?} does not start with /"),
+                    format!("write \"/{p}\""),
+                ));
+            }
+            Some(FilePath::Prefix(p)) => PathMatch::Prefix(p.clone()),
+            Some(FilePath::Exact(p)) => PathMatch::Exact(p.clone()),
+            Some(FilePath::Regex(r)) => {
+                PathMatch::Regex(anchored_regex(r).map_err(|e| self.err(yaml, e.message, e.fix))?)
+            }
+        })
+    }
+
+    fn cors_ref(
+        &mut self,
+        path: &YamlPath,
+        c: &CorsRef,
+        policies: &BTreeMap<String, Arc<CorsPolicy>>,
+        used: &mut HashSet<String>,
+    ) -> Result<Arc<CorsPolicy>, ConfigError> {
+        match c {
+            CorsRef::Named(n) => {
+                used.insert(n.clone());
+                policies.get(n).cloned().ok_or_else(|| {
+                    self.err(
+                        path,
+                        format!("unknown CORS policy {n:?}"),
+                        format!(
+                            "name a policy from cors_policies ({}), or write the policy inline",
+                            closest(n, policies.keys())
+                        ),
+                    )
+                })
+            }
+            CorsRef::Inline(p) => Ok(Arc::new(self.policy(path, path.to_string(), p)?)),
+        }
+    }
+
+    fn policy(
+        &mut self,
+        path: &YamlPath,
+        name: String,
+        p: &FileCorsPolicy,
+    ) -> Result<CorsPolicy, ConfigError> {
+        let origins = match &p.allow_origins {
+            FileOrigins::Any if p.allow_credentials => {
+                return Err(self.err(
+                    &path.key("allow_credentials"),
+                    "allow_credentials: true with allow_origins: any: browsers refuse `Access-Control-Allow-Origin: *` on credentialed requests, and echoing every origin would let any site act as the user".into(),
+                    "list the origins that may send credentials in allow_origins (exact, https://*.example.com or {regex: ...}), or set allow_credentials: false",
+                ));
+            }
+            FileOrigins::Any => AllowOrigin::Any,
+            FileOrigins::List(entries) => {
+                if entries.is_empty() {
+                    self.warn(
+                        &path.key("allow_origins"),
+                        "allow_origins is empty: every cross-origin request is refused".into(),
+                        "list the origins to allow",
+                    );
+                }
+                let mut list = OriginList::default();
+                for (i, e) in entries.iter().enumerate() {
+                    let ep = path.key("allow_origins").index(i);
+                    match e {
+                        FileOrigin::Pattern(s) if s.contains('*') => {
+                            if s.trim() == "*" {
+                                return Err(self.err(&ep, "`*` inside the list".into(), "write allow_origins: any (without a list) to allow every origin"));
+                            }
+                            let w =
+                                Wildcard::parse(s).map_err(|e| self.err(&ep, e.message, e.fix))?;
+                            list.push_wildcard(w, s.clone());
+                        }
+                        FileOrigin::Pattern(s) => {
+                            let c =
+                                canonical_exact(s).map_err(|e| self.err(&ep, e.message, e.fix))?;
+                            list.push_exact(c, s.clone());
+                        }
+                        FileOrigin::Regex(r) => {
+                            let re = anchored_regex(r)
+                                .map_err(|e| self.err(&ep.key("regex"), e.message, e.fix))?;
+                            list.push_regex(re, format!("regex {r}"));
+                        }
+                    }
+                }
+                AllowOrigin::List(list)
+            }
+        };
+
+        let methods = match &p.allow_methods {
+            None => vec![Method::GET, Method::HEAD, Method::POST],
+            Some(ms) => {
+                let mut out = Vec::new();
+                for (i, m) in ms.iter().enumerate() {
+                    let mp = path.key("allow_methods").index(i);
+                    if m == "*" {
+                        return Err(self.err(
+                            &mp,
+                            "`*` in allow_methods".into(),
+                            "list the methods, such as [GET, POST, PUT, DELETE]",
+                        ));
+                    }
+                    let method =
+                        Method::from_bytes(m.to_ascii_uppercase().as_bytes()).map_err(|_| {
+                            self.err(
+                                &mp,
+                                format!("invalid method {m:?}"),
+                                "use a method name such as GET or PATCH",
+                            )
+                        })?;
+                    if !out.contains(&method) {
+                        out.push(method);
+                    }
+                }
+                out
+            }
+        };
+
+        let headers = match &p.allow_headers {
+            None => Some(Vec::new()),
+            Some(FileAllowHeaders::Mirror) => None,
+            Some(FileAllowHeaders::List(hs)) => Some(self.header_names(
+                &path.key("allow_headers"),
+                hs,
+                false,
+                "use `allow_headers: mirror` to allow whatever the browser asks for",
+            )?),
+        };
+        let expose = self.header_names(
+            &path.key("expose_headers"),
+            &p.expose_headers,
+            !p.allow_credentials,
+            "with allow_credentials, `*` is a literal name to browsers: list the headers to expose",
+        )?;
+
+        if let Some(age) = p.max_age {
+            if age > CHROMIUM_MAX_AGE {
+                let cap = if age > FIREFOX_MAX_AGE {
+                    "Chromium's cap of 7200 s and Firefox's of 86400 s"
+                } else {
+                    "Chromium's cap of 7200 s"
+                };
+                self.warn(
+                    &path.key("max_age"),
+                    format!("max_age {age} is above {cap}: browsers will use their cap"),
+                    "set max_age to 7200 or less",
+                );
+            }
+        }
+
+        Ok(CorsPolicy::new(PolicySpec {
+            name,
+            origins,
+            methods,
+            headers,
+            expose,
+            credentials: p.allow_credentials,
+            max_age: p.max_age,
+            private_network: p.allow_private_network,
+            upstream_headers: p.upstream_headers,
+        }))
+    }
+
+    fn header_names(
+        &self,
+        path: &YamlPath,
+        names: &[String],
+        star_ok: bool,
+        star_fix: &str,
+    ) -> Result<Vec<HeaderName>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, n) in names.iter().enumerate() {
+            let p = path.index(i);
+            if n == "*" && !star_ok {
+                return Err(self.err(&p, "`*` is not allowed here".into(), star_fix));
+            }
+            let h = HeaderName::from_bytes(n.as_bytes()).map_err(|_| {
+                self.err(
+                    &p,
+                    format!("invalid header name {n:?}"),
+                    "use a header name such as x-request-id",
+                )
+            })?;
+            if !out.contains(&h) {
+                out.push(h);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Resolves `host:port` once, at load. IPv4 is preferred when a name has both.
+fn resolve(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    let addrs: Vec<SocketAddr> = s.to_socket_addrs().map_err(|e| e.to_string())?.collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| "the name resolves to no address".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_yaml;
+    use std::path::Path;
+
+    fn compile_str(yaml: &str) -> Result<Rules, ConfigError> {
+        let path = Path::new("test.yaml");
+        let config = parse_yaml(path, yaml)?;
+        compile(&Loaded {
+            path: path.into(),
+            source: yaml.into(),
+            config,
+        })
+    }
+
+    const BASE: &str = "listen: 127.0.0.1:0\nupstreams:\n  api:\n    servers: [127.0.0.1:9]\n";
+
+    #[test]
+    fn first_matching_route_wins_by_host_and_path() {
+        let rules = compile_str(&format!(
+            "{BASE}routes:\n  - {{name: exact, host: api.example.com, path: {{exact: /health}}, upstream: api}}\n  - {{name: sub, host: '*.example.com', path: /v1/, upstream: api}}\n  - {{name: re, path: {{regex: '/items/[0-9]+'}}, upstream: api}}\n  - {{name: all, upstream: api}}\n"
+        ))
+        .unwrap();
+        let name = |h: &str, p: &str| rules.find(h, p).map(|r| r.name.clone());
+        assert_eq!(name("api.example.com", "/health").as_deref(), Some("exact"));
+        assert_eq!(name("API.example.com", "/health").as_deref(), Some("exact"));
+        assert_eq!(name("api.example.com", "/health/x").as_deref(), Some("all"));
+        assert_eq!(name("a.example.com", "/v1/x").as_deref(), Some("sub"));
+        assert_eq!(name("example.com", "/v1/x").as_deref(), Some("all"));
+        assert_eq!(name("x", "/items/12").as_deref(), Some("re"));
+        assert_eq!(name("x", "/items/12/more").as_deref(), Some("all"));
+    }
+
+    #[test]
+    fn no_route_matches_when_nothing_catches_all() {
+        let rules = compile_str(&format!(
+            "{BASE}routes:\n  - {{name: a, path: /api/, upstream: api}}\n"
+        ))
+        .unwrap();
+        assert!(rules.find("x", "/other").is_none());
+    }
+
+    #[test]
+    fn credentials_with_any_origin_is_refused_with_a_fix() {
+        let e = compile_str(&format!(
+            "{BASE}routes:\n  - name: a\n    upstream: api\n    cors:\n      allow_origins: any\n      allow_credentials: true\n"
+        ))
+        .err()
+        .unwrap();
+        assert_eq!(e.path, "routes[0].cors.allow_credentials");
+        assert_eq!(e.location, Some((10, 26)));
+        assert!(e.fix.contains("list the origins"), "{e}");
+    }
+
+    #[test]
+    fn unknown_upstream_suggests_the_closest() {
+        let e = compile_str(&format!("{BASE}routes:\n  - {{name: a, upstream: apii}}\n"))
+            .err()
+            .unwrap();
+        assert_eq!(e.path, "routes[0].upstream");
+        assert!(e.fix.contains("did you mean `api`"), "{e}");
+    }
+
+    #[test]
+    fn bad_origin_names_path_line_and_value() {
+        let e = compile_str(&format!(
+            "{BASE}routes:\n  - name: a\n    upstream: api\n    cors:\n      allow_origins:\n        - https://ok.example\n        - https://app.example.com/\n"
+        ))
+        .err()
+        .unwrap();
+        assert_eq!(e.path, "routes[0].cors.allow_origins[1]");
+        assert_eq!(e.location.map(|l| l.0), Some(11));
+        assert!(e.message.contains("\"https://app.example.com/\""), "{e}");
+    }
+
+    #[test]
+    fn max_age_above_browser_caps_is_a_warning() {
+        let rules = compile_str(&format!(
+            "{BASE}routes:\n  - name: a\n    upstream: api\n    cors: {{allow_origins: any, max_age: 90000}}\n"
+        ))
+        .unwrap();
+        assert_eq!(rules.warnings.len(), 1);
+        assert!(
+            rules.warnings[0].message.contains("Firefox"),
+            "{}",
+            rules.warnings[0]
+        );
+    }
+
+    #[test]
+    fn named_policies_are_shared() {
+        let rules = compile_str(&format!(
+            "{BASE}cors_policies:\n  app: {{allow_origins: ['https://a.test']}}\nroutes:\n  - {{name: a, path: /a/, upstream: api, cors: app}}\n  - {{name: b, path: /b/, upstream: api, cors: app}}\n"
+        ))
+        .unwrap();
+        assert!(Arc::ptr_eq(
+            rules.routes[0].cors.as_ref().unwrap(),
+            rules.routes[1].cors.as_ref().unwrap()
+        ));
+    }
+}
