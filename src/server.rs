@@ -94,7 +94,7 @@ impl Gateway {
                 rt.block_on(forward_signals(tx, in_flight, grace));
             })
             .expect("a thread for signal handling");
-        self.run(watch);
+        self.run(Box::new(watch));
     }
 }
 
@@ -142,12 +142,9 @@ async fn forward_signals(
 pub struct ChannelShutdown(Mutex<mpsc::UnboundedReceiver<ShutdownSignal>>);
 
 impl ChannelShutdown {
-    pub fn pair() -> (
-        mpsc::UnboundedSender<ShutdownSignal>,
-        Box<dyn ShutdownSignalWatch>,
-    ) {
+    pub fn pair() -> (mpsc::UnboundedSender<ShutdownSignal>, ChannelShutdown) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (tx, Box::new(ChannelShutdown(Mutex::new(rx))))
+        (tx, ChannelShutdown(Mutex::new(rx)))
     }
 }
 

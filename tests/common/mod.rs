@@ -1,0 +1,268 @@
+//! Test fixtures: a real backend server on an ephemeral port that records every request it
+//! gets, and crossgate started in-process (pingora `Server::run` on a thread with a channel
+//! shutdown) on another ephemeral port.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use crossgate::config::{parse_yaml, Loaded};
+use crossgate::rules::compile;
+use crossgate::server::{ChannelShutdown, Gateway};
+use pingora::server::ShutdownSignal;
+use tokio::sync::Notify;
+
+/// What the backend saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: Method,
+    pub path: String,
+    pub headers: HeaderMap,
+}
+
+#[derive(Default)]
+struct Log {
+    seen: Mutex<Vec<Seen>>,
+    changed: Notify,
+}
+
+/// A real HTTP backend. Paths (the last segment counts, `/x/vary` is `/vary`):
+/// - `.../status/N`: answers status N with a JSON body;
+/// - `/slow?ms=N`: answers after N ms;
+/// - `/vary`: sends `Vary: Accept-Encoding`;
+/// - `/own-cors`: sends CORS headers of its own;
+/// - `/health`: 200, or the status set with [`Backend::set_health`];
+/// - anything else: 200 with JSON naming this backend, the method and path.
+///
+/// `OPTIONS` to any path answers 200 with `allow` and the body `backend options`.
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub name: &'static str,
+    log: Arc<Log>,
+    health: Arc<Mutex<u16>>,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Backend {
+    pub async fn start(name: &'static str) -> Backend {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let log = Arc::new(Log::default());
+        let health = Arc::new(Mutex::new(200u16));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (l, h) = (log.clone(), health.clone());
+        let app = axum::Router::new().fallback(move |req: Request| {
+            let (l, h) = (l.clone(), h.clone());
+            async move { handle(name, &l, &h, req).await }
+        });
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        Backend {
+            addr,
+            name,
+            log,
+            health,
+            _shutdown: tx,
+        }
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.log.seen.lock().unwrap().clone()
+    }
+
+    /// Requests to paths other than `/health`.
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen()
+            .into_iter()
+            .filter(|s| s.path != "/health")
+            .collect()
+    }
+
+    pub fn set_health(&self, status: u16) {
+        *self.health.lock().unwrap() = status;
+    }
+
+    /// Waits until the log holds `n` entries that satisfy `pred` (10 s at most).
+    pub async fn wait_for(&self, n: usize, pred: impl Fn(&Seen) -> bool) {
+        let wait = async {
+            loop {
+                let notified = self.log.changed.notified();
+                if self.seen().iter().filter(|s| pred(s)).count() >= n {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .expect("the backend did not see the expected requests within 10 s");
+    }
+}
+
+async fn handle(name: &str, log: &Log, health: &Mutex<u16>, req: Request) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    log.seen.lock().unwrap().push(Seen {
+        method: method.clone(),
+        path: path.clone(),
+        headers: req.headers().clone(),
+    });
+    log.changed.notify_waiters();
+
+    let json = |status: u16, body: String| {
+        Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .header("x-backend", name)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    if method == Method::OPTIONS {
+        return Response::builder()
+            .status(200)
+            .header("allow", "GET, PUT, OPTIONS")
+            .header("x-backend", name)
+            .body(Body::from("backend options"))
+            .unwrap();
+    }
+    if let Some((_, code)) = path.split_once("/status/") {
+        let code: u16 = code.parse().unwrap_or(500);
+        return json(code, format!("{{\"status\":{code}}}"));
+    }
+    // Special paths match on their last segment, so that any route prefix reaches them.
+    let last = format!("/{}", path.rsplit('/').next().unwrap_or(""));
+    match last.as_str() {
+        "/health" => {
+            let status = *health.lock().unwrap();
+            json(status, "{}".into())
+        }
+        "/slow" => {
+            let ms: u64 = query
+                .strip_prefix("ms=")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1000);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            json(200, format!("{{\"waited_ms\":{ms}}}"))
+        }
+        "/vary" => {
+            let mut r = json(200, "{}".into());
+            r.headers_mut()
+                .insert("vary", "Accept-Encoding".parse().unwrap());
+            r
+        }
+        "/own-cors" => {
+            let mut r = json(200, "{}".into());
+            let h = r.headers_mut();
+            h.insert("access-control-allow-origin", "*".parse().unwrap());
+            h.insert("access-control-allow-credentials", "true".parse().unwrap());
+            h.insert("access-control-expose-headers", "x-secret".parse().unwrap());
+            r
+        }
+        _ => json(
+            200,
+            format!("{{\"backend\":\"{name}\",\"method\":\"{method}\",\"path\":\"{path}\"}}"),
+        ),
+    }
+}
+
+/// An address on loopback that nothing listens on right now.
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// crossgate running in this process.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    stop: tokio::sync::mpsc::UnboundedSender<ShutdownSignal>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Starts crossgate with `yaml`, in which `LISTEN` is replaced by the proxy's address.
+    pub async fn start(yaml: &str) -> Proxy {
+        let addr = free_addr();
+        let yaml = yaml.replace("LISTEN", &addr.to_string());
+        let path = Path::new("test.yaml");
+        let config = parse_yaml(path, &yaml).unwrap_or_else(|e| panic!("{e}"));
+        let rules = compile(&Loaded {
+            path: path.into(),
+            source: yaml.clone(),
+            config,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let (stop, signal) = ChannelShutdown::pair();
+        let gateway = Gateway::new(rules);
+        let thread = std::thread::spawn(move || gateway.run(Box::new(signal)));
+        wait_until_listening(addr).await;
+        Proxy {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.stop.send(ShutdownSignal::FastShutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Polls until something accepts connections on `addr` (10 s at most).
+pub async fn wait_until_listening(addr: SocketAddr) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing listens on {addr} after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// An HTTP client that keeps nothing between tests and follows no redirects.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+pub fn header<'a>(r: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    r.headers().get(name).map(|v| v.to_str().unwrap())
+}
+
+/// The names of the response's `access-control-*` headers.
+pub fn cors_headers(r: &reqwest::Response) -> Vec<String> {
+    r.headers()
+        .keys()
+        .map(|k| k.as_str().to_owned())
+        .filter(|k| k.starts_with("access-control-"))
+        .collect()
+}
+
+pub const OK_STATUS: StatusCode = StatusCode::OK;
