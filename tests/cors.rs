@@ -491,7 +491,7 @@ async fn proxy_502_when_the_upstream_refuses_carries_cors() {
     let dead = common::free_addr();
     let yaml = config(
         &backend,
-        &format!("  - name: dead\n    path: /dead/\n    upstream: dead\n    cors: app\n"),
+        "  - name: dead\n    path: /dead/\n    upstream: dead\n    cors: app\n",
     )
     .replace(
         "upstreams:\n",

@@ -1,0 +1,298 @@
+//! The real binary as a subprocess: `check` on good and bad configs, `demo` answering, and
+//! SIGTERM draining an in-flight request.
+
+mod common;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{client, free_addr, header, wait_until_listening, Backend};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_crossgate"))
+}
+
+fn write_config(name: &str, yaml: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("crossgate-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.yaml");
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    path
+}
+
+fn check(path: &std::path::Path) -> Output {
+    bin()
+        .args(["check", "--config"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
+/// Kills the child when the test ends, whatever happens.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn check_accepts_the_example_config_and_prints_what_it_compiled() {
+    let out = check(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config.example.yaml"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("routes (first match wins):"), "{stdout}");
+    assert!(
+        stdout.contains("1. api: any host, path prefix /api/ -> legacy; cors policy app"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("app: origins: http://localhost:3000"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_refuses_a_typod_key_with_file_line_path_and_fix() {
+    let path = write_config(
+        "typo",
+        "listen: 127.0.0.1:8080\nupstreams:\n  a: {servers: [127.0.0.1:9]}\nroutes:\n  - name: r\n    upstream: a\n    cors:\n      allow_orgins: [https://a.test]\n",
+    );
+    let out = check(&path);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}:8:7: at routes[0].cors.allow_orgins",
+            path.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean `allow_origins`?"), "{stderr}");
+    assert!(
+        stderr.contains("fix: rename `allow_orgins` to `allow_origins`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_refuses_credentials_with_any_origin_and_says_what_to_use() {
+    let path = write_config(
+        "creds",
+        "listen: 127.0.0.1:8080\nupstreams:\n  a: {servers: [127.0.0.1:9]}\nroutes:\n  - name: r\n    upstream: a\n    cors:\n      allow_origins: any\n      allow_credentials: true\n",
+    );
+    let out = check(&path);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}:9:26: at routes[0].cors.allow_credentials",
+            path.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("fix: list the origins that may send credentials"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_warns_about_max_age_above_browser_caps_but_passes() {
+    let path = write_config(
+        "maxage",
+        "listen: 127.0.0.1:8080\nupstreams:\n  a: {servers: [127.0.0.1:9]}\nroutes:\n  - name: r\n    upstream: a\n    cors: {allow_origins: any, max_age: 10000}\n",
+    );
+    let out = check(&path);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning:") && stderr.contains("Chromium's cap of 7200 s"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_reports_a_missing_file() {
+    let out = check(&PathBuf::from("/nonexistent/crossgate.yaml"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the config file"));
+}
+
+#[tokio::test]
+async fn demo_serves_the_example_api_through_the_proxy() {
+    let (proxy, backend) = (free_addr(), free_addr());
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml"))
+            .unwrap();
+    let yaml = example
+        .replace("127.0.0.1:8080", &proxy.to_string())
+        .replace("127.0.0.1:9001", &backend.to_string());
+    let path = write_config("demo", &yaml);
+    let _child = Running(
+        bin()
+            .args(["demo", "--config"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until_listening(proxy).await;
+    let r = client()
+        .get(format!("http://{proxy}/api/users"))
+        .header("origin", "http://localhost:3000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        header(&r, "access-control-allow-origin"),
+        Some("http://localhost:3000")
+    );
+    assert!(header(&r, "x-request-id").is_some());
+    let users: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(users[0]["name"], "Ada Lovelace");
+    let r = client()
+        .get(format!("http://{proxy}/api/error"))
+        .header("origin", "http://localhost:3000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(
+        header(&r, "access-control-allow-origin"),
+        Some("http://localhost:3000")
+    );
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_in_flight_request_finish_then_exits() {
+    let backend = Backend::start("b").await;
+    let proxy = free_addr();
+    let path = write_config(
+        "drain",
+        &format!(
+            "listen: \"{proxy}\"\nserver: {{grace_period: 20s}}\nupstreams:\n  b: {{servers: [\"{}\"]}}\nroutes:\n  - {{name: r, upstream: b}}\n",
+            backend.addr
+        ),
+    );
+    let mut child = Running(
+        bin()
+            .args(["run", "--config"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until_listening(proxy).await;
+
+    let slow = tokio::spawn(client().get(format!("http://{proxy}/slow?ms=1500")).send());
+    backend.wait_for(1, |s| s.path == "/slow").await;
+    let pid = child.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+
+    let r = slow
+        .await
+        .unwrap()
+        .expect("the in-flight request was cut by SIGTERM");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "{\"waited_ms\":1500}");
+
+    // The process exits on its own once drained, well within the 20 s grace period.
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(s) = child.0.try_wait().unwrap() {
+                return Some(s);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap();
+    let status = status.expect("crossgate did not exit after draining");
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn json_access_log_has_one_line_per_request_with_every_field() {
+    use std::io::BufRead;
+    let backend = Backend::start("b").await;
+    let proxy = free_addr();
+    let path = write_config(
+        "jsonlog",
+        &format!(
+            "listen: \"{proxy}\"\nupstreams:\n  b: {{servers: [\"{}\"]}}\nroutes:\n  - {{name: api, upstream: b, cors: {{allow_origins: [https://app.example.com]}}}}\n",
+            backend.addr
+        ),
+    );
+    let mut child = Running(
+        bin()
+            .args(["run", "--log-format", "json", "--config"])
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    wait_until_listening(proxy).await;
+    let r = client()
+        .get(format!("http://{proxy}/items?q=1"))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let line = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("no access log line within 10 s");
+        if line.contains("crossgate::access") {
+            break line;
+        }
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["target"], "crossgate::access");
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["path"], "/items");
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["origin"], "https://app.example.com");
+    assert_eq!(v["route"], "api");
+    assert_eq!(v["cors"], "allowed");
+    assert!(
+        v["host"].as_str().unwrap().starts_with("127.0.0.1"),
+        "{line}"
+    );
+    assert!(v["upstream_ms"].as_f64().is_some(), "{line}");
+}
