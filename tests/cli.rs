@@ -246,7 +246,7 @@ async fn json_access_log_has_one_line_per_request_with_every_field() {
     );
     let mut child = Running(
         bin()
-            .args(["run", "--log-format", "json", "--config"])
+            .args(["--log-format", "json", "--config"]) // `run` is the default subcommand
             .arg(&path)
             .stdout(Stdio::piped())
             .spawn()
