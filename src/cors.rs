@@ -188,6 +188,15 @@ impl CorsPolicy {
         }
     }
 
+    /// Whether `origin` (a serialized origin) is allowed, for channels other than CORS
+    /// (JSONP's Referer, WebSocket's Origin).
+    pub fn allows(&self, origin: &str) -> bool {
+        match &self.origins {
+            AllowOrigin::Any => true,
+            AllowOrigin::List(list) => list.find(origin).is_some(),
+        }
+    }
+
     /// Answers a preflight (see [`is_preflight`]) without forwarding it.
     pub fn preflight(&self, req: &RequestHeader) -> Preflight {
         let check = match self.check_origin(req) {

@@ -5,6 +5,7 @@ pub mod config;
 pub mod cors;
 pub mod demo;
 pub mod describe;
+pub mod jsonp;
 pub mod logging;
 pub mod origin;
 pub mod proxy;

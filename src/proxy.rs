@@ -18,6 +18,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
 
 use crate::cors::{self, CorsPolicy, OriginCheck};
+use crate::jsonp;
 use crate::rules::{Route, Rules};
 
 static NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
@@ -58,7 +59,18 @@ pub struct Ctx {
     upstream_started: Option<Instant>,
     upstream_time: Option<Duration>,
     tries: usize,
+    /// Set when this request asked for JSONP with a valid callback.
+    jsonp: Option<JsonpState>,
     _in_flight: InFlight,
+}
+
+struct JsonpState {
+    callback: jsonp::Callback,
+    envelope: bool,
+    /// Set once the response is known to be wrapped.
+    wrapper: Option<jsonp::Wrapper>,
+    /// A zstd body that pingora does not decompress.
+    zstd: Option<jsonp::ZstdStream>,
 }
 
 impl Ctx {
@@ -120,6 +132,85 @@ async fn send_text(
     Ok(())
 }
 
+/// JSONP is readable by whichever page includes the script, so the including page must be on
+/// the route's allowlist: a same-origin request, or a `Referer` whose origin is allowed.
+fn jsonp_caller_allowed(
+    req: &RequestHeader,
+    policy: &CorsPolicy,
+    without_referer: bool,
+) -> std::result::Result<(), String> {
+    let fetch_site = req.headers.get("sec-fetch-site").map(|v| v.as_bytes());
+    if fetch_site == Some(b"same-origin") {
+        return Ok(());
+    }
+    match req.headers.get(http::header::REFERER) {
+        Some(referer) => {
+            let text = referer.to_str().unwrap_or("");
+            match jsonp::referer_origin(text) {
+                Some(origin) if policy.allows(origin) => Ok(()),
+                _ => Err(format!(
+                    "the including page {} is not in allow_origins of policy {}",
+                    cors::printable(jsonp::referer_origin(text).unwrap_or(text)),
+                    policy.name
+                )),
+            }
+        }
+        None if without_referer => Ok(()),
+        None => {
+            Err("the request has no Referer, and this route's jsonp.without_referer is deny".into())
+        }
+    }
+}
+
+static JAVASCRIPT: HeaderValue = HeaderValue::from_static("application/javascript; charset=utf-8");
+
+/// The headers of a wrapped response: a script, never sniffed, of a length only known at the
+/// end (U+2028 escapes grow it), with no strong validator of the unwrapped body.
+fn jsonp_response_headers(resp: &mut ResponseHeader, wrap: jsonp::Wrap, h2: bool) -> Result<()> {
+    if matches!(wrap, jsonp::Wrap::Envelope | jsonp::Wrap::EnvelopeNoData) {
+        // The script must run for the client to see meta.status.
+        resp.set_status(200)?;
+    }
+    resp.insert_header(CONTENT_TYPE, JAVASCRIPT.clone())?;
+    resp.insert_header(X_CONTENT_TYPE_OPTIONS, NOSNIFF.clone())?;
+    resp.remove_header(&CONTENT_LENGTH);
+    resp.remove_header(&http::header::CONTENT_ENCODING);
+    resp.remove_header(&http::header::ACCEPT_RANGES);
+    let strong_etag = resp
+        .headers
+        .get(http::header::ETAG)
+        .is_some_and(|e| !e.as_bytes().starts_with(b"W/"));
+    if strong_etag {
+        resp.remove_header(&http::header::ETAG);
+    }
+    if !h2 {
+        resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+    }
+    Ok(())
+}
+
+/// The proxy's own error as a JSONP envelope (`envelope: true`): a script that runs and
+/// hands `{"meta":{"status":502},"data":null}` to the callback.
+async fn send_jsonp_error(
+    session: &mut Session,
+    callback: &jsonp::Callback,
+    status: u16,
+    ctx: &Ctx,
+) -> Result<()> {
+    let mut w = jsonp::Wrapper::new(callback, jsonp::Wrap::EnvelopeNoData, status);
+    let body = w.feed(None, true).unwrap_or_default();
+    let mut h = ResponseHeader::build_no_case(200, Some(8))?;
+    h.insert_header(CONTENT_TYPE, JAVASCRIPT.clone())?;
+    h.insert_header(X_CONTENT_TYPE_OPTIONS, NOSNIFF.clone())?;
+    h.insert_header(CONTENT_LENGTH, body.len())?;
+    h.insert_header(CACHE_CONTROL, NO_STORE.clone())?;
+    if let Some(policy) = ctx.policy() {
+        policy.apply_actual(&mut h, &ctx.origin);
+    }
+    session.write_response_header(Box::new(h), false).await?;
+    session.write_response_body(Some(body), true).await
+}
+
 /// The status the proxy answers with when it cannot get a response from upstream.
 fn error_status(e: &Error) -> u16 {
     match (e.esource(), e.etype()) {
@@ -152,6 +243,7 @@ impl ProxyHttp for CrossGate {
             upstream_started: None,
             upstream_time: None,
             tries: 0,
+            jsonp: None,
             _in_flight: InFlight::new(&self.in_flight),
         }
     }
@@ -160,9 +252,9 @@ impl ProxyHttp for CrossGate {
         let rules = self.rules.load_full();
         let req = session.req_header();
         ctx.route = rules.find_index(request_host(req), req.uri.path());
-        ctx.rules = Some(rules);
+        ctx.rules = Some(rules.clone());
 
-        let Some(route) = ctx.route() else {
+        let Some(route) = ctx.route.map(|i| &rules.routes[i]) else {
             let req = session.req_header();
             ctx.origin = match ctx.policy() {
                 Some(p) => p.check_origin(req),
@@ -204,7 +296,78 @@ impl ProxyHttp for CrossGate {
             return Ok(true);
         }
         ctx.origin = policy.check_origin(req);
+        if let Some(j) = &route.jsonp {
+            if req.method == Method::GET {
+                match jsonp::ask(req.uri.query(), &j.param) {
+                    jsonp::Ask::No => {}
+                    jsonp::Ask::Invalid(why) => {
+                        send_text(
+                            session,
+                            400,
+                            format!("crossgate: JSONP refused: {why}"),
+                            None,
+                        )
+                        .await?;
+                        // Answered: nothing executable for a bad callback.
+                        return Ok(true);
+                    }
+                    jsonp::Ask::Yes(callback) => {
+                        if let Err(why) = jsonp_caller_allowed(req, policy, j.allow_without_referer)
+                        {
+                            send_text(
+                                session,
+                                403,
+                                format!("crossgate: JSONP refused: {why}"),
+                                None,
+                            )
+                            .await?;
+                            // Answered: the including page is not on the allowlist.
+                            return Ok(true);
+                        }
+                        ctx.jsonp = Some(JsonpState {
+                            callback,
+                            envelope: j.envelope,
+                            wrapper: None,
+                            zstd: None,
+                        });
+                        // Wrapping needs the plain body, whatever the backend compresses.
+                        session.upstream_compression.adjust_decompression(true);
+                    }
+                }
+            }
+        }
         Ok(false)
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if ctx.jsonp.is_some() {
+            let param = ctx
+                .route()
+                .and_then(|r| r.jsonp.as_ref())
+                .map_or("callback", |j| j.param.as_str());
+            if let Some(query) = upstream.uri.query() {
+                let path_and_query = match jsonp::strip_query(query, param) {
+                    Some(q) => format!("{}?{q}", upstream.uri.path()),
+                    None => upstream.uri.path().to_owned(),
+                };
+                let uri = http::Uri::builder()
+                    .path_and_query(path_and_query)
+                    .build()
+                    .map_err(|e| {
+                        Error::because(ErrorType::InternalError, "rewriting the JSONP query", e)
+                    })?;
+                upstream.set_uri(uri);
+            }
+            // A byte range of the JSON would be wrapped as if it were the whole.
+            upstream.remove_header(&http::header::RANGE);
+            upstream.remove_header(&http::header::IF_RANGE);
+        }
+        Ok(())
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -247,19 +410,80 @@ impl ProxyHttp for CrossGate {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
         if let Some(policy) = ctx.route().and_then(|r| r.cors.as_deref()) {
             policy.apply_actual(resp, &ctx.origin);
         }
+        if let Some(j) = ctx.jsonp.as_mut() {
+            let status = resp.status.as_u16();
+            let content_type = resp.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+            let mut wrap = jsonp::decide(status, content_type, j.envelope);
+            // pingora has decoded gzip and br already; zstd is ours; anything else stays as is.
+            match resp
+                .headers
+                .get(http::header::CONTENT_ENCODING)
+                .map(|v| v.as_bytes())
+            {
+                None => {}
+                Some(e) if e.eq_ignore_ascii_case(b"identity") => {}
+                Some(e) if e.eq_ignore_ascii_case(b"zstd") && wrap != jsonp::Wrap::Passthrough => {
+                    j.zstd = Some(jsonp::ZstdStream::new().map_err(|e| {
+                        Error::because(ErrorType::InternalError, "zstd decoder", e)
+                    })?);
+                }
+                Some(_) => wrap = jsonp::Wrap::Passthrough,
+            }
+            if wrap != jsonp::Wrap::Passthrough {
+                j.wrapper = Some(jsonp::Wrapper::new(&j.callback, wrap, status));
+                jsonp_response_headers(resp, wrap, session.is_http2())?;
+            }
+        }
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        let Some(j) = ctx.jsonp.as_mut() else {
+            return Ok(None);
+        };
+        if let (Some(z), Some(chunk)) = (j.zstd.as_mut(), body.as_ref()) {
+            let plain = z.decode(chunk).map_err(|e| {
+                Error::because(
+                    ErrorType::InvalidHTTPHeader,
+                    "the upstream zstd body is corrupt",
+                    e,
+                )
+                .into_up()
+            })?;
+            *body = Some(plain);
+        }
+        if let Some(w) = j.wrapper.as_mut() {
+            *body = w.feed(body.as_deref(), end_of_stream);
+        }
+        Ok(None)
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let code = error_status(e);
-        if code > 0 && session.response_written().is_none() {
+        let envelope = ctx
+            .jsonp
+            .as_ref()
+            .filter(|j| j.envelope)
+            .map(|j| j.callback.clone());
+        if let (Some(callback), true) = (envelope, code > 0 && session.response_written().is_none())
+        {
+            if let Err(write_err) = send_jsonp_error(session, &callback, code, ctx).await {
+                tracing::debug!(error = %write_err, "could not send the error response");
+            }
+        } else if code > 0 && session.response_written().is_none() {
             let message = match (code, ctx.route()) {
                 (504, Some(r)) => format!("crossgate: upstream {} timed out", r.upstream.name),
                 (502, Some(r)) => format!(

@@ -16,8 +16,8 @@ use pingora::lb::health_check::HttpHealthCheck;
 use regex::Regex;
 
 use crate::config::{
-    ConfigError, CorsRef, FileAllowHeaders, FileCorsPolicy, FileHealthCheck, FileOrigin,
-    FileOrigins, FilePath, FileUpstream, Loaded, LogFormat, YamlPath,
+    ConfigError, CorsRef, FileAllowHeaders, FileCorsPolicy, FileHealthCheck, FileJsonp, FileOrigin,
+    FileOrigins, FilePath, FileUpstream, Loaded, LogFormat, Permission, YamlPath,
 };
 use crate::cors::{AllowOrigin, CorsPolicy, PolicySpec};
 use crate::origin::{anchored_regex, canonical_exact, OriginList, Wildcard};
@@ -75,6 +75,15 @@ pub struct Route {
     pub upstream: Arc<Upstream>,
     /// None: crossgate leaves CORS to the backend on this route.
     pub cors: Option<Arc<CorsPolicy>>,
+    pub jsonp: Option<JsonpRoute>,
+}
+
+/// JSONP settings of a route (its origin rules are the route's CORS policy).
+#[derive(Debug, Clone)]
+pub struct JsonpRoute {
+    pub param: String,
+    pub envelope: bool,
+    pub allow_without_referer: bool,
 }
 
 /// Process-level settings.
@@ -250,12 +259,17 @@ impl Compiler<'_> {
                     Some(self.cors_ref(&path.key("cors"), c, &policies, &mut used_policies)?)
                 }
             };
+            let jsonp = match &r.jsonp {
+                None => None,
+                Some(j) => Some(self.jsonp(&path, j, cors.as_deref())?),
+            };
             routes.push(Route {
                 name: r.name.clone(),
                 host: self.host(&path.key("host"), r.host.as_deref())?,
                 path: self.path(&path.key("path"), r.path.as_ref())?,
                 upstream,
                 cors,
+                jsonp,
             });
         }
 
@@ -384,6 +398,46 @@ impl Compiler<'_> {
             interval,
             healthy_threshold: hc.healthy_threshold.unwrap_or(1).max(1),
             unhealthy_threshold: hc.unhealthy_threshold.unwrap_or(1).max(1),
+        })
+    }
+
+    fn jsonp(
+        &self,
+        route: &YamlPath,
+        j: &FileJsonp,
+        cors: Option<&CorsPolicy>,
+    ) -> Result<JsonpRoute, ConfigError> {
+        let path = route.key("jsonp");
+        let Some(policy) = cors else {
+            return Err(self.err(&path, "jsonp needs the route's cors policy: its allow_origins decides which pages may load the script".into(), "add cors: to this route (a policy name or an inline policy)"));
+        };
+        if policy.credentials && !j.acknowledge_credentials {
+            return Err(self.err(
+                &path,
+                format!("jsonp on a route whose CORS policy ({}) allows credentials: a <script> request always carries the user's cookies, and only the Referer check stands between them and any page", policy.name),
+                "serve JSONP on a route whose policy has allow_credentials: false, or set jsonp.acknowledge_credentials: true if the responses hold nothing user-specific",
+            ));
+        }
+        let param = j
+            .callback_param
+            .clone()
+            .unwrap_or_else(|| "callback".into());
+        if param.is_empty()
+            || param == "_"
+            || !param
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        {
+            return Err(self.err(
+                &path.key("callback_param"),
+                format!("invalid callback_param {param:?}"),
+                "use a plain query parameter name such as callback or jsonp",
+            ));
+        }
+        Ok(JsonpRoute {
+            param,
+            envelope: j.envelope,
+            allow_without_referer: j.without_referer == Permission::Allow,
         })
     }
 

@@ -153,6 +153,38 @@ pub struct FileRoute {
     pub upstream: String,
     #[serde(default)]
     pub cors: Option<CorsRef>,
+    #[serde(default)]
+    pub jsonp: Option<FileJsonp>,
+}
+
+/// JSONP on a route: `jsonp: {}` for the defaults.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileJsonp {
+    /// The query parameter that names the callback (default `callback`).
+    #[serde(default)]
+    pub callback_param: Option<String>,
+    /// Wrap every JSON response, errors included, as `cb({"meta":{"status":S},"data":...})`
+    /// and answer 200, so that script clients can see the status.
+    #[serde(default)]
+    pub envelope: bool,
+    /// Requests without a `Referer` (and not `Sec-Fetch-Site: same-origin`): `deny` (default)
+    /// or `allow`.
+    #[serde(default)]
+    pub without_referer: Permission,
+    /// Needed when the route's CORS policy allows credentials: JSONP requests always carry
+    /// cookies and CORS cannot restrict who reads the script.
+    #[serde(default)]
+    pub acknowledge_credentials: bool,
+}
+
+/// allow | deny.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    Allow,
+    #[default]
+    Deny,
 }
 
 /// `path: /api/` (a prefix) or `path: {prefix|exact|regex: ...}`.

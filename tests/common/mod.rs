@@ -16,6 +16,7 @@ use axum::response::Response;
 use crossgate::config::{parse_yaml, Loaded};
 use crossgate::rules::compile;
 use crossgate::server::{ChannelShutdown, Gateway};
+use futures_util::StreamExt;
 use pingora::server::ShutdownSignal;
 use tokio::sync::Notify;
 
@@ -24,6 +25,7 @@ use tokio::sync::Notify;
 pub struct Seen {
     pub method: Method,
     pub path: String,
+    pub query: Option<String>,
     pub headers: HeaderMap,
 }
 
@@ -119,6 +121,7 @@ async fn handle(name: &str, log: &Log, health: &Mutex<u16>, req: Request) -> Res
     log.seen.lock().unwrap().push(Seen {
         method: method.clone(),
         path: path.clone(),
+        query: req.uri().query().map(str::to_owned),
         headers: req.headers().clone(),
     });
     log.changed.notify_waiters();
@@ -158,6 +161,50 @@ async fn handle(name: &str, log: &Log, health: &Mutex<u16>, req: Request) -> Res
             tokio::time::sleep(Duration::from_millis(ms)).await;
             json(200, format!("{{\"waited_ms\":{ms}}}"))
         }
+        "/chunked-2028" => {
+            // JSON whose U+2028 and U+2029 bytes are cut across chunk boundaries, paced so
+            // that the chunks leave separately.
+            let chunks: Vec<&'static [u8]> = vec![
+                b"{\"s\":\"a\xE2",
+                b"\x80\xA8b\xE2\x80",
+                b"\xA9c\", \"n\":",
+                b"1}",
+            ];
+            let stream = futures_util::stream::iter(chunks).then(|c| async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok::<_, std::io::Error>(bytes::Bytes::from_static(c))
+            });
+            Response::builder()
+                .header("content-type", "application/json")
+                .header("x-backend", name)
+                .body(Body::from_stream(stream))
+                .unwrap()
+        }
+        "/gzip" | "/br" | "/zstd" => {
+            let plain =
+                b"{\"compressed\":true,\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}";
+            let (encoding, body) = compress(&last[1..], plain);
+            Response::builder()
+                .header("content-type", "application/json")
+                .header("content-encoding", encoding)
+                .header("etag", "\"strong-etag\"")
+                .body(Body::from(body))
+                .unwrap()
+        }
+        "/html" => Response::builder()
+            .header("content-type", "text/html")
+            .body(Body::from("<p>hello</p>"))
+            .unwrap(),
+        "/events" => Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from("data: one\n\ndata: two\n\n"))
+            .unwrap(),
+        "/etag" => Response::builder()
+            .header("content-type", "application/json")
+            .header("etag", "\"v1\"")
+            .header("accept-ranges", "bytes")
+            .body(Body::from("{\"v\":1}"))
+            .unwrap(),
         "/vary" => {
             let mut r = json(200, "{}".into());
             r.headers_mut()
@@ -176,6 +223,26 @@ async fn handle(name: &str, log: &Log, health: &Mutex<u16>, req: Request) -> Res
             200,
             format!("{{\"backend\":\"{name}\",\"method\":\"{method}\",\"path\":\"{path}\"}}"),
         ),
+    }
+}
+
+fn compress(algorithm: &str, plain: &[u8]) -> (&'static str, Vec<u8>) {
+    use std::io::Write;
+    match algorithm {
+        "gzip" => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(plain).unwrap();
+            ("gzip", e.finish().unwrap())
+        }
+        "br" => {
+            let mut out = Vec::new();
+            {
+                let mut w = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+                w.write_all(plain).unwrap();
+            }
+            ("br", out)
+        }
+        _ => ("zstd", zstd::encode_all(plain, 3).unwrap()),
     }
 }
 
