@@ -162,7 +162,12 @@ impl CorsPolicy {
     pub fn check_origin(&self, req: &RequestHeader) -> OriginCheck {
         let mut values = req.headers.get_all(ORIGIN).iter();
         let Some(origin) = values.next() else {
-            return OriginCheck::NoOrigin;
+            // `*` goes on every response of an `any` policy, with or without Origin, so that
+            // a cache never stores a copy without it (Fetch, "CORS protocol and HTTP caches").
+            return match self.origins {
+                AllowOrigin::Any => OriginCheck::Allowed(STAR.clone()),
+                AllowOrigin::List(_) => OriginCheck::NoOrigin,
+            };
         };
         if values.next().is_some() {
             return OriginCheck::Denied("the request has several Origin headers".into());
@@ -221,8 +226,8 @@ impl CorsPolicy {
                     .expect("static");
                 match &self.headers {
                     AllowHeaders::Mirror => {
-                        if let Some(asked) = req.headers.get(ACCESS_CONTROL_REQUEST_HEADERS) {
-                            h.insert_header(ACCESS_CONTROL_ALLOW_HEADERS, asked.clone())
+                        if let Some(v) = mirrored_headers(req) {
+                            h.insert_header(ACCESS_CONTROL_ALLOW_HEADERS, v)
                                 .expect("valid");
                         }
                     }
@@ -240,8 +245,7 @@ impl CorsPolicy {
                     h.insert_header(ALLOW_PRIVATE_NETWORK, TRUE.clone())
                         .expect("static");
                 }
-                h.insert_header(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"))
-                    .expect("static");
+                // 204: no Content-Length (RFC 9110 §8.6).
                 None
             }
             OriginCheck::Denied(why) => {
@@ -349,6 +353,23 @@ pub fn is_preflight(req: &RequestHeader) -> bool {
     req.method == Method::OPTIONS
         && req.headers.contains_key(ORIGIN)
         && req.headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+/// Every `Access-Control-Request-Headers` line, joined (already checked to be header names).
+fn mirrored_headers(req: &RequestHeader) -> Option<HeaderValue> {
+    let lines: Vec<&HeaderValue> = req
+        .headers
+        .get_all(ACCESS_CONTROL_REQUEST_HEADERS)
+        .iter()
+        .collect();
+    match lines.as_slice() {
+        [] => None,
+        [one] => Some((*one).clone()),
+        many => {
+            let joined: Vec<&str> = many.iter().filter_map(|v| v.to_str().ok()).collect();
+            HeaderValue::from_str(&joined.join(", ")).ok()
+        }
+    }
 }
 
 fn asks_private_network(req: &RequestHeader) -> bool {
@@ -679,7 +700,13 @@ mod tests {
         let mut resp = response(&[]);
         p.apply_actual(&mut resp, &check);
         assert_eq!(get(&resp, "access-control-allow-origin"), Some("*"));
+        // The answer is the same for every request, so nothing to vary on.
         assert_eq!(get(&resp, "vary"), None);
+        // Without Origin too: a cached copy must carry `*` as well.
+        let check = p.check_origin(&req("GET", &[]));
+        let mut resp = response(&[]);
+        p.apply_actual(&mut resp, &check);
+        assert_eq!(get(&resp, "access-control-allow-origin"), Some("*"));
     }
 
     #[test]

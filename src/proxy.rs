@@ -89,13 +89,17 @@ impl Ctx {
     }
 }
 
-/// The request's host without its port, from `Host` or (HTTP/2) the URI authority.
+/// The request's host without its port: the request target's authority when it has one
+/// (HTTP/2's `:authority`, or an absolute-form HTTP/1.1 target, which RFC 9112 §3.2.2 says
+/// wins over `Host`), else `Host`.
 pub fn request_host(req: &RequestHeader) -> &str {
+    if let Some(h) = req.uri.host() {
+        return h;
+    }
     let raw = req
         .headers
         .get(HOST)
         .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.host())
         .unwrap_or("");
     strip_port(raw)
 }
@@ -523,9 +527,9 @@ impl ProxyHttp for CrossGate {
             host = %cors::sanitize(request_host(req)),
             path = %cors::sanitize(req.uri.path()),
             status,
-            origin = origin.as_deref().unwrap_or("-"),
-            route = ctx.route().map_or("-", |r| r.name.as_str()),
-            cors = if ctx.policy().is_some() { ctx.origin.label() } else { "off" },
+            origin = %origin.as_deref().unwrap_or("-"),
+            route = %ctx.route().map_or("-", |r| r.name.as_str()),
+            cors = %if ctx.policy().is_some() { ctx.origin.label() } else { "off" },
             preflight = ctx.preflight,
             upstream_ms = ctx.upstream_time.map(|d| d.as_secs_f64() * 1000.0),
             duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,

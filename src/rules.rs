@@ -4,6 +4,7 @@
 //! without any further check, or the first [`ConfigError`]. Warnings (values browsers will cap,
 //! unused policies) are collected beside the rules.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -120,10 +121,68 @@ impl Rules {
 
     /// The index of [`Rules::find`]'s route in `routes`.
     pub fn find_index(&self, host: &str, path: &str) -> Option<usize> {
+        let path = normalize_path(path);
         self.routes
             .iter()
-            .position(|r| r.host.matches(host) && r.path.matches(path))
+            .position(|r| r.host.matches(host) && r.path.matches(&path))
     }
+}
+
+/// The path routes are matched against: percent-decoded (`%2F` included), backslashes read as
+/// slashes, dot segments resolved (also Tomcat's `..;param`) and repeated slashes merged. A
+/// request cannot reach a path under another route's rules by spelling it differently
+/// (`/public/..%2Fadmin`): it is routed as the most path-resolving backend would read it. The
+/// request is still forwarded as the client wrote it.
+pub fn normalize_path(raw: &str) -> Cow<'_, str> {
+    let simple = !raw.contains(['%', '\\', ';']) && !raw.contains("/.") && !raw.contains("//");
+    if simple {
+        return Cow::Borrowed(raw);
+    }
+    let bytes = raw.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(v)) => {
+                decoded.push(v);
+                i += 3;
+            }
+            (b, _) => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    let decoded = String::from_utf8_lossy(&decoded).replace('\\', "/");
+    let mut segments: Vec<&str> = Vec::new();
+    let mut trailing_slash = false;
+    for seg in decoded.split('/') {
+        trailing_slash = true;
+        match seg.split(';').next().unwrap_or("") {
+            "" if seg.is_empty() => {}
+            "." => {}
+            ".." => {
+                segments.pop();
+            }
+            _ => {
+                segments.push(seg);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for seg in &segments {
+        out.push('/');
+        out.push_str(seg);
+    }
+    if trailing_slash || out.is_empty() {
+        out.push('/');
+    }
+    Cow::Owned(out)
 }
 
 /// Compiles a loaded file into rules.
@@ -706,6 +765,46 @@ mod tests {
         assert_eq!(name("example.com", "/v1/x").as_deref(), Some("all"));
         assert_eq!(name("x", "/items/12").as_deref(), Some("re"));
         assert_eq!(name("x", "/items/12/more").as_deref(), Some("all"));
+    }
+
+    #[test]
+    fn paths_are_normalized_before_matching() {
+        for (raw, norm) in [
+            ("/api/items", "/api/items"),
+            ("/public/../admin", "/admin"),
+            ("/public/..%2Fadmin", "/admin"),
+            ("/public/%2e%2e/admin", "/admin"),
+            ("/public/..;x=1/admin", "/admin"),
+            ("/public\\..\\admin", "/admin"),
+            ("//api//items/", "/api/items/"),
+            ("/api/./items/.", "/api/items/"),
+            ("/..", "/"),
+            ("/a/b/..", "/a/"),
+            ("/file.json", "/file.json"),
+            ("/a%20b", "/a b"),
+        ] {
+            assert_eq!(normalize_path(raw), norm, "{raw}");
+        }
+    }
+
+    #[test]
+    fn a_dotted_path_is_routed_where_it_resolves() {
+        let rules = compile_str(&format!(
+            "{BASE}routes:\n  - {{name: public, path: /public/, upstream: api}}\n  - {{name: admin, path: /admin/, upstream: api}}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            rules
+                .find("x", "/public/..%2Fadmin/x")
+                .map(|r| r.name.as_str()),
+            Some("admin")
+        );
+        assert_eq!(
+            rules
+                .find("x", "/public/..;/other")
+                .map(|r| r.name.as_str()),
+            None
+        );
     }
 
     #[test]

@@ -94,6 +94,11 @@ async fn preflight_is_answered_by_the_proxy_and_never_forwarded() {
     );
     assert_eq!(header(&r, "access-control-max-age"), Some("600"));
     assert_eq!(header(&r, "access-control-allow-credentials"), Some("true"));
+    assert_eq!(
+        header(&r, "content-length"),
+        None,
+        "RFC 9110: no Content-Length on a 204"
+    );
     assert_eq!(r.bytes().await.unwrap().len(), 0);
     assert!(
         backend.requests().is_empty(),
@@ -180,6 +185,10 @@ async fn any_policy_answers_star_and_never_credentials() {
         .unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(header(&r, "access-control-allow-origin"), Some("*"));
+    // Without Origin as well, so that a shared cache's copy works for every page.
+    let r = client().get(proxy.url("/public/x")).send().await.unwrap();
+    assert_eq!(header(&r, "access-control-allow-origin"), Some("*"));
+    assert_eq!(header(&r, "vary"), None);
 }
 
 #[tokio::test]
@@ -364,6 +373,17 @@ async fn mirror_echoes_the_requested_headers() {
         header(&r, "access-control-allow-headers"),
         Some("x-anything, x-else")
     );
+    // Several request lines are mirrored as one.
+    let r = preflight(&proxy, "/mirror/x", "https://app.example.com", "PUT")
+        .header("access-control-request-headers", "x-one")
+        .header("access-control-request-headers", "x-two")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&r, "access-control-allow-headers"),
+        Some("x-one, x-two")
+    );
     assert!(header(&r, "vary")
         .unwrap()
         .contains("Access-Control-Request-Headers"));
@@ -488,7 +508,7 @@ async fn proxy_404_for_no_route_carries_default_cors() {
 #[tokio::test]
 async fn proxy_502_when_the_upstream_refuses_carries_cors() {
     let backend = Backend::start("b").await;
-    let dead = common::free_addr();
+    let dead = common::dead_addr();
     let yaml = config(
         &backend,
         "  - name: dead\n    path: /dead/\n    upstream: dead\n    cors: app\n",

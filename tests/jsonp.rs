@@ -27,7 +27,7 @@ routes:
 
 async fn setup() -> (Backend, Proxy) {
     let backend = Backend::start("b").await;
-    let proxy = Proxy::start(&config(&backend, common::free_addr())).await;
+    let proxy = Proxy::start(&config(&backend, common::dead_addr())).await;
     (backend, proxy)
 }
 

@@ -246,12 +246,35 @@ fn compress(algorithm: &str, plain: &[u8]) -> (&'static str, Vec<u8>) {
     }
 }
 
-/// An address on loopback that nothing listens on right now.
+/// A random loopback address other than 127.0.0.1 (all of 127.0.0.0/8 is loopback on
+/// Linux). Servers of these tests bind 127.0.0.1, and client sockets take their source port
+/// on 127.0.0.1 too, so nothing else can grab a port on this address between our probe and
+/// the proxy's bind.
+fn private_loopback_ip() -> std::net::Ipv4Addr {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    let r = h.finish().to_le_bytes();
+    std::net::Ipv4Addr::new(127, 1 + r[0] % 250, r[1], 1 + r[2] % 250)
+}
+
+/// A loopback address (on an IP of its own) where nothing listens, for the proxy to bind.
 pub fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
+    TcpListener::bind((private_loopback_ip(), 0))
         .unwrap()
         .local_addr()
         .unwrap()
+}
+
+/// A loopback address where nothing listens or ever will during the test: connecting to it
+/// is refused.
+pub fn dead_addr() -> SocketAddr {
+    SocketAddr::from((private_loopback_ip(), 9))
 }
 
 /// crossgate running in this process.
