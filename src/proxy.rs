@@ -61,6 +61,8 @@ pub struct Ctx {
     tries: usize,
     /// Set when this request asked for JSONP with a valid callback.
     jsonp: Option<JsonpState>,
+    /// A WebSocket upgrade whose Origin was allowed.
+    websocket: bool,
     _in_flight: InFlight,
 }
 
@@ -134,6 +136,46 @@ async fn send_text(
         session.write_response_body(Some(body), true).await?;
     }
     Ok(())
+}
+
+/// An HTTP/1.1 `Upgrade: websocket` request (RFC 6455 §4.1).
+fn is_websocket_upgrade(session: &Session) -> bool {
+    session.is_upgrade_req()
+        && session
+            .req_header()
+            .headers
+            .get(http::header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+}
+
+/// Browsers send the page's Origin with every WebSocket handshake but apply no CORS to it:
+/// the server must check it, or any site can open a socket with the user's cookies
+/// (cross-site WebSocket hijacking).
+fn websocket_allowed(req: &RequestHeader, route: &Route) -> std::result::Result<(), String> {
+    let Some(ws) = route.websocket else {
+        return Err(format!(
+            "WebSocket upgrades are not enabled on route {}",
+            route.name
+        ));
+    };
+    let policy = route
+        .cors
+        .as_deref()
+        .ok_or("the route has no CORS policy")?;
+    let mut origins = req.headers.get_all(ORIGIN).iter();
+    match (origins.next(), origins.next()) {
+        (None, _) if ws.allow_without_origin => Ok(()),
+        (None, _) => Err("the upgrade has no Origin, and websocket.without_origin is deny".into()),
+        (Some(_), Some(_)) => Err("the upgrade has several Origin headers".into()),
+        (Some(o), None) => match o.to_str() {
+            Ok(text) if policy.allows(text) => Ok(()),
+            _ => Err(format!(
+                "origin {} is not in allow_origins of policy {}",
+                cors::printable(&String::from_utf8_lossy(o.as_bytes())),
+                policy.name
+            )),
+        },
+    }
 }
 
 /// JSONP is readable by whichever page includes the script, so the including page must be on
@@ -248,6 +290,7 @@ impl ProxyHttp for CrossGate {
             upstream_time: None,
             tries: 0,
             jsonp: None,
+            websocket: false,
             _in_flight: InFlight::new(&self.in_flight),
         }
     }
@@ -279,6 +322,27 @@ impl ProxyHttp for CrossGate {
             // Answered: no route, nothing to forward.
             return Ok(true);
         };
+        if is_websocket_upgrade(session) {
+            let req = session.req_header();
+            if let Err(why) = websocket_allowed(req, route) {
+                ctx.origin = OriginCheck::Denied(why.clone());
+                send_text(
+                    session,
+                    403,
+                    format!("crossgate: WebSocket refused: {why}"),
+                    None,
+                )
+                .await?;
+                // Answered: browsers apply no CORS to WebSockets, so the Origin check is ours.
+                return Ok(true);
+            }
+            ctx.websocket = true;
+            ctx.origin = match route.cors.as_deref() {
+                Some(p) => p.check_origin(req),
+                None => OriginCheck::NoOrigin,
+            };
+            return Ok(false);
+        }
         let Some(policy) = route.cors.as_deref() else {
             return Ok(false);
         };
@@ -379,7 +443,14 @@ impl ProxyHttp for CrossGate {
             .route()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route"))?;
         let backend = route.upstream.select();
-        let peer = Box::new(backend.peer.clone());
+        let mut peer = Box::new(backend.peer.clone());
+        if let Some(ws) = route.websocket.filter(|_| ctx.websocket) {
+            // An upgraded connection is closed after this long without a frame from upstream.
+            peer.options.read_timeout = Some(ws.idle_timeout);
+            peer.options.write_timeout = Some(ws.idle_timeout);
+        } else if let Some(t) = route.read_timeout {
+            peer.options.read_timeout = Some(t);
+        }
         ctx.tries += 1;
         ctx.upstream_started = Some(Instant::now());
         Ok(peer)
@@ -418,7 +489,11 @@ impl ProxyHttp for CrossGate {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if let Some(policy) = ctx.route().and_then(|r| r.cors.as_deref()) {
+        if let Some(policy) = ctx
+            .route()
+            .and_then(|r| r.cors.as_deref())
+            .filter(|_| !ctx.websocket)
+        {
             policy.apply_actual(resp, &ctx.origin);
         }
         if let Some(j) = ctx.jsonp.as_mut() {

@@ -18,7 +18,7 @@ use regex::Regex;
 
 use crate::config::{
     ConfigError, CorsRef, FileAllowHeaders, FileCorsPolicy, FileHealthCheck, FileJsonp, FileOrigin,
-    FileOrigins, FilePath, FileUpstream, Loaded, LogFormat, Permission, YamlPath,
+    FileOrigins, FilePath, FileUpstream, Loaded, LogFormat, Permission, Seconds, YamlPath,
 };
 use crate::cors::{AllowOrigin, CorsPolicy, PolicySpec};
 use crate::origin::{anchored_regex, canonical_exact, OriginList, Wildcard};
@@ -77,6 +77,21 @@ pub struct Route {
     /// None: crossgate leaves CORS to the backend on this route.
     pub cors: Option<Arc<CorsPolicy>>,
     pub jsonp: Option<JsonpRoute>,
+    /// Overrides the upstream's read timeout.
+    pub read_timeout: Option<Duration>,
+    pub websocket: Option<WebSocketRoute>,
+    pub sse: Option<SseRoute>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct WebSocketRoute {
+    pub idle_timeout: Duration,
+    pub allow_without_origin: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SseRoute {
+    pub heartbeat: Option<Duration>,
 }
 
 /// JSONP settings of a route (its origin rules are the route's CORS policy).
@@ -322,7 +337,47 @@ impl Compiler<'_> {
                 None => None,
                 Some(j) => Some(self.jsonp(&path, j, cors.as_deref())?),
             };
+            let websocket = match &r.websocket {
+                None => None,
+                Some(ws) => {
+                    if cors.is_none() {
+                        return Err(self.err(&path.key("websocket"), "websocket needs the route's cors policy: browsers do not apply CORS to WebSockets, so crossgate checks the upgrade's Origin against its allow_origins".into(), "add cors: to this route (a policy name or an inline policy)"));
+                    }
+                    Some(WebSocketRoute {
+                        idle_timeout: self.positive(
+                            &path.key("websocket").key("idle_timeout"),
+                            ws.idle_timeout,
+                            Duration::from_secs(300),
+                        )?,
+                        allow_without_origin: ws.without_origin == Permission::Allow,
+                    })
+                }
+            };
+            let sse = match &r.sse {
+                None => None,
+                Some(s) => Some(SseRoute {
+                    heartbeat: match s.heartbeat {
+                        None => None,
+                        Some(_) => Some(self.positive(
+                            &path.key("sse").key("heartbeat"),
+                            s.heartbeat,
+                            Duration::ZERO,
+                        )?),
+                    },
+                }),
+            };
+            let read_timeout = match r.read_timeout {
+                None => None,
+                Some(_) => Some(self.positive(
+                    &path.key("read_timeout"),
+                    r.read_timeout,
+                    Duration::ZERO,
+                )?),
+            };
             routes.push(Route {
+                read_timeout,
+                websocket,
+                sse,
                 name: r.name.clone(),
                 host: self.host(&path.key("host"), r.host.as_deref())?,
                 path: self.path(&path.key("path"), r.path.as_ref())?,
@@ -458,6 +513,24 @@ impl Compiler<'_> {
             healthy_threshold: hc.healthy_threshold.unwrap_or(1).max(1),
             unhealthy_threshold: hc.unhealthy_threshold.unwrap_or(1).max(1),
         })
+    }
+
+    /// A configured duration that must not be zero, or `default`.
+    fn positive(
+        &self,
+        path: &YamlPath,
+        d: Option<Seconds>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        match d {
+            None => Ok(default),
+            Some(s) if s.0.is_zero() => Err(self.err(
+                path,
+                "the duration is 0".into(),
+                "give a positive duration such as 30s",
+            )),
+            Some(s) => Ok(s.0),
+        }
     }
 
     fn jsonp(

@@ -155,6 +155,35 @@ pub struct FileRoute {
     pub cors: Option<CorsRef>,
     #[serde(default)]
     pub jsonp: Option<FileJsonp>,
+    /// Overrides the upstream's read_timeout on this route (long polling, SSE).
+    #[serde(default)]
+    pub read_timeout: Option<Seconds>,
+    /// Lets WebSocket upgrades through, after checking their Origin.
+    #[serde(default)]
+    pub websocket: Option<FileWebSocket>,
+    /// Server-Sent Events settings.
+    #[serde(default)]
+    pub sse: Option<FileSse>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileWebSocket {
+    /// How long a WebSocket may stay silent before the proxy closes it (default 300s).
+    #[serde(default)]
+    pub idle_timeout: Option<Seconds>,
+    /// Upgrade requests without an Origin (non-browser clients): `deny` (default) or `allow`.
+    #[serde(default)]
+    pub without_origin: Permission,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSse {
+    /// Send a comment line (`:`) to the client when the upstream has been silent this long,
+    /// so that intermediaries keep the stream open.
+    #[serde(default)]
+    pub heartbeat: Option<Seconds>,
 }
 
 /// JSONP on a route: `jsonp: {}` for the defaults.

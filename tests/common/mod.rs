@@ -60,10 +60,18 @@ impl Backend {
         let health = Arc::new(Mutex::new(200u16));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (l, h) = (log.clone(), health.clone());
-        let app = axum::Router::new().fallback(move |req: Request| {
-            let (l, h) = (l.clone(), h.clone());
-            async move { handle(name, &l, &h, req).await }
+        let ws_log = log.clone();
+        let echo = axum::routing::get(move |ws: axum::extract::ws::WebSocketUpgrade| {
+            let log = ws_log.clone();
+            async move { ws.on_upgrade(move |socket| ws_echo(socket, log)) }
         });
+        let app = axum::Router::new()
+            .route("/ws/echo", echo.clone())
+            .route("/bots/ws/echo", echo)
+            .fallback(move |req: Request| {
+                let (l, h) = (l.clone(), h.clone());
+                async move { handle(name, &l, &h, req).await }
+            });
         tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async {
@@ -223,6 +231,41 @@ async fn handle(name: &str, log: &Log, health: &Mutex<u16>, req: Request) -> Res
             200,
             format!("{{\"backend\":\"{name}\",\"method\":\"{method}\",\"path\":\"{path}\"}}"),
         ),
+    }
+}
+
+/// Echoes WebSocket messages. The text `close-me` makes it close with code 4001; a close from
+/// the client is recorded as a request to `/ws-closed/CODE`.
+async fn ws_echo(mut socket: axum::extract::ws::WebSocket, log: Arc<Log>) {
+    use axum::extract::ws::{CloseFrame, Message};
+    while let Some(Ok(msg)) = socket.recv().await {
+        match msg {
+            Message::Text(t) if t.as_str() == "close-me" => {
+                let frame = CloseFrame {
+                    code: 4001,
+                    reason: "bye".into(),
+                };
+                let _ = socket.send(Message::Close(Some(frame))).await;
+                return;
+            }
+            Message::Text(_) | Message::Binary(_) => {
+                if socket.send(msg).await.is_err() {
+                    return;
+                }
+            }
+            Message::Close(frame) => {
+                let code = frame.map_or(1005, |f| f.code);
+                log.seen.lock().unwrap().push(Seen {
+                    method: Method::GET,
+                    path: format!("/ws-closed/{code}"),
+                    query: None,
+                    headers: HeaderMap::new(),
+                });
+                log.changed.notify_waiters();
+                return;
+            }
+            _ => {}
+        }
     }
 }
 
