@@ -11,4 +11,5 @@ pub mod origin;
 pub mod proxy;
 pub mod rules;
 pub mod server;
+pub mod sse;
 pub mod upstream;

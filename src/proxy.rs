@@ -18,8 +18,8 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
 
 use crate::cors::{self, CorsPolicy, OriginCheck};
-use crate::jsonp;
 use crate::rules::{Route, Rules};
+use crate::{jsonp, sse};
 
 static NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
 static TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
@@ -29,6 +29,8 @@ const X_CONTENT_TYPE_OPTIONS: &str = "x-content-type-options";
 /// The proxy. `rules` is swapped whole on reload; each request keeps the snapshot it started with.
 pub struct CrossGate {
     pub rules: Arc<ArcSwap<Rules>>,
+    /// For the responses crossgate streams itself (SSE with heartbeats).
+    pub connector: pingora::connectors::http::Connector,
     /// Requests begun and not yet logged, for draining on SIGTERM.
     pub in_flight: Arc<AtomicUsize>,
 }
@@ -136,6 +138,20 @@ async fn send_text(
         session.write_response_body(Some(body), true).await?;
     }
     Ok(())
+}
+
+/// The next server of the route's upstream, with the route's timeouts.
+fn peer_for(route: &Route, websocket: bool) -> Box<HttpPeer> {
+    let backend = route.upstream.select();
+    let mut peer = Box::new(backend.peer.clone());
+    if let Some(ws) = route.websocket.filter(|_| websocket) {
+        // An upgraded connection is closed after this long without a frame from upstream.
+        peer.options.read_timeout = Some(ws.idle_timeout);
+        peer.options.write_timeout = Some(ws.idle_timeout);
+    } else if let Some(t) = route.read_timeout {
+        peer.options.read_timeout = Some(t);
+    }
+    peer
 }
 
 /// An HTTP/1.1 `Upgrade: websocket` request (RFC 6455 §4.1).
@@ -364,6 +380,26 @@ impl ProxyHttp for CrossGate {
             return Ok(true);
         }
         ctx.origin = policy.check_origin(req);
+        if let Some(heartbeat) = route.sse.and_then(|s| s.heartbeat) {
+            if sse::wants_event_stream(req) {
+                let peer = peer_for(route, false);
+                let silence = route.read_timeout.unwrap_or(route.upstream.timeouts.read);
+                ctx.tries += 1;
+                let check = ctx.origin.clone();
+                let streamed = sse::stream(
+                    session,
+                    &self.connector,
+                    &peer,
+                    heartbeat,
+                    silence,
+                    |resp| policy.apply_actual(resp, &check),
+                )
+                .await?;
+                ctx.upstream_time = Some(streamed.upstream_time);
+                // Answered: the stream was proxied here, with heartbeats.
+                return Ok(true);
+            }
+        }
         if let Some(j) = &route.jsonp {
             if req.method == Method::GET {
                 match jsonp::ask(req.uri.query(), &j.param) {
@@ -442,15 +478,7 @@ impl ProxyHttp for CrossGate {
         let route = ctx
             .route()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route"))?;
-        let backend = route.upstream.select();
-        let mut peer = Box::new(backend.peer.clone());
-        if let Some(ws) = route.websocket.filter(|_| ctx.websocket) {
-            // An upgraded connection is closed after this long without a frame from upstream.
-            peer.options.read_timeout = Some(ws.idle_timeout);
-            peer.options.write_timeout = Some(ws.idle_timeout);
-        } else if let Some(t) = route.read_timeout {
-            peer.options.read_timeout = Some(t);
-        }
+        let peer = peer_for(route, ctx.websocket);
         ctx.tries += 1;
         ctx.upstream_started = Some(Instant::now());
         Ok(peer)

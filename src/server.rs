@@ -48,6 +48,7 @@ impl Gateway {
             CrossGate {
                 rules: rules.clone(),
                 in_flight: in_flight.clone(),
+                connector: pingora::connectors::http::Connector::new(None),
             },
             "crossgate",
         );

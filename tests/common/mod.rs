@@ -49,6 +49,7 @@ pub struct Backend {
     pub name: &'static str,
     log: Arc<Log>,
     health: Arc<Mutex<u16>>,
+    gate: Arc<tokio::sync::Semaphore>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -58,8 +59,9 @@ impl Backend {
         let addr = listener.local_addr().unwrap();
         let log = Arc::new(Log::default());
         let health = Arc::new(Mutex::new(200u16));
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let (l, h) = (log.clone(), health.clone());
+        let (l, h, g) = (log.clone(), health.clone(), gate.clone());
         let ws_log = log.clone();
         let echo = axum::routing::get(move |ws: axum::extract::ws::WebSocketUpgrade| {
             let log = ws_log.clone();
@@ -69,8 +71,8 @@ impl Backend {
             .route("/ws/echo", echo.clone())
             .route("/bots/ws/echo", echo)
             .fallback(move |req: Request| {
-                let (l, h) = (l.clone(), h.clone());
-                async move { handle(name, &l, &h, req).await }
+                let (l, h, g) = (l.clone(), h.clone(), g.clone());
+                async move { handle(name, &l, &h, g, req).await }
             });
         tokio::spawn(async move {
             axum::serve(listener, app)
@@ -85,6 +87,7 @@ impl Backend {
             name,
             log,
             health,
+            gate,
             _shutdown: tx,
         }
     }
@@ -99,6 +102,11 @@ impl Backend {
             .into_iter()
             .filter(|s| s.path != "/health")
             .collect()
+    }
+
+    /// Lets `/sse-gated` send its next event.
+    pub fn release_event(&self) {
+        self.gate.add_permits(1);
     }
 
     pub fn set_health(&self, status: u16) {
@@ -122,7 +130,13 @@ impl Backend {
     }
 }
 
-async fn handle(name: &str, log: &Log, health: &Mutex<u16>, req: Request) -> Response {
+async fn handle(
+    name: &str,
+    log: &Log,
+    health: &Mutex<u16>,
+    gate: Arc<tokio::sync::Semaphore>,
+    req: Request,
+) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
@@ -168,6 +182,49 @@ async fn handle(name: &str, log: &Log, health: &Mutex<u16>, req: Request) -> Res
                 .unwrap_or(1000);
             tokio::time::sleep(Duration::from_millis(ms)).await;
             json(200, format!("{{\"waited_ms\":{ms}}}"))
+        }
+        "/sse-gated" => {
+            // Event 1 at once, then one event each time the test calls release_event, then
+            // the end after `n` events (default 2).
+            let n: u32 = query
+                .strip_prefix("n=")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(2);
+            let stream = futures_util::stream::unfold(1u32, move |i| {
+                let gate = gate.clone();
+                async move {
+                    if i > n {
+                        return None;
+                    }
+                    if i > 1 {
+                        gate.acquire().await.unwrap().forget();
+                    }
+                    let event = bytes::Bytes::from(format!("id: {i}\ndata: event {i}\n\n"));
+                    Some((Ok::<_, std::io::Error>(event), i + 1))
+                }
+            });
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .header("cache-control", "no-cache")
+                .body(Body::from_stream(stream))
+                .unwrap()
+        }
+        "/sse-paced" => {
+            // Two events `gap` ms apart (the backend's pace, to outlast a read timeout).
+            let gap: u64 = query
+                .strip_prefix("gap=")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1000);
+            let stream = futures_util::stream::iter([1u32, 2]).then(move |i| async move {
+                if i > 1 {
+                    tokio::time::sleep(Duration::from_millis(gap)).await;
+                }
+                Ok::<_, std::io::Error>(bytes::Bytes::from(format!("data: paced {i}\n\n")))
+            });
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Body::from_stream(stream))
+                .unwrap()
         }
         "/chunked-2028" => {
             // JSON whose U+2028 and U+2029 bytes are cut across chunk boundaries, paced so

@@ -1,0 +1,162 @@
+//! Server-Sent Events with heartbeats (<https://html.spec.whatwg.org/multipage/server-sent-events.html>).
+//!
+//! pingora's body filters only run when the upstream sends something, so a comment line cannot
+//! be injected while the upstream is silent. On routes with `sse.heartbeat`, crossgate streams
+//! the response itself: it sends the request upstream with pingora's HTTP connector, forwards
+//! each chunk as soon as it arrives, and writes `:\n\n` (an SSE comment, ignored by
+//! `EventSource`) whenever the upstream has been silent for the heartbeat interval. The
+//! upstream may stay silent for the route's read timeout before the stream is ended.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header;
+use pingora::connectors::http::Connector;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::Session;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::ErrorType;
+
+/// The comment line sent while the upstream is silent.
+pub const HEARTBEAT: &[u8] = b":\n\n";
+
+/// Whether a request is an `EventSource` connection (which always sends this `Accept`).
+pub fn wants_event_stream(req: &RequestHeader) -> bool {
+    req.method == http::Method::GET
+        && req
+            .headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|s| s.contains("text/event-stream")))
+}
+
+fn is_event_stream(resp: &ResponseHeader) -> bool {
+    resp.headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) that a proxy must not forward.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+    "trailer",
+];
+
+fn strip_hop_by_hop<F: FnMut(&str)>(names: impl Iterator<Item = String>, mut remove: F) {
+    for n in names {
+        if HOP_BY_HOP.contains(&n.as_str()) {
+            remove(&n);
+        }
+    }
+}
+
+/// What the stream did, for the access log.
+pub struct Streamed {
+    pub upstream_time: Duration,
+}
+
+/// Proxies one request, streaming the response with heartbeats while the upstream is silent.
+/// `decorate` adds the route's headers (CORS) to the response header. An error before the
+/// response header was written leaves the answer to the caller (502/504 with CORS).
+pub async fn stream(
+    session: &mut Session,
+    connector: &Connector,
+    peer: &HttpPeer,
+    heartbeat: Duration,
+    silence_limit: Duration,
+    decorate: impl FnOnce(&mut ResponseHeader),
+) -> Result<Streamed> {
+    let started = Instant::now();
+    let up = |e: Box<Error>| e.into_up();
+    let (mut upstream, _reused) = connector.get_http_session(peer).await.map_err(up)?;
+
+    let mut req = session.req_header().clone();
+    let names: Vec<String> = req.headers.keys().map(|k| k.as_str().to_owned()).collect();
+    strip_hop_by_hop(names.into_iter(), |n| {
+        req.remove_header(n);
+    });
+    upstream
+        .write_request_header(Box::new(req))
+        .await
+        .map_err(up)?;
+    upstream.finish_request_body().await.map_err(up)?;
+    match tokio::time::timeout(silence_limit, upstream.read_response_header()).await {
+        Ok(r) => r.map_err(up)?,
+        Err(_) => {
+            return Error::e_explain(ErrorType::ReadTimedout, "no response header")
+                .map_err(|e| e.into_up())
+        }
+    }
+    let upstream_time = started.elapsed();
+    let mut resp = upstream
+        .response_header()
+        .ok_or_else(|| {
+            Error::explain(ErrorType::InvalidHTTPHeader, "no response header").into_up()
+        })?
+        .clone();
+    let names: Vec<String> = resp.headers.keys().map(|k| k.as_str().to_owned()).collect();
+    strip_hop_by_hop(names.into_iter(), |n| {
+        resp.remove_header(n);
+    });
+    let beats = is_event_stream(&resp);
+    if beats {
+        // A heartbeat changes the length; an event stream has none anyway.
+        resp.remove_header(&header::CONTENT_LENGTH);
+    }
+    if !session.is_http2() && !resp.headers.contains_key(header::CONTENT_LENGTH) {
+        resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+    }
+    decorate(&mut resp);
+    session.write_response_header(Box::new(resp), false).await?;
+
+    let mut last_data = Instant::now();
+    loop {
+        let wait = if beats { heartbeat } else { silence_limit };
+        match tokio::time::timeout(wait, upstream.read_response_body()).await {
+            Ok(Ok(Some(chunk))) => {
+                last_data = Instant::now();
+                session.write_response_body(Some(chunk), false).await?;
+            }
+            Ok(Ok(None)) => {
+                session.write_response_body(None, true).await?;
+                return Ok(Streamed { upstream_time });
+            }
+            Ok(Err(e)) => return Err(up(e)),
+            Err(_) if last_data.elapsed() >= silence_limit => {
+                return Error::e_explain(
+                    ErrorType::ReadTimedout,
+                    "the upstream stream was silent for its read timeout",
+                )
+                .map_err(|e| e.into_up());
+            }
+            Err(_) => {
+                session
+                    .write_response_body(Some(Bytes::from_static(HEARTBEAT)), false)
+                    .await?;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_source_requests_are_recognized_by_accept() {
+        let mut r = RequestHeader::build("GET", b"/events", None).unwrap();
+        assert!(!wants_event_stream(&r));
+        r.insert_header("accept", "text/event-stream").unwrap();
+        assert!(wants_event_stream(&r));
+        let mut post = RequestHeader::build("POST", b"/events", None).unwrap();
+        post.insert_header("accept", "text/event-stream").unwrap();
+        assert!(!wants_event_stream(&post));
+    }
+}
