@@ -306,7 +306,8 @@ async fn ws_echo(mut socket: axum::extract::ws::WebSocket, log: Arc<Log>) {
                 return;
             }
             Message::Text(_) | Message::Binary(_) => {
-                if socket.send(msg).await.is_err() {
+                let echoed = socket.send(msg).await;
+                if echoed.is_err() {
                     return;
                 }
             }
