@@ -1,6 +1,7 @@
 //! crossgate: a reverse proxy that gives browsers on other origins what they need to use legacy
 //! HTTP APIs (CORS first; JSONP, Comet, WebSocket, beacons and a postMessage bridge build on it).
 
+pub mod beacon;
 pub mod config;
 pub mod cors;
 pub mod demo;

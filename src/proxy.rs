@@ -19,7 +19,7 @@ use pingora::{ErrorSource, ErrorType};
 
 use crate::cors::{self, CorsPolicy, OriginCheck};
 use crate::rules::{Route, Rules};
-use crate::{jsonp, sse};
+use crate::{beacon, jsonp, sse};
 
 static NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
 static TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
@@ -31,6 +31,8 @@ pub struct CrossGate {
     pub rules: Arc<ArcSwap<Rules>>,
     /// For the responses crossgate streams itself (SSE with heartbeats).
     pub connector: pingora::connectors::http::Connector,
+    /// Beacon hits on their way to an upstream.
+    pub beacons: Arc<beacon::Queue>,
     /// Requests begun and not yet logged, for draining on SIGTERM.
     pub in_flight: Arc<AtomicUsize>,
 }
@@ -65,6 +67,8 @@ pub struct Ctx {
     jsonp: Option<JsonpState>,
     /// A WebSocket upgrade whose Origin was allowed.
     websocket: bool,
+    /// The beacon that answered this request.
+    beacon: Option<usize>,
     _in_flight: InFlight,
 }
 
@@ -291,6 +295,126 @@ fn error_status(e: &Error) -> u16 {
     }
 }
 
+static GIF_TYPE: HeaderValue = HeaderValue::from_static("image/gif");
+
+impl CrossGate {
+    /// Answers a beacon hit: GET/HEAD with the GIF, POST (at most 64 KiB of text or JSON) with
+    /// 204. The hit is logged, and queued for its upstream without waiting.
+    async fn serve_beacon(&self, session: &mut Session, b: &beacon::Beacon) -> Result<()> {
+        let req = session.req_header();
+        let method = req.method.clone();
+        let query = req.uri.query().map(str::to_owned);
+        let content_type = req.headers.get(CONTENT_TYPE).cloned();
+        let declared_len = req
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let body = match method {
+            Method::GET | Method::HEAD => Bytes::new(),
+            Method::POST => {
+                if declared_len.is_some_and(|n| n > beacon::MAX_BODY) {
+                    session.set_keepalive(None);
+                    return send_text(
+                        session,
+                        413,
+                        format!(
+                            "crossgate: beacon bodies are at most {} bytes",
+                            beacon::MAX_BODY
+                        ),
+                        None,
+                    )
+                    .await;
+                }
+                if !beacon::acceptable_type(content_type.as_ref()) {
+                    return send_text(
+                        session,
+                        415,
+                        "crossgate: beacon bodies are text/plain or JSON".into(),
+                        None,
+                    )
+                    .await;
+                }
+                let mut body = bytes::BytesMut::new();
+                while let Some(chunk) = session.read_request_body().await? {
+                    if body.len() + chunk.len() > beacon::MAX_BODY {
+                        session.set_keepalive(None);
+                        return send_text(
+                            session,
+                            413,
+                            format!(
+                                "crossgate: beacon bodies are at most {} bytes",
+                                beacon::MAX_BODY
+                            ),
+                            None,
+                        )
+                        .await;
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                body.freeze()
+            }
+            _ => {
+                let mut h = ResponseHeader::build_no_case(405, Some(4))?;
+                h.insert_header(http::header::ALLOW, "GET, HEAD, POST")?;
+                h.insert_header(CONTENT_LENGTH, 0)?;
+                return session.write_response_header(Box::new(h), true).await;
+            }
+        };
+        let (fields, skipped) = beacon::log_fields(query.as_deref(), b.max_fields);
+        let mut forwarded = "no";
+        if let Some(f) = &b.forward {
+            let target = match &query {
+                Some(q) => format!("{}?{q}", f.path),
+                None => f.path.clone(),
+            };
+            let hit = beacon::Hit {
+                beacon: b.name.clone(),
+                upstream: f.upstream.clone(),
+                method: if method == Method::POST {
+                    "POST"
+                } else {
+                    "GET"
+                },
+                target,
+                content_type,
+                body: body.clone(),
+            };
+            forwarded = if self.beacons.offer(hit) {
+                "queued"
+            } else {
+                "dropped: queue full"
+            };
+        }
+        tracing::info!(
+            target: "crossgate::beacon",
+            beacon = %b.name,
+            method = %method,
+            fields = %fields,
+            fields_skipped = skipped,
+            body_bytes = body.len(),
+            forwarded,
+        );
+        if method == Method::POST {
+            let mut h = ResponseHeader::build_no_case(204, Some(2))?;
+            h.insert_header(CACHE_CONTROL, NO_STORE.clone())?;
+            return session.write_response_header(Box::new(h), true).await;
+        }
+        let mut h = ResponseHeader::build_no_case(200, Some(4))?;
+        h.insert_header(CONTENT_TYPE, GIF_TYPE.clone())?;
+        h.insert_header(CONTENT_LENGTH, beacon::GIF.len())?;
+        h.insert_header(CACHE_CONTROL, NO_STORE.clone())?;
+        let head = method == Method::HEAD;
+        session.write_response_header(Box::new(h), head).await?;
+        if !head {
+            session
+                .write_response_body(Some(Bytes::from_static(beacon::GIF)), true)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl ProxyHttp for CrossGate {
     type CTX = Ctx;
@@ -307,6 +431,7 @@ impl ProxyHttp for CrossGate {
             tries: 0,
             jsonp: None,
             websocket: false,
+            beacon: None,
             _in_flight: InFlight::new(&self.in_flight),
         }
     }
@@ -314,7 +439,15 @@ impl ProxyHttp for CrossGate {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let rules = self.rules.load_full();
         let req = session.req_header();
-        ctx.route = rules.find_index(request_host(req), req.uri.path());
+        let (host, path) = (request_host(req), req.uri.path());
+        if let Some(i) = rules.beacons.iter().position(|b| b.matches(host, path)) {
+            ctx.beacon = Some(i);
+            ctx.rules = Some(rules.clone());
+            self.serve_beacon(session, &rules.beacons[i]).await?;
+            // Answered: beacons are the proxy's own endpoints.
+            return Ok(true);
+        }
+        ctx.route = rules.find_index(host, path);
         ctx.rules = Some(rules.clone());
 
         let Some(route) = ctx.route.map(|i| &rules.routes[i]) else {
@@ -631,7 +764,7 @@ impl ProxyHttp for CrossGate {
             path = %cors::sanitize(req.uri.path()),
             status,
             origin = %origin.as_deref().unwrap_or("-"),
-            route = %ctx.route().map_or("-", |r| r.name.as_str()),
+            route = %ctx.route().map(|r| r.name.as_str()).or_else(|| ctx.beacon.map(|_| "beacon")).unwrap_or("-"),
             cors = %if ctx.policy().is_some() { ctx.origin.label() } else { "off" },
             preflight = ctx.preflight,
             upstream_ms = ctx.upstream_time.map(|d| d.as_secs_f64() * 1000.0),

@@ -16,6 +16,7 @@ use pingora::http::RequestHeader;
 use pingora::lb::health_check::HttpHealthCheck;
 use regex::Regex;
 
+use crate::beacon::{self, Beacon};
 use crate::config::{
     ConfigError, CorsRef, FileAllowHeaders, FileCorsPolicy, FileHealthCheck, FileJsonp, FileOrigin,
     FileOrigins, FilePath, FileUpstream, Loaded, LogFormat, Permission, Seconds, YamlPath,
@@ -38,7 +39,7 @@ pub enum HostMatch {
 }
 
 impl HostMatch {
-    fn matches(&self, host: &str) -> bool {
+    pub fn matches(&self, host: &str) -> bool {
         match self {
             HostMatch::Any => true,
             HostMatch::Exact(h) => host.eq_ignore_ascii_case(h),
@@ -105,6 +106,7 @@ pub struct JsonpRoute {
 /// Process-level settings.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
+    pub beacon_queue: usize,
     pub threads: usize,
     pub grace_period: Duration,
     pub shutdown_timeout: Duration,
@@ -125,6 +127,7 @@ pub struct Rules {
     pub policies: BTreeMap<String, Arc<CorsPolicy>>,
     pub routes: Vec<Route>,
     pub default_cors: Option<Arc<CorsPolicy>>,
+    pub beacons: Vec<Beacon>,
     pub warnings: Vec<ConfigError>,
 }
 
@@ -281,6 +284,7 @@ impl Compiler<'_> {
             ));
         }
         let server = ServerSettings {
+            beacon_queue: cfg.server.beacon_queue,
             threads: cfg.server.threads,
             grace_period: cfg.server.grace_period.0,
             shutdown_timeout: cfg.server.shutdown_timeout.0,
@@ -393,6 +397,57 @@ impl Compiler<'_> {
                 Some(self.cors_ref(&root.key("default_cors"), c, &policies, &mut used_policies)?)
             }
         };
+        let mut beacons = Vec::new();
+        for (i, b) in cfg.beacons.iter().enumerate() {
+            let path = root.key("beacons").index(i);
+            if !b.path.starts_with('/') {
+                return Err(self.err(
+                    &path.key("path"),
+                    format!("beacon path {:?} does not start with /", b.path),
+                    format!("write \"/{}\"", b.path),
+                ));
+            }
+            if beacons.iter().any(|o: &Beacon| o.name == b.name) {
+                return Err(self.err(
+                    &path.key("name"),
+                    format!("duplicate beacon name {:?}", b.name),
+                    "give every beacon its own name (it labels logs and metrics)",
+                ));
+            }
+            let forward = match &b.forward {
+                None => None,
+                Some(f) => Some(beacon::Forward {
+                    upstream: upstreams.get(&f.upstream).cloned().ok_or_else(|| {
+                        self.err(
+                            &path.key("forward").key("upstream"),
+                            format!("unknown upstream {:?}", f.upstream),
+                            format!(
+                                "name one of the upstreams: {}",
+                                closest(&f.upstream, upstreams.keys())
+                            ),
+                        )
+                    })?,
+                    path: match &f.path {
+                        Some(p) if !p.starts_with('/') => {
+                            return Err(self.err(
+                                &path.key("forward").key("path"),
+                                format!("path {p:?} does not start with /"),
+                                format!("write \"/{p}\""),
+                            ))
+                        }
+                        Some(p) => p.clone(),
+                        None => b.path.clone(),
+                    },
+                }),
+            };
+            beacons.push(Beacon {
+                name: b.name.clone(),
+                host: self.host(&path.key("host"), b.host.as_deref())?,
+                path: b.path.clone(),
+                max_fields: b.max_fields.unwrap_or(32),
+                forward,
+            });
+        }
         for name in policies.keys().filter(|n| !used_policies.contains(*n)) {
             self.warn(
                 &root.key("cors_policies").key(name),
@@ -413,6 +468,7 @@ impl Compiler<'_> {
             policies,
             routes,
             default_cors,
+            beacons,
             warnings: self.warnings,
         })
     }

@@ -41,6 +41,7 @@ impl Gateway {
         let listen = rules.listen.clone();
         let grace_period = rules.server.grace_period;
         let in_flight = Arc::new(AtomicUsize::new(0));
+        let (beacon_queue, forwarder) = crate::beacon::Queue::new(rules.server.beacon_queue);
         let rules = Arc::new(ArcSwap::from_pointee(rules));
 
         let mut proxy = pingora::proxy::http_proxy_service_with_name(
@@ -49,6 +50,7 @@ impl Gateway {
                 rules: rules.clone(),
                 in_flight: in_flight.clone(),
                 connector: pingora::connectors::http::Connector::new(None),
+                beacons: beacon_queue,
             },
             "crossgate",
         );
@@ -56,6 +58,7 @@ impl Gateway {
             proxy.add_tcp(&addr.to_string());
         }
         server.add_service(proxy);
+        server.add_service(background_service("beacon forwarder", forwarder));
         server.add_service(background_service(
             "health checks",
             HealthChecks {

@@ -406,3 +406,29 @@ async fn sigterm_cuts_a_request_that_outlives_the_grace_period() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn beacon_hits_are_logged_with_bounded_fields() {
+    let proxy = free_addr();
+    let yaml = format!(
+        "listen: \"{proxy}\"\nupstreams:\n  b: {{servers: [\"127.0.0.1:9\"]}}\nbeacons:\n  - {{name: pv, path: /b, max_fields: 2}}\nroutes:\n  - {{name: api, upstream: b}}\n"
+    );
+    let (_child, rx) = run_capturing("beaconlog", &yaml, &["run"]);
+    wait_until_listening(proxy).await;
+    client()
+        .get(format!("http://{proxy}/b?ev=view&page=%2Fhome&extra=1"))
+        .send()
+        .await
+        .unwrap();
+    let line = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("no beacon log line within 10 s");
+        if line.contains("crossgate::beacon") {
+            break line;
+        }
+    };
+    assert!(line.contains("beacon=pv"), "{line}");
+    assert!(line.contains("fields=ev=view page=/home"), "{line}");
+    assert!(line.contains("fields_skipped=1"), "{line}");
+}

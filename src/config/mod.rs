@@ -41,6 +41,34 @@ pub struct FileConfig {
     /// CORS for responses that match no route (the proxy's own 404).
     #[serde(default)]
     pub default_cors: Option<CorsRef>,
+    /// Image-ping endpoints answered by the proxy itself.
+    #[serde(default)]
+    pub beacons: Vec<FileBeacon>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileBeacon {
+    /// Labels logs and metrics.
+    pub name: String,
+    /// The exact path answered.
+    pub path: String,
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Query fields logged per hit (default 32).
+    #[serde(default)]
+    pub max_fields: Option<usize>,
+    #[serde(default)]
+    pub forward: Option<FileBeaconForward>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileBeaconForward {
+    pub upstream: String,
+    /// The path on the upstream (default: the beacon's path); the hit's query is kept.
+    #[serde(default)]
+    pub path: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,6 +82,14 @@ pub struct FileServer {
     /// How long the runtime then waits for tasks to finish.
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: Seconds,
+    /// Beacon hits waiting to be forwarded, across all beacons. When it is full, hits are
+    /// still answered and logged, but not forwarded.
+    #[serde(default = "default_beacon_queue")]
+    pub beacon_queue: usize,
+}
+
+fn default_beacon_queue() -> usize {
+    1024
 }
 
 fn default_threads() -> usize {
@@ -72,6 +108,7 @@ impl Default for FileServer {
             threads: default_threads(),
             grace_period: default_grace(),
             shutdown_timeout: default_shutdown_timeout(),
+            beacon_queue: default_beacon_queue(),
         }
     }
 }
