@@ -2,6 +2,7 @@
 //! HTTP APIs (CORS first; JSONP, Comet, WebSocket, beacons and a postMessage bridge build on it).
 
 pub mod beacon;
+pub mod bridge;
 pub mod config;
 pub mod cors;
 pub mod demo;

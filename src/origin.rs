@@ -191,6 +191,30 @@ impl Wildcard {
         })
     }
 
+    pub fn scheme(&self) -> &str {
+        &self.scheme
+    }
+
+    /// `.example.com`: the suffix a host must end with, dot included.
+    pub fn dot_suffix(&self) -> &str {
+        &self.dot_suffix
+    }
+
+    /// The port compared (explicit, or the scheme's default).
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// The wildcard as a CSP source expression (`https://*.example.com[:port]`).
+    pub fn csp_source(&self) -> String {
+        match self.port {
+            Some(p) if Some(p) != default_port(&self.scheme) => {
+                format!("{}://*{}:{p}", self.scheme, self.dot_suffix)
+            }
+            _ => format!("{}://*{}", self.scheme, self.dot_suffix),
+        }
+    }
+
     pub fn matches(&self, origin: &Origin) -> bool {
         origin.scheme == self.scheme
             && origin.effective_port() == self.port
@@ -236,6 +260,22 @@ impl OriginList {
     pub fn push_regex(&mut self, r: Regex, written: String) {
         self.regexes.push((r, self.entries.len()));
         self.entries.push(written);
+    }
+
+    /// The exact origins (canonical), `null` included when listed.
+    pub fn exact_origins(&self) -> impl Iterator<Item = &str> {
+        let mut v: Vec<(&str, EntryIndex)> =
+            self.exact.iter().map(|(k, i)| (k.as_ref(), *i)).collect();
+        v.sort_by_key(|(_, i)| *i);
+        v.into_iter().map(|(k, _)| k)
+    }
+
+    pub fn wildcards(&self) -> impl Iterator<Item = &Wildcard> {
+        self.wildcards.iter().map(|(w, _)| w)
+    }
+
+    pub fn has_regex(&self) -> bool {
+        !self.regexes.is_empty()
     }
 
     /// The entry that allows `origin`, if any.

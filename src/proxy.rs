@@ -19,7 +19,7 @@ use pingora::{ErrorSource, ErrorType};
 
 use crate::cors::{self, CorsPolicy, OriginCheck};
 use crate::rules::{Route, Rules};
-use crate::{beacon, jsonp, sse};
+use crate::{beacon, bridge, jsonp, sse};
 
 static NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
 static TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
@@ -295,6 +295,57 @@ fn error_status(e: &Error) -> u16 {
     }
 }
 
+static HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
+
+/// Serves the bridge page or one of its scripts (GET and HEAD only).
+async fn serve_bridge(
+    session: &mut Session,
+    b: &bridge::Bridge,
+    asset: bridge::Asset,
+) -> Result<()> {
+    let method = session.req_header().method.clone();
+    if method != Method::GET && method != Method::HEAD {
+        let mut h = ResponseHeader::build_no_case(405, Some(2))?;
+        h.insert_header(http::header::ALLOW, "GET, HEAD")?;
+        h.insert_header(CONTENT_LENGTH, 0)?;
+        return session.write_response_header(Box::new(h), true).await;
+    }
+    let (body, content_type) = match asset {
+        bridge::Asset::Page => (b.page.clone(), HTML.clone()),
+        bridge::Asset::FrameJs => (
+            Bytes::from_static(bridge::FRAME_JS.as_bytes()),
+            JAVASCRIPT.clone(),
+        ),
+        bridge::Asset::ClientJs => (
+            Bytes::from_static(bridge::CLIENT_JS.as_bytes()),
+            JAVASCRIPT.clone(),
+        ),
+    };
+    let mut h = ResponseHeader::build_no_case(200, Some(8))?;
+    h.insert_header(CONTENT_TYPE, content_type)?;
+    h.insert_header(CONTENT_LENGTH, body.len())?;
+    h.insert_header(X_CONTENT_TYPE_OPTIONS, NOSNIFF.clone())?;
+    h.insert_header(CACHE_CONTROL, "no-cache")?;
+    match asset {
+        bridge::Asset::Page => {
+            h.insert_header("content-security-policy", b.csp.clone())?;
+            h.insert_header("referrer-policy", "no-referrer")?;
+        }
+        // The client library is included by pages on other origins.
+        bridge::Asset::ClientJs => {
+            h.insert_header("cross-origin-resource-policy", "cross-origin")?;
+            h.insert_header(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")?;
+        }
+        bridge::Asset::FrameJs => {}
+    }
+    let head = method == Method::HEAD;
+    session.write_response_header(Box::new(h), head).await?;
+    if !head {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
 static GIF_TYPE: HeaderValue = HeaderValue::from_static("image/gif");
 
 impl CrossGate {
@@ -440,6 +491,17 @@ impl ProxyHttp for CrossGate {
         let rules = self.rules.load_full();
         let req = session.req_header();
         let (host, path) = (request_host(req), req.uri.path());
+        if let Some(asset) = rules.bridge.as_ref().and_then(|b| b.asset(path)) {
+            ctx.rules = Some(rules.clone());
+            serve_bridge(
+                session,
+                rules.bridge.as_ref().expect("matched above"),
+                asset,
+            )
+            .await?;
+            // Answered: the bridge's files are served from the binary.
+            return Ok(true);
+        }
         if let Some(i) = rules.beacons.iter().position(|b| b.matches(host, path)) {
             ctx.beacon = Some(i);
             ctx.rules = Some(rules.clone());

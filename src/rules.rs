@@ -17,6 +17,7 @@ use pingora::lb::health_check::HttpHealthCheck;
 use regex::Regex;
 
 use crate::beacon::{self, Beacon};
+use crate::bridge::Bridge;
 use crate::config::{
     ConfigError, CorsRef, FileAllowHeaders, FileCorsPolicy, FileHealthCheck, FileJsonp, FileOrigin,
     FileOrigins, FilePath, FileUpstream, Loaded, LogFormat, Permission, Seconds, YamlPath,
@@ -128,6 +129,7 @@ pub struct Rules {
     pub routes: Vec<Route>,
     pub default_cors: Option<Arc<CorsPolicy>>,
     pub beacons: Vec<Beacon>,
+    pub bridge: Option<Bridge>,
     pub warnings: Vec<ConfigError>,
 }
 
@@ -448,6 +450,40 @@ impl Compiler<'_> {
                 forward,
             });
         }
+        let bridge = match &cfg.bridge {
+            None => None,
+            Some(b) => {
+                let path = root.key("bridge");
+                if !b.path.starts_with('/') {
+                    return Err(self.err(
+                        &path.key("path"),
+                        format!("bridge path {:?} does not start with /", b.path),
+                        format!("write \"/{}\"", b.path),
+                    ));
+                }
+                for (i, p) in b.allow_paths.iter().enumerate() {
+                    if !p.starts_with('/') {
+                        return Err(self.err(
+                            &path.key("allow_paths").index(i),
+                            format!("path {p:?} does not start with /"),
+                            format!("write \"/{p}\""),
+                        ));
+                    }
+                }
+                if b.allow_paths.is_empty() {
+                    self.warn(
+                        &path.key("allow_paths"),
+                        "allow_paths is empty: the bridge will refuse every request".into(),
+                        "list the path prefixes pages may fetch, such as [/api/]",
+                    );
+                }
+                let policy =
+                    self.cors_ref(&path.key("cors"), &b.cors, &policies, &mut used_policies)?;
+                Some(Bridge::new(&b.path, &policy, &b.allow_paths).map_err(|why| {
+                    self.err(&path.key("cors"), why, "give the bridge a policy with exact origins and https://*.example.com wildcards only")
+                })?)
+            }
+        };
         for name in policies.keys().filter(|n| !used_policies.contains(*n)) {
             self.warn(
                 &root.key("cors_policies").key(name),
@@ -469,6 +505,7 @@ impl Compiler<'_> {
             routes,
             default_cors,
             beacons,
+            bridge,
             warnings: self.warnings,
         })
     }

@@ -44,6 +44,21 @@ pub struct FileConfig {
     /// Image-ping endpoints answered by the proxy itself.
     #[serde(default)]
     pub beacons: Vec<FileBeacon>,
+    /// The postMessage bridge page.
+    #[serde(default)]
+    pub bridge: Option<FileBridge>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileBridge {
+    /// Where the bridge page is served; its scripts are served below it.
+    pub path: String,
+    /// Which pages may use the bridge: a policy name or an inline policy (exact origins and
+    /// wildcards only: the browser side cannot run regexes).
+    pub cors: CorsRef,
+    /// Path prefixes the bridge may fetch.
+    pub allow_paths: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
