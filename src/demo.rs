@@ -113,10 +113,58 @@ async fn careless_cors() -> Response {
         .into_response()
 }
 
+/// A clock as Server-Sent Events: one event a second.
+async fn clock() -> Response {
+    let stream = futures_util::stream::unfold(0u64, |n| async move {
+        if n > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let event = format!("id: {n}\nevent: tick\ndata: {{\"tick\":{n},\"unix\":{now}}}\n\n");
+        (n < 3600).then(|| (Ok::<_, std::io::Error>(event), n + 1))
+    });
+    (
+        [
+            ("content-type", "text/event-stream"),
+            ("cache-control", "no-cache"),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// Echoes WebSocket messages.
+async fn ws_echo(ws: axum::extract::ws::WebSocketUpgrade) -> Response {
+    ws.on_upgrade(|mut socket| async move {
+        while let Some(Ok(msg)) = socket.recv().await {
+            let echo = matches!(
+                msg,
+                axum::extract::ws::Message::Text(_) | axum::extract::ws::Message::Binary(_)
+            );
+            if echo && socket.send(msg).await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// Where crossgate forwards beacon hits.
+async fn collect(uri: axum::http::Uri, body: String) -> StatusCode {
+    tracing::info!(target: "crossgate::demo", query = uri.query().unwrap_or(""), body_bytes = body.len(), "demo backend: beacon hit received");
+    StatusCode::NO_CONTENT
+}
+
 /// The demo backend's routes.
 pub fn router() -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
+        .route("/public/users", get(list_users))
+        .route("/events/clock", get(clock))
+        .route("/ws/echo", get(ws_echo))
+        .route("/poll/wait", get(slow))
+        .route("/collect", get(collect).post(collect))
         .route("/api/users", get(list_users).options(users_options))
         .route("/api/users/{id}", get(get_user).put(put_user))
         .route("/api/error", get(fail))

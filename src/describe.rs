@@ -90,10 +90,61 @@ pub fn rules(r: &Rules) -> String {
             }
             Some(p) => format!("cors {{{}}}", policy(p)),
         };
+        let mut extras = Vec::new();
+        if let Some(t) = route.read_timeout {
+            extras.push(format!("read timeout {t:?}"));
+        }
+        if let Some(j) = &route.jsonp {
+            let referer = if j.allow_without_referer {
+                "allowed"
+            } else {
+                "refused"
+            };
+            extras.push(format!(
+                "jsonp (?{}=, envelope {}, no Referer {referer})",
+                j.param, j.envelope
+            ));
+        }
+        if let Some(s) = &route.sse {
+            extras.push(match s.heartbeat {
+                Some(h) => format!("sse heartbeat {h:?}"),
+                None => "sse".to_owned(),
+            });
+        }
+        if let Some(ws) = &route.websocket {
+            let no_origin = if ws.allow_without_origin {
+                "allowed"
+            } else {
+                "refused"
+            };
+            extras.push(format!(
+                "websocket (idle {:?}, no Origin {no_origin})",
+                ws.idle_timeout
+            ));
+        }
+        let extras = if extras.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", extras.join("; "))
+        };
         let _ = writeln!(
             out,
-            "  {i}. {}: {host}, {path} -> {}; {cors}",
+            "  {i}. {}: {host}, {path} -> {}; {cors}{extras}",
             route.name, route.upstream.name
+        );
+    }
+    for b in &r.beacons {
+        let forward = b.forward.as_ref().map_or("not forwarded".to_owned(), |f| {
+            format!("forwarded to {}{}", f.upstream.name, f.path)
+        });
+        let _ = writeln!(out, "beacon {}: {} ({forward})", b.name, b.path);
+    }
+    if let Some(b) = &r.bridge {
+        let _ = writeln!(
+            out,
+            "bridge: {} ({})",
+            b.path,
+            b.csp.to_str().unwrap_or_default()
         );
     }
     if let Some(p) = &r.default_cors {

@@ -149,6 +149,12 @@ fn run_demo(path: &Path) -> Result<(), String> {
     println!("       -H 'Access-Control-Request-Method: PUT' -H 'Access-Control-Request-Headers: content-type'  # preflight");
     println!("  curl -i {base}/api/error -H 'Origin: http://localhost:3000'          # backend 500, still readable");
     println!("  curl -i {base}/nowhere -H 'Origin: http://localhost:3000'            # the proxy's own 404");
+    println!("  curl -i '{base}/public/users?callback=show'                         # JSONP");
+    println!("  curl -N {base}/events/clock -H 'Accept: text/event-stream'           # Server-Sent Events");
+    println!("  curl -i '{base}/poll/wait?ms=3000' -H 'Origin: http://localhost:3000' # long poll");
+    println!("  curl -i '{base}/beacon/pv?event=view&page=/home' -o /dev/null        # image ping");
+    println!("  WebSocket echo: ws://{proxy}/ws/echo (Origin http://localhost:3000)");
+    println!("  postMessage bridge: {base}/_crossgate/bridge (client: {base}/_crossgate/bridge/crossgate-bridge.js)");
     println!("Stop with Ctrl-C.\n");
     Gateway::new(rules).run_with_signals();
     Ok(())

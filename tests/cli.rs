@@ -174,6 +174,49 @@ async fn demo_serves_the_example_api_through_the_proxy() {
         header(&r, "access-control-allow-origin"),
         Some("http://localhost:3000")
     );
+    // Every channel has an example in the demo.
+    let r = client()
+        .get(format!("http://{proxy}/public/users?callback=show"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.text().await.unwrap().starts_with("/**/show([{"));
+    let r = client()
+        .get(format!("http://{proxy}/beacon/pv?event=view"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.bytes().await.unwrap().len(), 43);
+    let r = client()
+        .get(format!("http://{proxy}/events/clock"))
+        .header("accept", "text/event-stream")
+        .header("origin", "http://localhost:3000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&r, "content-type"), Some("text/event-stream"));
+    let mut events = r.bytes_stream();
+    use futures_util::StreamExt;
+    let first = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(std::str::from_utf8(&first).unwrap().contains("event: tick"));
+    let r = client()
+        .get(format!("http://{proxy}/_crossgate/bridge"))
+        .send()
+        .await
+        .unwrap();
+    assert!(header(&r, "content-security-policy")
+        .unwrap()
+        .contains("frame-ancestors http://localhost:3000"));
+    let r = client()
+        .get(format!("http://{proxy}/poll/wait?ms=10"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 #[tokio::test]
