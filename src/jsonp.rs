@@ -158,6 +158,11 @@ pub fn is_json(content_type: Option<&str>) -> bool {
 }
 
 pub fn decide(status: u16, content_type: Option<&str>, envelope: bool) -> Wrap {
+    // Redirects, 304 (the browser's cached script stays valid), informational and bodiless
+    // answers pass as they are.
+    if matches!(status, 100..=199 | 204 | 300..=399) {
+        return Wrap::Passthrough;
+    }
     let ok = (200..300).contains(&status);
     match (is_json(content_type), ok, envelope) {
         (true, true, false) => Wrap::Plain,
@@ -258,13 +263,22 @@ impl Wrapper {
 pub struct ZstdStream {
     decoder: zstd::stream::raw::Decoder<'static>,
     buf: Vec<u8>,
+    /// Decoded bytes so far, against [`MAX_DECODED`].
+    total: usize,
 }
+
+/// The most a compressed JSONP body may decode to: a bound against decompression bombs.
+pub const MAX_DECODED: usize = 64 * 1024 * 1024;
 
 impl ZstdStream {
     pub fn new() -> std::io::Result<ZstdStream> {
+        let mut decoder = zstd::stream::raw::Decoder::new()?;
+        // Windows of at most 8 MiB (the default allows 128 MiB per stream).
+        decoder.set_parameter(zstd::stream::raw::DParameter::WindowLogMax(23))?;
         Ok(ZstdStream {
-            decoder: zstd::stream::raw::Decoder::new()?,
+            decoder,
             buf: vec![0; 32 * 1024],
+            total: 0,
         })
     }
 
@@ -277,6 +291,12 @@ impl ZstdStream {
             let mut dst = OutBuffer::around(&mut self.buf[..]);
             self.decoder.run(&mut src, &mut dst)?;
             let written = dst.pos();
+            self.total += written;
+            if self.total > MAX_DECODED {
+                return Err(std::io::Error::other(format!(
+                    "the zstd body decodes to more than {MAX_DECODED} bytes"
+                )));
+            }
             out.extend_from_slice(&self.buf[..written]);
             // Done when all input is consumed and the decoder had room to spare.
             if src.pos() == input.len() && written < self.buf.len() {
@@ -404,6 +424,12 @@ mod tests {
             decide(200, Some("text/event-stream"), true),
             Wrap::Passthrough
         );
+        assert_eq!(decide(304, None, true), Wrap::Passthrough);
+        assert_eq!(
+            decide(302, Some("application/json"), true),
+            Wrap::Passthrough
+        );
+        assert_eq!(decide(101, None, true), Wrap::Passthrough);
     }
 
     #[test]
@@ -489,6 +515,17 @@ mod tests {
             }
             assert_eq!(out, plain, "chunks of {size}");
         }
+    }
+
+    #[test]
+    fn a_zstd_bomb_is_refused() {
+        let plain = vec![0u8; MAX_DECODED + 1];
+        let packed = zstd::encode_all(&plain[..], 19).unwrap();
+        let mut z = ZstdStream::new().unwrap();
+        let r = packed
+            .chunks(64 * 1024)
+            .try_for_each(|c| z.decode(c).map(drop));
+        assert!(r.is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use crossgate::config::{self, LogFormat};
 use crossgate::rules::{self, Rules};
-use crossgate::server::Gateway;
+use crossgate::server::{Gateway, Options};
 use crossgate::{demo, describe, logging};
 
 /// A reverse proxy that gives browser apps on other origins CORS access to legacy HTTP APIs.
@@ -45,6 +45,13 @@ struct RunArgs {
     /// Overrides `log.format` from the config.
     #[arg(long, value_enum)]
     log_format: Option<LogFormatArg>,
+    /// Take the listening sockets over from a running crossgate: start this, then send the
+    /// old process SIGQUIT. No connection is refused in between.
+    #[arg(long)]
+    upgrade: bool,
+    /// Reload only on SIGHUP, not when the config file changes.
+    #[arg(long)]
+    no_watch: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -114,9 +121,16 @@ fn run(args: &RunArgs) -> Result<(), String> {
         None => rules.log.format,
     };
     logging::init(format);
-    ensure_free(&rules.listen)?;
-    tracing::info!(config = %args.config.display(), listen = ?rules.listen, routes = rules.routes.len(), "crossgate starting");
-    Gateway::new(rules).run_with_signals();
+    if !args.upgrade {
+        ensure_free(&rules.listen)?;
+        ensure_free(rules.admin.as_slice())?;
+    }
+    tracing::info!(config = %args.config.display(), listen = ?rules.listen, routes = rules.routes.len(), upgrade = args.upgrade, "crossgate starting");
+    let options = Options {
+        upgrade: args.upgrade,
+        watch: !args.no_watch,
+    };
+    Gateway::with_options(rules, &options).run_with_signals(args.config.clone());
     Ok(())
 }
 
@@ -156,6 +170,6 @@ fn run_demo(path: &Path) -> Result<(), String> {
     println!("  WebSocket echo: ws://{proxy}/ws/echo (Origin http://localhost:3000)");
     println!("  postMessage bridge: {base}/_crossgate/bridge (client: {base}/_crossgate/bridge/crossgate-bridge.js)");
     println!("Stop with Ctrl-C.\n");
-    Gateway::new(rules).run_with_signals();
+    Gateway::new(rules).run_with_signals(path.to_path_buf());
     Ok(())
 }

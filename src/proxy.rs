@@ -18,6 +18,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType};
 
 use crate::cors::{self, CorsPolicy, OriginCheck};
+use crate::metrics::{self, Metrics};
 use crate::rules::{Route, Rules};
 use crate::{beacon, bridge, jsonp, sse};
 
@@ -33,8 +34,25 @@ pub struct CrossGate {
     pub connector: pingora::connectors::http::Connector,
     /// Beacon hits on their way to an upstream.
     pub beacons: Arc<beacon::Queue>,
+    pub metrics: Arc<Metrics>,
     /// Requests begun and not yet logged, for draining on SIGTERM.
     pub in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts one open stream in a gauge until dropped.
+pub struct ActiveGauge(prometheus::IntGauge);
+
+impl ActiveGauge {
+    fn new(g: prometheus::IntGauge) -> ActiveGauge {
+        g.inc();
+        ActiveGauge(g)
+    }
+}
+
+impl Drop for ActiveGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// Counts a request as in flight until its context is dropped.
@@ -69,6 +87,10 @@ pub struct Ctx {
     websocket: bool,
     /// The beacon that answered this request.
     beacon: Option<usize>,
+    /// What happened to a JSONP request, for metrics.
+    jsonp_result: Option<&'static str>,
+    /// Open WebSocket / SSE stream, counted while this request lives.
+    stream_gauge: Option<ActiveGauge>,
     _in_flight: InFlight,
 }
 
@@ -158,14 +180,10 @@ fn peer_for(route: &Route, websocket: bool) -> Box<HttpPeer> {
     peer
 }
 
-/// An HTTP/1.1 `Upgrade: websocket` request (RFC 6455 §4.1).
-fn is_websocket_upgrade(session: &Session) -> bool {
+/// Any HTTP/1.1 upgrade request: all of them go through the WebSocket checks, so that an
+/// `Upgrade: h2c` or `websocket, x` cannot slip past them.
+fn is_upgrade(session: &Session) -> bool {
     session.is_upgrade_req()
-        && session
-            .req_header()
-            .headers
-            .get(http::header::UPGRADE)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
 }
 
 /// Browsers send the page's Origin with every WebSocket handshake but apply no CORS to it:
@@ -178,6 +196,13 @@ fn websocket_allowed(req: &RequestHeader, route: &Route) -> std::result::Result<
             route.name
         ));
     };
+    let websocket = req
+        .headers
+        .get(http::header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if !websocket {
+        return Err("only `Upgrade: websocket` is let through".into());
+    }
     let policy = route
         .cors
         .as_deref()
@@ -221,6 +246,12 @@ fn jsonp_caller_allowed(
                 )),
             }
         }
+        // A browser that says the request is cross-site but hides the page (referrerpolicy
+        // no-referrer) is not let through by `without_referer: allow`: that is meant for
+        // clients that are not browsers.
+        None if fetch_site.is_some_and(|s| s != b"none") => {
+            Err("a cross-site request without a Referer".into())
+        }
         None if without_referer => Ok(()),
         None => {
             Err("the request has no Referer, and this route's jsonp.without_referer is deny".into())
@@ -228,6 +259,7 @@ fn jsonp_caller_allowed(
     }
 }
 
+static VARY_REFERER: HeaderValue = HeaderValue::from_static("Referer, Sec-Fetch-Site");
 static JAVASCRIPT: HeaderValue = HeaderValue::from_static("application/javascript; charset=utf-8");
 
 /// The headers of a wrapped response: a script, never sniffed, of a length only known at the
@@ -252,6 +284,9 @@ fn jsonp_response_headers(resp: &mut ResponseHeader, wrap: jsonp::Wrap, h2: bool
     if !h2 {
         resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
     }
+    // Who may run this script depends on the including page: a shared cache must not hand
+    // one page's copy to another.
+    cors::merge_vary(resp, &VARY_REFERER);
     Ok(())
 }
 
@@ -346,6 +381,47 @@ async fn serve_bridge(
     Ok(())
 }
 
+impl CrossGate {
+    /// The metrics of a finished request.
+    fn record(&self, req: &RequestHeader, status: u16, e: Option<&Error>, ctx: &Ctx) {
+        let m = &self.metrics;
+        let route = match (ctx.route(), ctx.beacon) {
+            (Some(r), _) => r.name.as_str(),
+            (None, Some(_)) => "beacon",
+            (None, None) => "none",
+        };
+        m.requests
+            .with_label_values(&[
+                route,
+                metrics::method_label(&req.method),
+                metrics::status_class(status),
+            ])
+            .inc();
+        m.request_duration
+            .with_label_values(&[route])
+            .observe(ctx.started.elapsed().as_secs_f64());
+        let Some(r) = ctx.route() else { return };
+        if let Some(t) = ctx.upstream_time {
+            m.upstream_duration
+                .with_label_values(&[r.upstream.name.as_str()])
+                .observe(t.as_secs_f64());
+        }
+        if r.cors.is_some() && !ctx.preflight && !ctx.websocket {
+            m.cors_decisions
+                .with_label_values(&[route, "actual", ctx.origin.label()])
+                .inc();
+        }
+        if let Some(result) = ctx.jsonp_result {
+            m.jsonp.with_label_values(&[route, result]).inc();
+        }
+        if let Some(e) = e.filter(|e| *e.esource() == ErrorSource::Upstream) {
+            m.upstream_errors
+                .with_label_values(&[r.upstream.name.as_str(), metrics::upstream_error_kind(e)])
+                .inc();
+        }
+    }
+}
+
 static GIF_TYPE: HeaderValue = HeaderValue::from_static("image/gif");
 
 impl CrossGate {
@@ -413,6 +489,10 @@ impl CrossGate {
             }
         };
         let (fields, skipped) = beacon::log_fields(query.as_deref(), b.max_fields);
+        self.metrics
+            .beacon_hits
+            .with_label_values(&[b.name.as_str()])
+            .inc();
         let mut forwarded = "no";
         if let Some(f) = &b.forward {
             let target = match &query {
@@ -434,6 +514,10 @@ impl CrossGate {
             forwarded = if self.beacons.offer(hit) {
                 "queued"
             } else {
+                self.metrics
+                    .beacon_dropped
+                    .with_label_values(&[b.name.as_str()])
+                    .inc();
                 "dropped: queue full"
             };
         }
@@ -483,6 +567,8 @@ impl ProxyHttp for CrossGate {
             jsonp: None,
             websocket: false,
             beacon: None,
+            jsonp_result: None,
+            stream_gauge: None,
             _in_flight: InFlight::new(&self.in_flight),
         }
     }
@@ -533,7 +619,7 @@ impl ProxyHttp for CrossGate {
             // Answered: no route, nothing to forward.
             return Ok(true);
         };
-        if is_websocket_upgrade(session) {
+        if is_upgrade(session) {
             let req = session.req_header();
             if let Err(why) = websocket_allowed(req, route) {
                 ctx.origin = OriginCheck::Denied(why.clone());
@@ -561,6 +647,10 @@ impl ProxyHttp for CrossGate {
         if cors::is_preflight(req) {
             let preflight = policy.preflight(req);
             ctx.preflight = true;
+            self.metrics
+                .cors_decisions
+                .with_label_values(&[route.name.as_str(), "preflight", preflight.check.label()])
+                .inc();
             ctx.origin = preflight.check;
             let end = preflight.body.is_none();
             session
@@ -581,15 +671,27 @@ impl ProxyHttp for CrossGate {
                 let silence = route.read_timeout.unwrap_or(route.upstream.timeouts.read);
                 ctx.tries += 1;
                 let check = ctx.origin.clone();
-                let streamed = sse::stream(
+                let gauge = self
+                    .metrics
+                    .sse_active
+                    .with_label_values(&[route.name.as_str()]);
+                let mut stream_gauge = None;
+                let result = sse::stream(
                     session,
                     &self.connector,
                     &peer,
                     heartbeat,
                     silence,
-                    |resp| policy.apply_actual(resp, &check),
+                    |resp| {
+                        policy.apply_actual(resp, &check);
+                        if sse::is_event_stream(resp) {
+                            stream_gauge = Some(ActiveGauge::new(gauge));
+                        }
+                    },
                 )
-                .await?;
+                .await;
+                ctx.stream_gauge = stream_gauge;
+                let streamed = result?;
                 ctx.upstream_time = Some(streamed.upstream_time);
                 // Answered: the stream was proxied here, with heartbeats.
                 return Ok(true);
@@ -600,6 +702,7 @@ impl ProxyHttp for CrossGate {
                 match jsonp::ask(req.uri.query(), &j.param) {
                     jsonp::Ask::No => {}
                     jsonp::Ask::Invalid(why) => {
+                        ctx.jsonp_result = Some("rejected");
                         send_text(
                             session,
                             400,
@@ -613,6 +716,7 @@ impl ProxyHttp for CrossGate {
                     jsonp::Ask::Yes(callback) => {
                         if let Err(why) = jsonp_caller_allowed(req, policy, j.allow_without_referer)
                         {
+                            ctx.jsonp_result = Some("rejected");
                             send_text(
                                 session,
                                 403,
@@ -662,6 +766,9 @@ impl ProxyHttp for CrossGate {
                     })?;
                 upstream.set_uri(uri);
             }
+            // pingora decodes what the upstream request does not accept: with no Accept-Encoding,
+            // whatever the backend compresses anyway (gzip, br) arrives decoded.
+            upstream.remove_header(&http::header::ACCEPT_ENCODING);
             // A byte range of the JSON would be wrapped as if it were the whole.
             upstream.remove_header(&http::header::RANGE);
             upstream.remove_header(&http::header::IF_RANGE);
@@ -687,11 +794,13 @@ impl ProxyHttp for CrossGate {
         mut e: Box<Error>,
     ) -> Box<Error> {
         // Nothing was sent yet, so any method may go to the next server.
-        if ctx
-            .route()
-            .is_some_and(|r| ctx.tries < r.upstream.servers.len())
-        {
+        if let Some(r) = ctx.route().filter(|r| ctx.tries < r.upstream.servers.len()) {
             e.set_retry(true);
+            // A retried error never reaches `logging`: count it here.
+            self.metrics
+                .upstream_errors
+                .with_label_values(&[r.upstream.name.as_str(), metrics::upstream_error_kind(&e)])
+                .inc();
         }
         e
     }
@@ -723,6 +832,7 @@ impl ProxyHttp for CrossGate {
             let status = resp.status.as_u16();
             let content_type = resp.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
             let mut wrap = jsonp::decide(status, content_type, j.envelope);
+            let result_label = &mut ctx.jsonp_result;
             // pingora has decoded gzip and br already; zstd is ours; anything else stays as is.
             match resp
                 .headers
@@ -738,9 +848,28 @@ impl ProxyHttp for CrossGate {
                 }
                 Some(_) => wrap = jsonp::Wrap::Passthrough,
             }
+            *result_label = Some(if wrap == jsonp::Wrap::Passthrough {
+                "passthrough"
+            } else {
+                "wrapped"
+            });
             if wrap != jsonp::Wrap::Passthrough {
                 j.wrapper = Some(jsonp::Wrapper::new(&j.callback, wrap, status));
                 jsonp_response_headers(resp, wrap, session.is_http2())?;
+            }
+        }
+        if let Some(route) = ctx.route() {
+            let name = route.name.as_str();
+            if ctx.websocket && resp.status.as_u16() == 101 {
+                self.metrics
+                    .websocket_total
+                    .with_label_values(&[name])
+                    .inc();
+                let g = self.metrics.websocket_active.with_label_values(&[name]);
+                ctx.stream_gauge = Some(ActiveGauge::new(g));
+            } else if sse::is_event_stream(resp) {
+                let g = self.metrics.sse_active.with_label_values(&[name]);
+                ctx.stream_gauge = Some(ActiveGauge::new(g));
             }
         }
         Ok(())
@@ -810,11 +939,12 @@ impl ProxyHttp for CrossGate {
         let Some(rules) = ctx.rules.as_ref() else {
             return;
         };
+        let req = session.req_header();
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        self.record(req, status, e, ctx);
         if !rules.log.access_log {
             return;
         }
-        let req = session.req_header();
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let origin = req
             .headers
             .get(ORIGIN)

@@ -108,6 +108,7 @@ pub struct JsonpRoute {
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub beacon_queue: usize,
+    pub upgrade_sock: PathBuf,
     pub threads: usize,
     pub grace_period: Duration,
     pub shutdown_timeout: Duration,
@@ -122,6 +123,8 @@ pub struct LogSettings {
 pub struct Rules {
     pub file: PathBuf,
     pub listen: Vec<SocketAddr>,
+    /// The admin listener's address, if enabled.
+    pub admin: Option<SocketAddr>,
     pub server: ServerSettings,
     pub log: LogSettings,
     pub upstreams: Vec<Arc<Upstream>>,
@@ -277,6 +280,27 @@ impl Compiler<'_> {
             listen.push(addr);
         }
 
+        let admin = match &cfg.admin {
+            None => None,
+            Some(a) => {
+                let text = a.listen.as_deref().unwrap_or("127.0.0.1:9090");
+                let addr: SocketAddr = text.parse().map_err(|_| {
+                    self.err(
+                        &root.key("admin").key("listen"),
+                        format!("invalid admin listen address {text:?}"),
+                        "write an IP and a port, such as 127.0.0.1:9090",
+                    )
+                })?;
+                if listen.contains(&addr) {
+                    return Err(self.err(
+                        &root.key("admin").key("listen"),
+                        format!("the admin listener {addr} is also a proxy listen address"),
+                        "give the admin listener an address of its own",
+                    ));
+                }
+                Some(addr)
+            }
+        };
         let server_path = root.key("server");
         if cfg.server.threads == 0 {
             return Err(self.err(
@@ -287,6 +311,7 @@ impl Compiler<'_> {
         }
         let server = ServerSettings {
             beacon_queue: cfg.server.beacon_queue,
+            upgrade_sock: cfg.server.upgrade_sock.clone(),
             threads: cfg.server.threads,
             grace_period: cfg.server.grace_period.0,
             shutdown_timeout: cfg.server.shutdown_timeout.0,
@@ -495,6 +520,7 @@ impl Compiler<'_> {
         Ok(Rules {
             file: self.loaded.path.clone(),
             listen,
+            admin,
             server,
             log: LogSettings {
                 format: cfg.log.format,
@@ -1027,6 +1053,17 @@ mod tests {
             "{}",
             rules.warnings[0]
         );
+    }
+
+    #[test]
+    fn jsonp_on_a_credentialed_route_needs_an_acknowledgement() {
+        let yaml = |ack: &str| {
+            format!("{BASE}routes:\n  - name: a\n    upstream: api\n    cors: {{allow_origins: [https://a.test], allow_credentials: true}}\n    jsonp: {{{ack}}}\n")
+        };
+        let e = compile_str(&yaml("")).err().unwrap();
+        assert_eq!(e.path, "routes[0].jsonp");
+        assert!(e.fix.contains("acknowledge_credentials: true"), "{e}");
+        assert!(compile_str(&yaml("acknowledge_credentials: true")).is_ok());
     }
 
     #[test]

@@ -1,17 +1,23 @@
-//! Builds and runs the pingora server from compiled rules.
+//! Builds and runs the pingora server from compiled rules: the proxy, the admin listener, the
+//! health checks and the beacon forwarder, plus the signals (SIGTERM drains, SIGINT stops,
+//! SIGQUIT hands the sockets to a new process, SIGHUP reloads).
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use pingora::server::configuration::ServerConf;
+use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::background_service;
 use tokio::sync::{mpsc, Mutex};
 
+use crate::admin::Admin;
+use crate::metrics::Metrics;
 use crate::proxy::CrossGate;
+use crate::reload::Reloader;
 use crate::rules::Rules;
 use crate::upstream::HealthChecks;
 
@@ -20,27 +26,50 @@ fn ceil_secs(d: std::time::Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
+/// How the process was started.
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    /// Take the listening sockets over from a running crossgate (which is then sent SIGQUIT).
+    pub upgrade: bool,
+    /// Reload when the config file changes (SIGHUP always reloads).
+    pub watch: bool,
+}
+
 /// Everything pingora needs to run crossgate; `run` blocks until shutdown.
 pub struct Gateway {
     server: Server,
     pub rules: Arc<ArcSwap<Rules>>,
+    pub metrics: Arc<Metrics>,
     pub in_flight: Arc<AtomicUsize>,
     grace_period: Duration,
+    watch: bool,
 }
 
 impl Gateway {
     pub fn new(rules: Rules) -> Gateway {
+        Self::with_options(rules, &Options::default())
+    }
+
+    pub fn with_options(rules: Rules, options: &Options) -> Gateway {
         let conf = ServerConf {
             threads: rules.server.threads,
             grace_period_seconds: Some(ceil_secs(rules.server.grace_period)),
             graceful_shutdown_timeout_seconds: Some(ceil_secs(rules.server.shutdown_timeout)),
+            upgrade_sock: rules.server.upgrade_sock.display().to_string(),
             ..ServerConf::default()
         };
-        let mut server = Server::new_with_opt_and_conf(None, conf);
+        let opt = Opt {
+            upgrade: options.upgrade,
+            ..Opt::default()
+        };
+        let mut server = Server::new_with_opt_and_conf(opt, conf);
         server.bootstrap();
         let listen = rules.listen.clone();
+        let admin_addr = rules.admin;
         let grace_period = rules.server.grace_period;
         let in_flight = Arc::new(AtomicUsize::new(0));
+        let metrics = Arc::new(Metrics::new());
+        metrics.reloaded(true);
         let (beacon_queue, forwarder) = crate::beacon::Queue::new(rules.server.beacon_queue);
         let rules = Arc::new(ArcSwap::from_pointee(rules));
 
@@ -51,6 +80,7 @@ impl Gateway {
                 in_flight: in_flight.clone(),
                 connector: pingora::connectors::http::Connector::new(None),
                 beacons: beacon_queue,
+                metrics: metrics.clone(),
             },
             "crossgate",
         );
@@ -58,6 +88,17 @@ impl Gateway {
             proxy.add_tcp(&addr.to_string());
         }
         server.add_service(proxy);
+        if let Some(addr) = admin_addr {
+            let mut admin = pingora::services::listening::Service::new(
+                "crossgate admin".into(),
+                pingora::apps::http_app::HttpServer::new_app(Admin {
+                    rules: rules.clone(),
+                    metrics: metrics.clone(),
+                }),
+            );
+            admin.add_tcp(&addr.to_string());
+            server.add_service(admin);
+        }
         server.add_service(background_service("beacon forwarder", forwarder));
         server.add_service(background_service(
             "health checks",
@@ -68,8 +109,10 @@ impl Gateway {
         Gateway {
             server,
             rules,
+            metrics,
             in_flight,
             grace_period,
+            watch: options.watch,
         }
     }
 
@@ -81,10 +124,27 @@ impl Gateway {
         });
     }
 
-    /// Runs with Unix signals: SIGTERM drains (the process exits as soon as no request is in
-    /// flight, and at the latest after the grace period), SIGINT stops at once, SIGQUIT hands
-    /// the listening sockets to a new process started with `--upgrade`.
-    pub fn run_with_signals(self) {
+    /// Runs with Unix signals and reloads `config` on SIGHUP and when it changes:
+    /// SIGTERM drains (the process exits as soon as no request is in flight, and at the latest
+    /// after the grace period), SIGINT stops at once, SIGQUIT hands the listening sockets to a
+    /// new process started with `--upgrade`.
+    pub fn run_with_signals(self, config: PathBuf) {
+        let reloader = Arc::new(Reloader::new(
+            config,
+            self.rules.clone(),
+            self.metrics.clone(),
+        ));
+        let _watcher = if self.watch {
+            match reloader.watch() {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch the config file: reload with SIGHUP");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let (tx, watch) = ChannelShutdown::pair();
         let in_flight = self.in_flight.clone();
         let grace = self.grace_period;
@@ -95,34 +155,43 @@ impl Gateway {
                     .enable_all()
                     .build()
                     .expect("a runtime for signal handling");
-                rt.block_on(forward_signals(tx, in_flight, grace));
+                rt.block_on(handle_signals(tx, in_flight, grace, reloader));
             })
             .expect("a thread for signal handling");
         self.run(Box::new(watch));
     }
 }
 
-async fn forward_signals(
+async fn handle_signals(
     tx: mpsc::UnboundedSender<ShutdownSignal>,
     in_flight: Arc<AtomicUsize>,
     grace: Duration,
+    reloader: Arc<Reloader>,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut quit), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::quit()),
+        signal(SignalKind::hangup()),
     ) else {
         tracing::error!("cannot install signal handlers");
         return;
     };
-    let graceful = tokio::select! {
-        _ = term.recv() => { tracing::info!(grace_period = ?grace, "SIGTERM: draining in-flight requests"); ShutdownSignal::GracefulTerminate }
-        _ = quit.recv() => { tracing::info!("SIGQUIT: handing the listening sockets over"); ShutdownSignal::GracefulUpgrade }
-        _ = int.recv() => { tracing::info!("SIGINT: stopping now"); ShutdownSignal::FastShutdown }
+    let stop = loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!(grace_period = ?grace, "SIGTERM: draining in-flight requests"); break ShutdownSignal::GracefulTerminate }
+            _ = quit.recv() => { tracing::info!("SIGQUIT: handing the listening sockets over"); break ShutdownSignal::GracefulUpgrade }
+            _ = int.recv() => { tracing::info!("SIGINT: stopping now"); break ShutdownSignal::FastShutdown }
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the config");
+                let r = reloader.clone();
+                let _ = tokio::task::spawn_blocking(move || r.reload(true)).await;
+            }
+        }
     };
-    let drain = matches!(graceful, ShutdownSignal::GracefulTerminate);
-    if tx.send(graceful).is_err() || !drain {
+    let drain = matches!(stop, ShutdownSignal::GracefulTerminate);
+    if tx.send(stop).is_err() || !drain {
         return;
     }
     // pingora keeps the process for the whole grace period; leave as soon as nothing is in

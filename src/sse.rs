@@ -31,7 +31,7 @@ pub fn wants_event_stream(req: &RequestHeader) -> bool {
             .any(|v| v.to_str().is_ok_and(|s| s.contains("text/event-stream")))
 }
 
-fn is_event_stream(resp: &ResponseHeader) -> bool {
+pub fn is_event_stream(resp: &ResponseHeader) -> bool {
     resp.headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -57,6 +57,19 @@ fn strip_hop_by_hop<F: FnMut(&str)>(names: impl Iterator<Item = String>, mut rem
     }
 }
 
+/// The headers that `Connection` names (RFC 9110 §7.6.1), to be removed; `Connection` itself
+/// goes with the other hop-by-hop headers.
+fn connection_listed(headers: &http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
 /// What the stream did, for the access log.
 pub struct Streamed {
     pub upstream_time: Duration,
@@ -78,10 +91,15 @@ pub async fn stream(
     let (mut upstream, _reused) = connector.get_http_session(peer).await.map_err(up)?;
 
     let mut req = session.req_header().clone();
+    for n in connection_listed(&req.headers) {
+        req.remove_header(n.as_str());
+    }
     let names: Vec<String> = req.headers.keys().map(|k| k.as_str().to_owned()).collect();
     strip_hop_by_hop(names.into_iter(), |n| {
         req.remove_header(n);
     });
+    // The request body is not forwarded on this path (an EventSource sends none).
+    req.remove_header(&header::CONTENT_LENGTH);
     upstream
         .write_request_header(Box::new(req))
         .await
@@ -101,6 +119,9 @@ pub async fn stream(
             Error::explain(ErrorType::InvalidHTTPHeader, "no response header").into_up()
         })?
         .clone();
+    for n in connection_listed(&resp.headers) {
+        resp.remove_header(n.as_str());
+    }
     let names: Vec<String> = resp.headers.keys().map(|k| k.as_str().to_owned()).collect();
     strip_hop_by_hop(names.into_iter(), |n| {
         resp.remove_header(n);
@@ -110,7 +131,8 @@ pub async fn stream(
         // A heartbeat changes the length; an event stream has none anyway.
         resp.remove_header(&header::CONTENT_LENGTH);
     }
-    if !session.is_http2() && !resp.headers.contains_key(header::CONTENT_LENGTH) {
+    let bodiless = matches!(resp.status.as_u16(), 100..=199 | 204 | 304);
+    if !bodiless && !session.is_http2() && !resp.headers.contains_key(header::CONTENT_LENGTH) {
         resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
     }
     decorate(&mut resp);

@@ -294,6 +294,37 @@ async fn every_channel_works_in_a_real_browser() {
                 .is_some_and(|m| m.contains("path not allowed"))
     });
 
+    let r = run(c, &p, "const b = await CrossgateBridge.connect(); const out = {}; for (const path of ['/api/..%2Fadmin/x', '/api/..;/admin', '/api/%2e%2e/admin', '/api/a\\\\..\\\\admin']) { try { await b.fetch(path); out[path] = 'fetched'; } catch (e) { out[path] = e.message; } } return out;").await;
+    s.check(
+        "bridge refuses paths that resolve outside allow_paths",
+        &r,
+        |v| {
+            v.as_object().is_some_and(|o| {
+                o.len() == 4
+                    && o.values()
+                        .all(|m| m.as_str().is_some_and(|m| m.contains("path not allowed")))
+            })
+        },
+    );
+    let r = run(c, &p, "const b = await CrossgateBridge.connect(); let method; try { await b.fetch('/api/x', { method: 'PATCH' }); method = 'sent'; } catch (e) { method = e.message; } const r = await b.fetch('/api/x'); return { method, headers: r.headers };").await;
+    s.check(
+        "bridge applies the policy's methods and exposed headers",
+        &r,
+        |v| {
+            v["method"]
+                .as_str()
+                .is_some_and(|m| m.contains("method not allowed"))
+                && v["headers"]["content-type"] == "application/json"
+                && v["headers"]["x-backend"].is_null()
+        },
+    );
+    // The frame's own origin check (not only CSP's frame-ancestors): a popup is not framed.
+    let popup = "const w = window.open(P + '/_crossgate/bridge'); const answer = await new Promise(res => { const t0 = Date.now(); const onMsg = ev => { if (ev.source === w && ev.data && ev.data.type === 'ready') { window.removeEventListener('message', onMsg); res('ready'); } }; window.addEventListener('message', onMsg); const tick = () => { if (Date.now() - t0 > 3000) { window.removeEventListener('message', onMsg); res('no answer'); return; } try { w.postMessage({ crossgate: 1, id: 0, type: 'hello' }, new URL(P).origin); } catch (e) {} setTimeout(tick, 100); }; tick(); }); w.close(); return answer;";
+    let r = run(c, &p, popup).await;
+    s.check("bridge answers an allowed origin in a popup", &r, |v| {
+        v == "ready"
+    });
+
     // A page on an origin that is not listed.
     c.goto(&format!("{foreign}/")).await.unwrap();
     let before = backend.requests().len();
@@ -316,6 +347,12 @@ async fn every_channel_works_in_a_real_browser() {
     s.check("unlisted origin: WebSocket refused", &r, |v| v == "refused");
     let r = run(c, &p, &format!("{bridge} try {{ await CrossgateBridge.connect(undefined, {{ timeoutMs: 3000 }}); return 'connected'; }} catch (e) {{ return 'refused'; }}")).await;
     s.check("unlisted origin: bridge refused", &r, |v| v == "refused");
+    let r = run(c, &p, popup).await;
+    s.check(
+        "unlisted origin: the bridge frame itself does not answer",
+        &r,
+        |v| v == "no answer",
+    );
 
     let _ = browser.client.clone().close().await;
     assert!(

@@ -46,6 +46,8 @@ async fn json_is_wrapped_as_a_script_with_safe_headers() {
     );
     assert_eq!(header(&r, "x-content-type-options"), Some("nosniff"));
     assert_eq!(header(&r, "content-length"), None);
+    // A shared cache must not give one including page's copy to another.
+    assert_eq!(header(&r, "vary"), Some("Origin, Referer, Sec-Fetch-Site"));
     assert_eq!(
         r.text().await.unwrap(),
         r#"/**/app.handle({"backend":"b","method":"GET","path":"/jsonp/items"});"#
@@ -70,9 +72,15 @@ async fn line_separators_split_across_chunks_are_escaped() {
 
 #[tokio::test]
 async fn compressed_bodies_are_decompressed_before_wrapping() {
-    let (_backend, proxy) = setup().await;
+    let (backend, proxy) = setup().await;
     for algorithm in ["gzip", "br", "zstd"] {
-        let r = get(&proxy, &format!("/jsonp/{algorithm}?callback=cb")).await;
+        // What browsers send: pingora would leave gzip and br encoded for such a client.
+        let r = client()
+            .get(proxy.url(&format!("/jsonp/{algorithm}?callback=cb")))
+            .header("accept-encoding", "gzip, deflate, br, zstd")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "{algorithm}");
         assert_eq!(header(&r, "content-encoding"), None, "{algorithm}");
         // pingora's decompression weakens it; a strong one must not survive.
@@ -87,6 +95,10 @@ async fn compressed_bodies_are_decompressed_before_wrapping() {
             "{algorithm}"
         );
     }
+    assert!(backend
+        .requests()
+        .iter()
+        .all(|s| s.headers.get("accept-encoding").is_none()));
 }
 
 #[tokio::test]
@@ -223,6 +235,15 @@ async fn the_including_page_must_be_allowed() {
     assert_eq!(r.status(), 403, "no Referer is refused by default");
     let r = with(None, Some("same-origin")).await.unwrap();
     assert_eq!(r.status(), 200);
+    // A browser page that hides its Referer (referrerpolicy=no-referrer) is refused even
+    // where requests without one are allowed: that setting is for non-browser clients.
+    let r = client()
+        .get(proxy.url("/jsonp/x?callback=cb"))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
     // The open route allows requests without a Referer, but still checks one that is sent.
     let r = client()
         .get(proxy.url("/jsonp/x?callback=cb"))

@@ -136,6 +136,29 @@ async fn upgrades_are_refused_on_routes_that_do_not_enable_them() {
 }
 
 #[tokio::test]
+async fn other_upgrades_cannot_slip_past_the_checks() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (backend, proxy) = setup().await;
+    for (path, upgrade) in [
+        ("/ws/echo", "h2c"),
+        ("/ws/echo", "websocket, x"),
+        ("/other", "websocket, x"),
+        ("/other", "h2c"),
+    ] {
+        let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: {upgrade}\r\nOrigin: https://app.example.com\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = vec![0; 1024];
+        let n = s.read(&mut buf).await.unwrap();
+        let head = String::from_utf8_lossy(&buf[..n]);
+        assert!(head.starts_with("HTTP/1.1 403"), "{path} {upgrade}: {head}");
+    }
+    assert!(backend.requests().is_empty());
+}
+
+#[tokio::test]
 async fn an_idle_socket_is_closed_after_the_idle_timeout() {
     let (_backend, proxy) = setup().await;
     let mut ws = connect(&proxy, "/ws/echo", Some("https://app.example.com"))

@@ -12,6 +12,7 @@
 
   function connect(bridgeUrl, options) {
     var timeoutMs = (options && options.timeoutMs) || 10000;
+    var requestTimeoutMs = (options && options.requestTimeoutMs) || 60000;
     var url = new URL(bridgeUrl || String(script).replace(/\/crossgate-bridge\.js(\?.*)?$/, ''), location.href);
     var origin = url.origin;
     return new Promise(function (resolve, reject) {
@@ -27,6 +28,12 @@
           return new Promise(function (res, rej) {
             var id = nextId++;
             pending[id] = { resolve: res, reject: rej };
+            setTimeout(function () {
+              if (pending[id]) {
+                delete pending[id];
+                rej(new Error('crossgate bridge: no answer within ' + requestTimeoutMs + ' ms'));
+              }
+            }, requestTimeoutMs);
             iframe.contentWindow.postMessage({ crossgate: 1, id: id, path: String(path), init: init || {} }, origin);
           });
         },

@@ -11,9 +11,10 @@
   }
 
   function originAllowed(origin) {
+    // An opaque origin (sandboxed frame, data: URL) could be anyone: never answered.
+    if (origin === 'null') return false;
     if (cfg.any) return true;
     if (cfg.exact.indexOf(origin) >= 0) return true;
-    if (origin === 'null') return false;
     var m = /^([a-z][a-z0-9+.-]*):\/\/([a-z0-9.-]+|\[[0-9a-f:.]+\])(?::([0-9]{1,5}))?$/.exec(origin);
     if (!m) return false;
     var scheme = m[1];
@@ -26,9 +27,12 @@
   }
 
   function pathAllowed(path) {
-    if (typeof path !== 'string' || path.charAt(0) !== '/' || path.charAt(1) === '/' || path.indexOf('\\') >= 0) {
-      return false;
-    }
+    if (typeof path !== 'string' || path.charAt(0) !== '/' || path.charAt(1) === '/') return false;
+    // The proxy routes on the decoded, dot-resolved path: refuse every spelling that could
+    // resolve outside the prefix checked here (%2F, %2e, ..;, backslashes, dot segments).
+    var pathOnly = path.split(/[?#]/)[0];
+    if (/[%;\\]/.test(pathOnly)) return false;
+    if (pathOnly.split('/').some(function (s) { return s === '.' || s === '..'; })) return false;
     var url = new URL(path, location.origin);
     if (url.origin !== location.origin) return false;
     return cfg.paths.some(function (prefix) { return url.pathname.indexOf(prefix) === 0; });
@@ -37,8 +41,24 @@
   function plainHeaders(h) {
     var out = {};
     if (!h || typeof h !== 'object') return out;
-    Object.keys(h).forEach(function (k) { out[String(k)] = String(h[k]); });
+    Object.keys(h).forEach(function (k) { out[String(k).toLowerCase()] = String(h[k]); });
     return out;
+  }
+
+  // What CORS would let a cross-origin page do, applied to the bridge too.
+  var SAFELISTED_REQUEST = ['accept', 'accept-language', 'content-language', 'content-type'];
+  var SAFELISTED_RESPONSE = ['cache-control', 'content-language', 'content-length', 'content-type', 'expires', 'last-modified', 'pragma'];
+
+  function headersAllowed(headers) {
+    if (cfg.headers === null) return null; // mirror: any
+    var bad = Object.keys(headers).filter(function (k) {
+      return SAFELISTED_REQUEST.indexOf(k) < 0 && cfg.headers.indexOf(k) < 0;
+    });
+    return bad.length ? bad[0] : null;
+  }
+
+  function readable(name) {
+    return SAFELISTED_RESPONSE.indexOf(name) >= 0 || cfg.expose.indexOf(name) >= 0 || cfg.expose.indexOf('*') >= 0;
   }
 
   window.addEventListener('message', function (ev) {
@@ -61,9 +81,19 @@
     }
     var init = m.init || {};
     var method = typeof init.method === 'string' ? init.method.toUpperCase() : 'GET';
+    if (['GET', 'HEAD', 'POST'].indexOf(method) < 0 && cfg.methods.indexOf(method) < 0) {
+      reply({ error: 'crossgate bridge: method not allowed: ' + method });
+      return;
+    }
+    var headers = plainHeaders(init.headers);
+    var badHeader = headersAllowed(headers);
+    if (badHeader) {
+      reply({ error: 'crossgate bridge: header not allowed: ' + badHeader });
+      return;
+    }
     fetch(m.path, {
       method: method,
-      headers: plainHeaders(init.headers),
+      headers: headers,
       body: method === 'GET' || method === 'HEAD' ? undefined : (init.body == null ? undefined : String(init.body)),
       credentials: cfg.credentials ? 'same-origin' : 'omit',
       cache: 'no-store',
@@ -71,7 +101,7 @@
     }).then(function (r) {
       return r.text().then(function (body) {
         var headers = {};
-        r.headers.forEach(function (v, k) { headers[k] = v; });
+        r.headers.forEach(function (v, k) { if (readable(k)) headers[k] = v; });
         reply({ response: { status: r.status, statusText: r.statusText, ok: r.ok, headers: headers, body: body } });
       });
     }).catch(function (e) {

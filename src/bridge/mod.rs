@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::HeaderValue;
 use serde_json::json;
 
-use crate::cors::{AllowOrigin, CorsPolicy};
+use crate::cors::{AllowHeaders, AllowOrigin, CorsPolicy};
 
 /// The frame's script, served at `{path}/bridge-frame.js`.
 pub const FRAME_JS: &str = include_str!("frame.js");
@@ -47,7 +47,12 @@ impl Bridge {
                         policy.name
                     ));
                 }
-                let exact: Vec<String> = list.exact_origins().map(str::to_owned).collect();
+                // `null` is never answered by the bridge (anyone can make an opaque origin).
+                let exact: Vec<String> = list
+                    .exact_origins()
+                    .filter(|o| *o != "null")
+                    .map(str::to_owned)
+                    .collect();
                 let wildcards: Vec<serde_json::Value> = list
                     .wildcards()
                     .map(|w| json!({"scheme": w.scheme(), "suffix": w.dot_suffix(), "port": w.port()}))
@@ -64,12 +69,29 @@ impl Bridge {
                 (false, exact, wildcards, sources)
             }
         };
+        let headers = match &policy.headers {
+            AllowHeaders::Mirror => serde_json::Value::Null,
+            AllowHeaders::List { names, .. } => {
+                let mut v: Vec<&String> = names.iter().collect();
+                v.sort();
+                json!(v)
+            }
+        };
+        let expose: Vec<&str> = policy
+            .expose_value
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(", ").collect())
+            .unwrap_or_default();
         let config = json!({
             "any": any,
             "exact": exact,
             "wildcards": wildcards,
             "paths": allow_paths,
             "credentials": policy.credentials,
+            "methods": policy.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+            "headers": headers,
+            "expose": expose,
         });
         // `<` is escaped so that nothing in the data block can close the script element.
         let config = config.to_string().replace('<', "\\u003c");
@@ -149,8 +171,8 @@ mod tests {
         assert!(csp.contains("script-src 'self'"), "{csp}");
         let page = std::str::from_utf8(&b.page).unwrap();
         assert!(
-            page.contains(r#""exact":["https://app.example.com","null"]"#),
-            "{page}"
+            page.contains(r#""exact":["https://app.example.com"]"#),
+            "null is never answered: {page}"
         );
         assert!(
             page.contains(r#"{"port":8443,"scheme":"https","suffix":".example.org"}"#),

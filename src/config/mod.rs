@@ -47,6 +47,17 @@ pub struct FileConfig {
     /// The postMessage bridge page.
     #[serde(default)]
     pub bridge: Option<FileBridge>,
+    /// The admin listener: /metrics, /healthz, /readyz.
+    #[serde(default)]
+    pub admin: Option<FileAdmin>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAdmin {
+    /// Default 127.0.0.1:9090: keep it off the public network.
+    #[serde(default)]
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,6 +112,14 @@ pub struct FileServer {
     /// still answered and logged, but not forwarded.
     #[serde(default = "default_beacon_queue")]
     pub beacon_queue: usize,
+    /// The Unix socket over which `crossgate run --upgrade` takes the listening sockets from the
+    /// running process (sent SIGQUIT).
+    #[serde(default = "default_upgrade_sock")]
+    pub upgrade_sock: PathBuf,
+}
+
+fn default_upgrade_sock() -> PathBuf {
+    PathBuf::from("/tmp/crossgate-upgrade.sock")
 }
 
 fn default_beacon_queue() -> usize {
@@ -124,6 +143,7 @@ impl Default for FileServer {
             grace_period: default_grace(),
             shutdown_timeout: default_shutdown_timeout(),
             beacon_queue: default_beacon_queue(),
+            upgrade_sock: default_upgrade_sock(),
         }
     }
 }

@@ -1,0 +1,171 @@
+//! What crossgate records for Prometheus. Every label comes from the config (route, upstream,
+//! server, beacon names) or from a small fixed set (method, status class, kind, decision,
+//! result), never from request data, so the number of series is bounded by the config.
+
+use http::Method;
+use prometheus::{
+    Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::rules::Rules;
+
+/// The registry and every metric. One per running gateway.
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_duration: HistogramVec,
+    pub cors_decisions: IntCounterVec,
+    pub jsonp: IntCounterVec,
+    pub websocket_active: IntGaugeVec,
+    pub websocket_total: IntCounterVec,
+    pub sse_active: IntGaugeVec,
+    pub beacon_hits: IntCounterVec,
+    pub beacon_dropped: IntCounterVec,
+    pub upstream_errors: IntCounterVec,
+    pub server_healthy: IntGaugeVec,
+    pub reloads: IntCounterVec,
+    pub last_reload_success: Gauge,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("registered once");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let buckets = vec![
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        60.0,
+    ];
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .expect("valid metric");
+    r.register(Box::new(h.clone())).expect("registered once");
+    h
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let last_reload_success = Gauge::new(
+            "crossgate_config_last_reload_success_timestamp_seconds",
+            "When the config was last loaded successfully (Unix time).",
+        )
+        .expect("valid metric");
+        r.register(Box::new(last_reload_success.clone()))
+            .expect("registered once");
+        Metrics {
+            requests: counter(&r, "crossgate_requests_total", "Requests answered, by route, method and status class.", &["route", "method", "status_class"]),
+            request_duration: histogram(&r, "crossgate_request_duration_seconds", "Time from the request to the end of the response, by route.", &["route"]),
+            upstream_duration: histogram(&r, "crossgate_upstream_duration_seconds", "Time until the upstream's response header, by upstream.", &["upstream"]),
+            cors_decisions: counter(&r, "crossgate_cors_decisions_total", "CORS decisions, by route, kind (preflight, actual) and decision (allowed, denied, would_deny, no_origin).", &["route", "kind", "decision"]),
+            jsonp: counter(&r, "crossgate_jsonp_responses_total", "JSONP requests, by route and result (wrapped, rejected, passthrough).", &["route", "result"]),
+            websocket_active: gauge(&r, "crossgate_websocket_connections_active", "WebSocket connections open now, by route.", &["route"]),
+            websocket_total: counter(&r, "crossgate_websocket_connections_total", "WebSocket connections upgraded, by route.", &["route"]),
+            sse_active: gauge(&r, "crossgate_sse_streams_active", "Server-Sent Event streams open now, by route.", &["route"]),
+            beacon_hits: counter(&r, "crossgate_beacon_hits_total", "Beacon hits answered, by beacon.", &["beacon"]),
+            beacon_dropped: counter(&r, "crossgate_beacon_forward_dropped_total", "Beacon hits not forwarded because the queue was full, by beacon.", &["beacon"]),
+            upstream_errors: counter(&r, "crossgate_upstream_errors_total", "Failed exchanges with an upstream, by kind (connect, timeout, reset, invalid).", &["upstream", "kind"]),
+            server_healthy: gauge(&r, "crossgate_upstream_server_healthy", "1 if the server passes its health check (or has none), 0 if it is out of rotation.", &["upstream", "server"]),
+            reloads: counter(&r, "crossgate_config_reloads_total", "Config reloads, by result (success, failure).", &["result"]),
+            last_reload_success,
+            registry: r,
+        }
+    }
+
+    /// The text exposition of every metric, with the health gauges read from `rules` first.
+    pub fn render(&self, rules: &Rules) -> String {
+        self.server_healthy.reset();
+        for u in &rules.upstreams {
+            for b in &u.servers {
+                self.server_healthy
+                    .with_label_values(&[u.name.as_str(), b.written.as_str()])
+                    .set(i64::from(b.is_healthy()));
+            }
+        }
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
+    }
+
+    /// Records a config load.
+    pub fn reloaded(&self, ok: bool) {
+        self.reloads
+            .with_label_values(&[if ok { "success" } else { "failure" }])
+            .inc();
+        if ok {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            self.last_reload_success.set(now);
+        }
+    }
+}
+
+/// The method as a label: the standard ones, or `other`.
+pub fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
+/// `2xx` etc.; `none` when nothing was sent.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "none",
+    }
+}
+
+/// The kind of an upstream failure, for `crossgate_upstream_errors_total`.
+pub fn upstream_error_kind(e: &pingora::Error) -> &'static str {
+    use pingora::ErrorType::*;
+    match e.etype() {
+        ConnectTimedout | ReadTimedout | WriteTimedout => "timeout",
+        ConnectRefused | ConnectNoRoute | ConnectError | ConnectProxyFailure
+        | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError
+        | SocketError | BindError => "connect",
+        ConnectionClosed | ReadError | WriteError | H2Error | H2Downgrade => "reset",
+        _ => "invalid",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_bounded() {
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "other");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        assert_eq!(status_class(204), "2xx");
+        assert_eq!(status_class(0), "none");
+        assert_eq!(status_class(999), "none");
+    }
+}

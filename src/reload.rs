@@ -1,0 +1,151 @@
+//! Hot reload: compile the file again and swap the rules in one atomic store. Requests in
+//! flight keep the snapshot they started with (each holds its own `Arc<Rules>`); a file that
+//! does not compile is logged with the same error `check` prints, counted, and the old rules
+//! stay live. Triggered by SIGHUP and by changes to the file: its directory is watched, so an
+//! editor's or a Kubernetes ConfigMap's atomic rename (a new `..data` symlink) is seen too.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+
+use crate::config;
+use crate::metrics::Metrics;
+use crate::rules::{self, Rules};
+
+/// Everything a reload needs; cheap to share between the signal and watcher threads.
+pub struct Reloader {
+    pub path: PathBuf,
+    pub rules: Arc<ArcSwap<Rules>>,
+    pub metrics: Arc<Metrics>,
+    /// The hash of the text last compiled, so that one change seen twice reloads once.
+    last: Mutex<u64>,
+}
+
+fn hash(text: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
+}
+
+/// What a reload did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Reloaded,
+    Unchanged,
+    Failed,
+}
+
+impl Reloader {
+    pub fn new(path: PathBuf, rules: Arc<ArcSwap<Rules>>, metrics: Arc<Metrics>) -> Reloader {
+        let last = std::fs::read_to_string(&path)
+            .map(|t| hash(&t))
+            .unwrap_or(0);
+        Reloader {
+            path,
+            rules,
+            metrics,
+            last: Mutex::new(last),
+        }
+    }
+
+    /// Compiles the file and swaps it in. `force` reloads even an unchanged text (SIGHUP).
+    pub fn reload(&self, force: bool) -> Outcome {
+        let mut last = self.last.lock();
+        let loaded = match config::load(&self.path) {
+            Ok(l) => l,
+            Err(e) => return self.failed(&e.to_string()),
+        };
+        let h = hash(&loaded.source);
+        if !force && h == *last {
+            return Outcome::Unchanged;
+        }
+        let new = match rules::compile(&loaded) {
+            Ok(r) => r,
+            Err(e) => {
+                *last = h;
+                return self.failed(&e.to_string());
+            }
+        };
+        *last = h;
+        for w in &new.warnings {
+            tracing::warn!("config warning: {w}");
+        }
+        let old = self.rules.load();
+        for what in needs_restart(&old, &new) {
+            tracing::warn!("config reload: {what} changed; this takes effect only after a restart (or an upgrade with --upgrade)");
+        }
+        tracing::info!(config = %self.path.display(), routes = new.routes.len(), "config reloaded");
+        self.rules.store(Arc::new(new));
+        self.metrics.reloaded(true);
+        Outcome::Reloaded
+    }
+
+    fn failed(&self, error: &str) -> Outcome {
+        tracing::error!("config reload failed, the previous rules stay live:\n{error}");
+        self.metrics.reloaded(false);
+        Outcome::Failed
+    }
+
+    /// Watches the file's directory and reloads on changes, on a thread of its own. The
+    /// watcher lives as long as the returned value.
+    pub fn watch(self: &Arc<Self>) -> notify::Result<notify::RecommendedWatcher> {
+        use notify::{RecursiveMode, Watcher};
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if event.is_ok() {
+                    let _ = tx.send(());
+                }
+            })?;
+        watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name("config-watch".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    // Let a burst of events (write, rename, chmod) settle, then look once.
+                    while rx.recv_timeout(Duration::from_millis(100)).is_ok() {}
+                    me.reload(false);
+                }
+            })
+            .map_err(|e| notify::Error::generic(&e.to_string()))?;
+        Ok(watcher)
+    }
+}
+
+/// Settings that are read once at start.
+fn needs_restart(old: &Rules, new: &Rules) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if old.listen != new.listen {
+        out.push("listen");
+    }
+    if old.admin != new.admin {
+        out.push("admin.listen");
+    }
+    if old.server.threads != new.server.threads {
+        out.push("server.threads");
+    }
+    if old.server.grace_period != new.server.grace_period
+        || old.server.shutdown_timeout != new.server.shutdown_timeout
+    {
+        out.push("server.grace_period / server.shutdown_timeout");
+    }
+    if old.server.beacon_queue != new.server.beacon_queue {
+        out.push("server.beacon_queue");
+    }
+    if old.log.format != new.log.format {
+        out.push("log.format");
+    }
+    out
+}
