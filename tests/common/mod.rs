@@ -381,15 +381,22 @@ pub fn dead_addr() -> SocketAddr {
 /// crossgate running in this process.
 pub struct Proxy {
     pub addr: SocketAddr,
+    /// The admin listener, when the config has `ADMIN` in it.
+    pub admin: Option<SocketAddr>,
     stop: tokio::sync::mpsc::UnboundedSender<ShutdownSignal>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Proxy {
-    /// Starts crossgate with `yaml`, in which `LISTEN` is replaced by the proxy's address.
+    /// Starts crossgate with `yaml`, in which `LISTEN` is replaced by the proxy's address and
+    /// `ADMIN` by an address for the admin listener.
     pub async fn start(yaml: &str) -> Proxy {
         let addr = free_addr();
-        let yaml = yaml.replace("LISTEN", &addr.to_string());
+        let admin = yaml.contains("ADMIN").then(free_addr);
+        let mut yaml = yaml.replace("LISTEN", &addr.to_string());
+        if let Some(a) = admin {
+            yaml = yaml.replace("ADMIN", &a.to_string());
+        }
         let path = Path::new("test.yaml");
         let config = parse_yaml(path, &yaml).unwrap_or_else(|e| panic!("{e}"));
         let rules = compile(&Loaded {
@@ -402,8 +409,12 @@ impl Proxy {
         let gateway = Gateway::new(rules);
         let thread = std::thread::spawn(move || gateway.run(Box::new(signal)));
         wait_until_listening(addr).await;
+        if let Some(a) = admin {
+            wait_until_listening(a).await;
+        }
         Proxy {
             addr,
+            admin,
             stop,
             thread: Some(thread),
         }

@@ -1,0 +1,327 @@
+//! The admin listener after real traffic of every kind: /metrics counters and gauges,
+//! /healthz and /readyz.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{client, dead_addr, Backend, Proxy};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+fn config(backend: &Backend) -> String {
+    format!(
+        r#"
+listen: LISTEN
+admin: {{listen: "ADMIN"}}
+upstreams:
+  b:
+    servers: ["{b}"]
+    read_timeout: 500ms
+    health_check: {{path: /health, interval: 50ms}}
+  dead: {{servers: ["{dead}"]}}
+cors_policies:
+  app: {{allow_origins: [https://app.example.com], allow_methods: [GET, PUT]}}
+routes:
+  - {{name: jsonp, path: /jsonp/, upstream: b, cors: app, jsonp: {{without_referer: allow}}}}
+  - {{name: ws, path: /ws/, upstream: b, cors: app, websocket: {{}}}}
+  - {{name: events, path: /events/, upstream: b, cors: app, read_timeout: 10s}}
+  - {{name: dead, path: /dead/, upstream: dead, cors: app}}
+  - {{name: api, path: /, upstream: b, cors: app}}
+beacons:
+  - {{name: pv, path: /b/pv}}
+"#,
+        b = backend.addr,
+        dead = dead_addr()
+    )
+}
+
+async fn scrape(proxy: &Proxy) -> String {
+    let r = client()
+        .get(format!("http://{}/metrics", proxy.admin.unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    r.text().await.unwrap()
+}
+
+/// The value of the sample `name{labels}` (labels in the order Prometheus prints them).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Scrapes until `series` has `want` (5 s at most): gauges change when a connection ends.
+async fn wait_for_sample(proxy: &Proxy, series: &str, want: f64) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = scrape(proxy).await;
+        if sample(&text, series) == Some(want) {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{series} never became {want}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_every_kind_of_traffic() {
+    let backend = Backend::start("b").await;
+    let proxy = Proxy::start(&config(&backend)).await;
+    let origin = |o: &'static str| move |r: reqwest::RequestBuilder| r.header("origin", o);
+    let app = origin("https://app.example.com");
+    let evil = origin("https://evil.example");
+    let get = |path: &str| client().get(proxy.url(path));
+
+    app(get("/api/x")).send().await.unwrap();
+    app(get("/api/status/503")).send().await.unwrap();
+    evil(get("/api/x")).send().await.unwrap();
+    get("/api/x").send().await.unwrap();
+    for o in ["https://app.example.com", "https://evil.example"] {
+        client()
+            .request(reqwest::Method::OPTIONS, proxy.url("/api/x"))
+            .header("origin", o)
+            .header("access-control-request-method", "PUT")
+            .send()
+            .await
+            .unwrap();
+    }
+    get("/jsonp/x?callback=cb").send().await.unwrap();
+    get("/jsonp/x?callback=alert(1)").send().await.unwrap();
+    get("/jsonp/html?callback=cb").send().await.unwrap();
+    get("/b/pv?x=1").send().await.unwrap();
+    get("/b/pv?x=2").send().await.unwrap();
+    app(get("/dead/x")).send().await.unwrap();
+    app(get("/api/slow?ms=3000")).send().await.unwrap();
+    get("/nowhere-but-api-catches-all").send().await.unwrap();
+
+    // An open WebSocket and an open event stream show in the gauges.
+    let mut req = format!("ws://{}/ws/echo", proxy.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("origin", "https://app.example.com".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(Message::text("x")).await.unwrap();
+    ws.next().await.unwrap().unwrap();
+    let sse = app(get("/events/sse-gated"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    let mut events = sse.bytes_stream();
+    events.next().await.unwrap().unwrap();
+
+    let text = wait_for_sample(
+        &proxy,
+        r#"crossgate_sse_streams_active{route="events"}"#,
+        1.0,
+    )
+    .await;
+    let expect = |series: &str, want: f64| {
+        assert_eq!(sample(&text, series), Some(want), "{series} in\n{text}");
+    };
+    // 2xx: /api/x three times and the catch-all; 5xx: the backend's 503 and the proxy's 504.
+    expect(
+        r#"crossgate_requests_total{method="GET",route="api",status_class="2xx"}"#,
+        4.0,
+    );
+    expect(
+        r#"crossgate_requests_total{method="GET",route="api",status_class="5xx"}"#,
+        2.0,
+    );
+    expect(
+        r#"crossgate_requests_total{method="GET",route="dead",status_class="5xx"}"#,
+        1.0,
+    );
+    expect(
+        r#"crossgate_requests_total{method="OPTIONS",route="api",status_class="2xx"}"#,
+        1.0,
+    );
+    expect(
+        r#"crossgate_requests_total{method="OPTIONS",route="api",status_class="4xx"}"#,
+        1.0,
+    );
+    expect(
+        r#"crossgate_requests_total{method="GET",route="beacon",status_class="2xx"}"#,
+        2.0,
+    );
+    expect(
+        r#"crossgate_cors_decisions_total{decision="allowed",kind="actual",route="api"}"#,
+        3.0,
+    );
+    expect(
+        r#"crossgate_cors_decisions_total{decision="denied",kind="actual",route="api"}"#,
+        1.0,
+    );
+    expect(
+        r#"crossgate_cors_decisions_total{decision="no_origin",kind="actual",route="api"}"#,
+        2.0,
+    );
+    expect(
+        r#"crossgate_cors_decisions_total{decision="allowed",kind="preflight",route="api"}"#,
+        1.0,
+    );
+    expect(
+        r#"crossgate_cors_decisions_total{decision="denied",kind="preflight",route="api"}"#,
+        1.0,
+    );
+    expect(
+        r#"crossgate_jsonp_responses_total{result="wrapped",route="jsonp"}"#,
+        1.0,
+    );
+    expect(
+        r#"crossgate_jsonp_responses_total{result="rejected",route="jsonp"}"#,
+        1.0,
+    );
+    expect(
+        r#"crossgate_jsonp_responses_total{result="passthrough",route="jsonp"}"#,
+        1.0,
+    );
+    expect(r#"crossgate_beacon_hits_total{beacon="pv"}"#, 2.0);
+    expect(
+        r#"crossgate_upstream_errors_total{kind="connect",upstream="dead"}"#,
+        1.0,
+    );
+    expect(
+        r#"crossgate_upstream_errors_total{kind="timeout",upstream="b"}"#,
+        1.0,
+    );
+    expect(r#"crossgate_websocket_connections_active{route="ws"}"#, 1.0);
+    expect(r#"crossgate_websocket_connections_total{route="ws"}"#, 1.0);
+    expect(
+        &format!(
+            r#"crossgate_upstream_server_healthy{{server="{}",upstream="b"}}"#,
+            backend.addr
+        ),
+        1.0,
+    );
+    expect(r#"crossgate_config_reloads_total{result="success"}"#, 1.0);
+    assert!(
+        sample(
+            &text,
+            "crossgate_config_last_reload_success_timestamp_seconds"
+        )
+        .unwrap()
+            > 1.7e9
+    );
+    assert!(
+        sample(
+            &text,
+            r#"crossgate_request_duration_seconds_count{route="api"}"#
+        )
+        .unwrap()
+            >= 5.0
+    );
+    assert!(
+        sample(
+            &text,
+            r#"crossgate_upstream_duration_seconds_count{upstream="b"}"#
+        )
+        .unwrap()
+            >= 4.0
+    );
+    // No label carries request data: no origin, path or callback anywhere.
+    for leak in ["evil.example", "/api/x", "alert", "nowhere"] {
+        assert!(!text.contains(leak), "{leak} leaked into a label:\n{text}");
+    }
+
+    // The gauges go down when the streams end.
+    ws.close(None).await.unwrap();
+    drop(events);
+    backend.release_event();
+    wait_for_sample(
+        &proxy,
+        r#"crossgate_websocket_connections_active{route="ws"}"#,
+        0.0,
+    )
+    .await;
+    wait_for_sample(
+        &proxy,
+        r#"crossgate_sse_streams_active{route="events"}"#,
+        0.0,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn healthz_and_readyz() {
+    let backend = Backend::start("b").await;
+    let proxy = Proxy::start(&config(&backend)).await;
+    let admin = proxy.admin.unwrap();
+    let r = client()
+        .get(format!("http://{admin}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "ok\n");
+    let r = client()
+        .get(format!("http://{admin}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "ready\n");
+
+    backend.set_health(503);
+    let probes = backend
+        .seen()
+        .iter()
+        .filter(|s| s.path == "/health")
+        .count();
+    backend.wait_for(probes + 2, |s| s.path == "/health").await;
+    let r = client()
+        .get(format!("http://{admin}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "not ready: no healthy server in upstream b\n"
+    );
+    let text = scrape(&proxy).await;
+    assert_eq!(
+        sample(
+            &text,
+            &format!(
+                r#"crossgate_upstream_server_healthy{{server="{}",upstream="b"}}"#,
+                backend.addr
+            )
+        ),
+        Some(0.0)
+    );
+
+    backend.set_health(200);
+    let probes = backend
+        .seen()
+        .iter()
+        .filter(|s| s.path == "/health")
+        .count();
+    backend.wait_for(probes + 2, |s| s.path == "/health").await;
+    let r = client()
+        .get(format!("http://{admin}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The admin listener is not the proxy: its paths are its own.
+    let r = client()
+        .get(format!("http://{admin}/api/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
