@@ -1,0 +1,387 @@
+//! Hot reload and binary upgrade of the real binary, with a client sending requests the whole
+//! time: SIGHUP, a file replaced by rename, a Kubernetes ConfigMap's symlink swap, a broken
+//! file, and `run --upgrade` + SIGQUIT. Every test asserts zero failed requests.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{free_addr, wait_until_listening, Backend};
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("crossgate-reload-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn config(
+    proxy: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+    backend: &Backend,
+    origin: &str,
+    sock: &Path,
+) -> String {
+    format!(
+        "listen: \"{proxy}\"\nadmin: {{listen: \"{admin}\"}}\nserver: {{grace_period: 1s, shutdown_timeout: 1s, upgrade_sock: \"{}\"}}\nupstreams:\n  b: {{servers: [\"{}\"]}}\nroutes:\n  - {{name: api, upstream: b, cors: {{allow_origins: [\"{origin}\"]}}}}\n",
+        sock.display(),
+        backend.addr
+    )
+}
+
+fn start(path: &Path, extra: &[&str]) -> Running {
+    Running(
+        Command::new(env!("CARGO_BIN_EXE_crossgate"))
+            .arg("run")
+            .args(extra)
+            .arg("--config")
+            .arg(path)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn signal(child: &Running, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} failed");
+}
+
+/// A client sending `Origin: https://new.example` requests in a loop until stopped.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicUsize>,
+    failures: Arc<Mutex<Vec<String>>>,
+    /// Requests answered with the new origin allowed.
+    new_rule_seen: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Traffic {
+    fn start(proxy: std::net::SocketAddr, fresh_connections: bool) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let new_rule_seen = Arc::new(AtomicUsize::new(0));
+        let (s, n, f, seen) = (
+            stop.clone(),
+            sent.clone(),
+            failures.clone(),
+            new_rule_seen.clone(),
+        );
+        let mut builder = reqwest::Client::builder();
+        if fresh_connections {
+            builder = builder.pool_max_idle_per_host(0);
+        }
+        let client = builder.build().unwrap();
+        let task = tokio::spawn(async move {
+            while !s.load(Ordering::Relaxed) {
+                let r = client
+                    .get(format!("http://{proxy}/api/x"))
+                    .header("origin", "https://new.example")
+                    .send()
+                    .await;
+                n.fetch_add(1, Ordering::Relaxed);
+                match r {
+                    Ok(r) if r.status() == 200 => {
+                        if r.headers()
+                            .get("access-control-allow-origin")
+                            .is_some_and(|v| v == "https://new.example")
+                        {
+                            seen.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let _ = r.bytes().await;
+                    }
+                    Ok(r) => f.lock().unwrap().push(format!("status {}", r.status())),
+                    Err(e) => f.lock().unwrap().push(format!("error {e}")),
+                }
+            }
+        });
+        Traffic {
+            stop,
+            sent,
+            failures,
+            new_rule_seen,
+            task,
+        }
+    }
+
+    /// Waits (10 s at most) until the new rule has answered a request.
+    async fn wait_for_new_rule(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.new_rule_seen.load(Ordering::Relaxed) == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the new rule never came into force"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops the loop; returns how many requests it sent, after asserting none failed.
+    async fn finish(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+        let failures = self.failures.lock().unwrap().clone();
+        assert!(
+            failures.is_empty(),
+            "{} failed requests: {failures:?}",
+            failures.len()
+        );
+        self.sent.load(Ordering::Relaxed)
+    }
+}
+
+async fn scrape(admin: std::net::SocketAddr) -> String {
+    reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sighup_reloads_without_failing_a_request_and_in_flight_requests_keep_their_rules() {
+    let backend = Backend::start("b").await;
+    let (proxy, admin) = (free_addr(), free_addr());
+    let d = dir("hup");
+    let path = d.join("config.yaml");
+    let sock = d.join("upgrade.sock");
+    std::fs::write(
+        &path,
+        config(proxy, admin, &backend, "https://old.example", &sock),
+    )
+    .unwrap();
+    // --no-watch: only SIGHUP may reload in this test.
+    let child = start(&path, &["--no-watch"]);
+    wait_until_listening(proxy).await;
+
+    let traffic = Traffic::start(proxy, false);
+    // A request in flight across the reload keeps the rules it started with.
+    let slow = tokio::spawn(
+        reqwest::Client::new()
+            .get(format!("http://{proxy}/api/slow?ms=1500"))
+            .header("origin", "https://old.example")
+            .send(),
+    );
+    backend.wait_for(1, |s| s.path == "/api/slow").await;
+    std::fs::write(
+        &path,
+        config(proxy, admin, &backend, "https://new.example", &sock),
+    )
+    .unwrap();
+    signal(&child, "-HUP");
+    traffic.wait_for_new_rule().await;
+    let sent = traffic.finish().await;
+    assert!(sent > 1);
+
+    let r = slow.await.unwrap().unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://old.example"
+    );
+    assert!(scrape(admin)
+        .await
+        .contains("crossgate_config_reloads_total{result=\"success\"} 2"));
+}
+
+#[tokio::test]
+async fn a_file_replaced_by_rename_is_reloaded() {
+    let backend = Backend::start("b").await;
+    let (proxy, admin) = (free_addr(), free_addr());
+    let d = dir("rename");
+    let path = d.join("config.yaml");
+    let sock = d.join("upgrade.sock");
+    std::fs::write(
+        &path,
+        config(proxy, admin, &backend, "https://old.example", &sock),
+    )
+    .unwrap();
+    let _child = start(&path, &[]);
+    wait_until_listening(proxy).await;
+    let traffic = Traffic::start(proxy, false);
+    // What editors and config tools do: write a new file, rename it over the old one.
+    let tmp = d.join(".config.yaml.tmp");
+    std::fs::write(
+        &tmp,
+        config(proxy, admin, &backend, "https://new.example", &sock),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    traffic.wait_for_new_rule().await;
+    traffic.finish().await;
+}
+
+#[tokio::test]
+async fn a_kubernetes_configmap_update_is_reloaded() {
+    use std::os::unix::fs::symlink;
+    let backend = Backend::start("b").await;
+    let (proxy, admin) = (free_addr(), free_addr());
+    let d = dir("k8s");
+    let sock = d.join("upgrade.sock");
+    // The kubelet's layout: config.yaml -> ..data/config.yaml, ..data -> ..<timestamp>.
+    std::fs::create_dir(d.join("..v1")).unwrap();
+    std::fs::write(
+        d.join("..v1/config.yaml"),
+        config(proxy, admin, &backend, "https://old.example", &sock),
+    )
+    .unwrap();
+    symlink("..v1", d.join("..data")).unwrap();
+    symlink("..data/config.yaml", d.join("config.yaml")).unwrap();
+    let _child = start(&d.join("config.yaml"), &[]);
+    wait_until_listening(proxy).await;
+    let traffic = Traffic::start(proxy, false);
+    // An update: a new timestamped directory, then ..data swapped by an atomic rename.
+    std::fs::create_dir(d.join("..v2")).unwrap();
+    std::fs::write(
+        d.join("..v2/config.yaml"),
+        config(proxy, admin, &backend, "https://new.example", &sock),
+    )
+    .unwrap();
+    symlink("..v2", d.join("..data_tmp")).unwrap();
+    std::fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap();
+    traffic.wait_for_new_rule().await;
+    traffic.finish().await;
+}
+
+#[tokio::test]
+async fn a_broken_file_is_reported_and_the_old_rules_stay() {
+    use std::io::BufRead;
+    let backend = Backend::start("b").await;
+    let (proxy, admin) = (free_addr(), free_addr());
+    let d = dir("broken");
+    let path = d.join("config.yaml");
+    let sock = d.join("upgrade.sock");
+    std::fs::write(
+        &path,
+        config(proxy, admin, &backend, "https://new.example", &sock),
+    )
+    .unwrap();
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_crossgate"))
+            .args(["run", "--no-watch", "--config"])
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    wait_until_listening(proxy).await;
+    let traffic = Traffic::start(proxy, false);
+    traffic.wait_for_new_rule().await;
+
+    let broken = config(proxy, admin, &backend, "https://new.example", &sock)
+        .replace("allow_origins", "allow_orgins");
+    std::fs::write(&path, broken).unwrap();
+    signal(&child, "-HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut report = String::new();
+    while !report.contains("fix:") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no reload error in the log; got {report:?}"));
+        if line.contains("config reload failed") || !report.is_empty() {
+            report.push_str(&line);
+            report.push('\n');
+        }
+    }
+    assert!(
+        report.contains(&format!(
+            "{}:7:37: at routes[0].cors.allow_orgins",
+            path.display()
+        )),
+        "{report}"
+    );
+    assert!(report.contains("routes[0].cors.allow_orgins"), "{report}");
+    let before = traffic.new_rule_seen.load(Ordering::Relaxed);
+    // The old rules still answer.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while traffic.new_rule_seen.load(Ordering::Relaxed) < before + 5 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "requests stopped being served by the old rules"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    traffic.finish().await;
+    assert!(scrape(admin)
+        .await
+        .contains("crossgate_config_reloads_total{result=\"failure\"} 1"));
+}
+
+#[tokio::test]
+async fn an_upgrade_hands_the_sockets_over_without_failing_a_request() {
+    let backend = Backend::start("b").await;
+    let (proxy, admin) = (free_addr(), free_addr());
+    let d = dir("upgrade");
+    let path = d.join("config.yaml");
+    let sock = d.join("upgrade.sock");
+    std::fs::write(
+        &path,
+        config(proxy, admin, &backend, "https://new.example", &sock),
+    )
+    .unwrap();
+    let mut old = start(&path, &["--no-watch"]);
+    wait_until_listening(proxy).await;
+    // New connections for every request, so that each one is accepted by whichever process
+    // holds the socket at that moment.
+    let traffic = Traffic::start(proxy, true);
+    traffic.wait_for_new_rule().await;
+
+    let new = start(&path, &["--upgrade", "--no-watch"]);
+    // The new process waits for the sockets on the upgrade socket.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new process never opened {}",
+            sock.display()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    signal(&old, "-QUIT");
+    let status = tokio::task::spawn_blocking(move || old.0.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "the old process: {status:?}");
+    // The old process is gone; the new one keeps answering.
+    let served = traffic.new_rule_seen.load(Ordering::Relaxed);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while traffic.new_rule_seen.load(Ordering::Relaxed) < served + 20 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new process does not answer"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    traffic.finish().await;
+    drop(new);
+}
