@@ -208,6 +208,27 @@ pub fn normalize_path(raw: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Whether every host `b` matches is matched by `a`.
+fn covers_host(a: &HostMatch, b: &HostMatch) -> bool {
+    match (a, b) {
+        (HostMatch::Any, _) => true,
+        (HostMatch::Exact(x), HostMatch::Exact(y)) => x == y,
+        (HostMatch::Suffix(s), HostMatch::Exact(h)) => h.len() > s.len() && h.ends_with(s.as_str()),
+        (HostMatch::Suffix(s), HostMatch::Suffix(t)) => t.ends_with(s.as_str()),
+        _ => false,
+    }
+}
+
+/// Whether every path `b` matches is matched by `a` (regexes are not compared).
+fn covers_path(a: &PathMatch, b: &PathMatch) -> bool {
+    match (a, b) {
+        (PathMatch::Prefix(p), PathMatch::Prefix(q))
+        | (PathMatch::Prefix(p), PathMatch::Exact(q)) => q.starts_with(p.as_str()),
+        (PathMatch::Exact(p), PathMatch::Exact(q)) => p == q,
+        _ => false,
+    }
+}
+
 /// Compiles a loaded file into rules.
 pub fn compile(loaded: &Loaded) -> Result<Rules, ConfigError> {
     Compiler {
@@ -418,6 +439,12 @@ impl Compiler<'_> {
             });
         }
 
+        self.lint_shadowed(&routes);
+        for (name, u) in &upstreams {
+            if u.health.is_none() {
+                self.warn(&root.key("upstreams").key(name), format!("upstream {name:?} has no health check: a dead server stays in rotation (each request to it is retried on the next server)"), "add health_check: {path: /health}");
+            }
+        }
         let default_cors = match &cfg.default_cors {
             None => None,
             Some(c) => {
@@ -634,6 +661,19 @@ impl Compiler<'_> {
         })
     }
 
+    /// Warns about routes that an earlier route always matches first.
+    fn lint_shadowed(&mut self, routes: &[Route]) {
+        for (j, later) in routes.iter().enumerate() {
+            if let Some(earlier) = routes[..j]
+                .iter()
+                .find(|e| covers_host(&e.host, &later.host) && covers_path(&e.path, &later.path))
+            {
+                let path = YamlPath::root().key("routes").index(j);
+                self.warn(&path, format!("route {:?} is never used: route {:?} before it matches every request it would", later.name, earlier.name), "move it above the broader route, or narrow the broader one");
+            }
+        }
+    }
+
     /// A configured duration that must not be zero, or `default`.
     fn positive(
         &self,
@@ -801,6 +841,18 @@ impl Compiler<'_> {
                         FileOrigin::Regex(r) => {
                             let re = anchored_regex(r)
                                 .map_err(|e| self.err(&ep.key("regex"), e.message, e.fix))?;
+                            if re.is_match("null") {
+                                return Err(self.err(&ep.key("regex"), format!("regex {r:?} matches the origin `null`, which sandboxed frames and file: pages of any site send"), "crossgate never lets a regex match null: list \"null\" literally if you mean it, and anchor the regex on a scheme such as https://"));
+                            }
+                            if [
+                                "https://crossgate-lint-probe.invalid",
+                                "http://crossgate-lint-probe.invalid:8080",
+                            ]
+                            .iter()
+                            .any(|o| re.is_match(o))
+                            {
+                                self.warn(&ep.key("regex"), format!("regex {r:?} matches any http(s) origin"), "anchor it on your own domain, such as https://[a-z0-9-]+\\.example\\.com");
+                            }
                             list.push_regex(re, format!("regex {r}"));
                         }
                     }
@@ -1047,12 +1099,12 @@ mod tests {
             "{BASE}routes:\n  - name: a\n    upstream: api\n    cors: {{allow_origins: any, max_age: 90000}}\n"
         ))
         .unwrap();
-        assert_eq!(rules.warnings.len(), 1);
-        assert!(
-            rules.warnings[0].message.contains("Firefox"),
-            "{}",
-            rules.warnings[0]
-        );
+        let w = rules
+            .warnings
+            .iter()
+            .find(|w| w.path == "routes[0].cors.max_age")
+            .expect("a max_age warning");
+        assert!(w.message.contains("Firefox"), "{w}");
     }
 
     #[test]
@@ -1064,6 +1116,50 @@ mod tests {
         assert_eq!(e.path, "routes[0].jsonp");
         assert!(e.fix.contains("acknowledge_credentials: true"), "{e}");
         assert!(compile_str(&yaml("acknowledge_credentials: true")).is_ok());
+    }
+
+    #[test]
+    fn a_regex_that_matches_null_is_an_error() {
+        let e = compile_str(&format!("{BASE}routes:\n  - name: a\n    upstream: api\n    cors:\n      allow_origins: [{{regex: '.*'}}]\n")).err().unwrap();
+        assert_eq!(e.path, "routes[0].cors.allow_origins[0].regex");
+        assert!(e.message.contains("matches the origin `null`"), "{e}");
+    }
+
+    #[test]
+    fn lints_warn_about_broad_regexes_shadowed_routes_and_unchecked_upstreams() {
+        let rules = compile_str(&format!(
+            "{BASE}routes:\n  - name: all\n    upstream: api\n    cors: {{allow_origins: [{{regex: 'https?://.+'}}]}}\n  - {{name: never, path: /api/, upstream: api}}\n  - {{name: other-host, host: b.test, path: /x/, upstream: api}}\n"
+        ))
+        .unwrap();
+        let w: Vec<String> = rules
+            .warnings
+            .iter()
+            .map(|w| format!("{} {}", w.path, w.message))
+            .collect();
+        assert!(
+            w.iter().any(|w| w.contains("matches any http(s) origin")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter().any(|w| w.starts_with("routes[1] ")
+                && w.contains("\"never\" is never used: route \"all\"")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter().any(|w| w.starts_with("routes[2] ")),
+            "any-host / covers b.test/x/: {w:?}"
+        );
+        assert!(
+            w.iter()
+                .any(|w| w.starts_with("upstreams.api ") && w.contains("no health check")),
+            "{w:?}"
+        );
+        // A narrower route first shadows nothing.
+        let rules = compile_str(&format!("{BASE}routes:\n  - {{name: a, path: /api/, upstream: api}}\n  - {{name: b, upstream: api}}\n")).unwrap();
+        assert!(rules
+            .warnings
+            .iter()
+            .all(|w| !w.message.contains("never used")));
     }
 
     #[test]
