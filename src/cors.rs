@@ -6,6 +6,7 @@
 //! socket and no pingora session, so each rule is unit-tested beside the code.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
@@ -61,6 +62,8 @@ pub struct CorsPolicy {
     pub max_age: Option<HeaderValue>,
     pub private_network: bool,
     pub upstream_headers: UpstreamHeaders,
+    /// In report-only mode, the policy that serves what this one would refuse.
+    pub report_only: Option<Arc<CorsPolicy>>,
     /// `Vary` on actual responses (None when the answer never depends on the request).
     vary_actual: Option<HeaderValue>,
     vary_preflight: HeaderValue,
@@ -75,6 +78,11 @@ pub enum OriginCheck {
     Allowed(HeaderValue),
     /// Refused, and why (for the log and the preflight's 403 body).
     Denied(String),
+    /// A report-only policy would refuse (why), and `served` is what its fallback decided.
+    WouldDeny {
+        served: Box<OriginCheck>,
+        why: String,
+    },
 }
 
 impl OriginCheck {
@@ -84,6 +92,7 @@ impl OriginCheck {
             OriginCheck::NoOrigin => "no_origin",
             OriginCheck::Allowed(_) => "allowed",
             OriginCheck::Denied(_) => "denied",
+            OriginCheck::WouldDeny { .. } => "would_deny",
         }
     }
 }
@@ -108,6 +117,7 @@ pub struct PolicySpec {
     pub max_age: Option<u64>,
     pub private_network: bool,
     pub upstream_headers: UpstreamHeaders,
+    pub report_only: Option<Arc<CorsPolicy>>,
 }
 
 fn join<T: AsRef<str>>(items: impl IntoIterator<Item = T>) -> Option<HeaderValue> {
@@ -152,7 +162,11 @@ impl CorsPolicy {
             max_age: spec.max_age.map(HeaderValue::from),
             private_network: spec.private_network,
             upstream_headers: spec.upstream_headers,
-            vary_actual: origin_dependent.then(|| HeaderValue::from_static("Origin")),
+            // A report-only policy's answer depends on the origin even when its fallback's
+            // does not.
+            vary_actual: (origin_dependent || spec.report_only.is_some())
+                .then(|| HeaderValue::from_static("Origin")),
+            report_only: spec.report_only,
             vary_preflight: join(vary).expect("never empty"),
             origins: spec.origins,
         }
@@ -160,6 +174,17 @@ impl CorsPolicy {
 
     /// Checks the request's `Origin` header(s) against the allowlist.
     pub fn check_origin(&self, req: &RequestHeader) -> OriginCheck {
+        match (self.check_origin_strict(req), &self.report_only) {
+            (OriginCheck::Denied(why), Some(fallback)) => OriginCheck::WouldDeny {
+                served: Box::new(fallback.check_origin(req)),
+                why,
+            },
+            (check, _) => check,
+        }
+    }
+
+    /// This policy's own decision, report-only or not.
+    fn check_origin_strict(&self, req: &RequestHeader) -> OriginCheck {
         let mut values = req.headers.get_all(ORIGIN).iter();
         let Some(origin) = values.next() else {
             // `*` goes on every response of an `any` policy, with or without Origin, so that
@@ -196,15 +221,44 @@ impl CorsPolicy {
     /// Whether `origin` (a serialized origin) is allowed, for channels other than CORS
     /// (JSONP's Referer, WebSocket's Origin).
     pub fn allows(&self, origin: &str) -> bool {
-        match &self.origins {
+        let strict = match &self.origins {
             AllowOrigin::Any => true,
             AllowOrigin::List(list) => list.find(origin).is_some(),
+        };
+        strict || self.report_only.as_ref().is_some_and(|f| f.allows(origin))
+    }
+
+    /// The allowlist entry that allows `origin`, as written (for `explain`).
+    pub fn matching_entry(&self, origin: &str) -> Option<&str> {
+        match &self.origins {
+            AllowOrigin::Any => Some("any"),
+            AllowOrigin::List(list) => list.find(origin).map(|i| list.entries[i].as_str()),
         }
     }
 
     /// Answers a preflight (see [`is_preflight`]) without forwarding it.
     pub fn preflight(&self, req: &RequestHeader) -> Preflight {
-        let check = match self.check_origin(req) {
+        let strict = self.preflight_strict(req);
+        match (&strict.check, &self.report_only) {
+            (OriginCheck::Denied(why), Some(fallback)) => {
+                let mut served = fallback.preflight(req);
+                let why = why.clone();
+                served.check = OriginCheck::WouldDeny {
+                    served: Box::new(served.check),
+                    why,
+                };
+                served
+                    .header
+                    .insert_header(VARY, self.vary_preflight.clone())
+                    .expect("static");
+                served
+            }
+            _ => strict,
+        }
+    }
+
+    fn preflight_strict(&self, req: &RequestHeader) -> Preflight {
+        let check = match self.check_origin_strict(req) {
             OriginCheck::Allowed(v) => match self.check_request_method_and_headers(req) {
                 Ok(()) => OriginCheck::Allowed(v),
                 Err(why) => OriginCheck::Denied(why),
@@ -258,7 +312,9 @@ impl CorsPolicy {
                     .expect("number");
                 Some(body)
             }
-            OriginCheck::NoOrigin => unreachable!("a preflight has an Origin"),
+            OriginCheck::NoOrigin | OriginCheck::WouldDeny { .. } => {
+                unreachable!("a preflight has an Origin, and the strict check never defers")
+            }
         };
         Preflight {
             check,
@@ -318,6 +374,14 @@ impl CorsPolicy {
     /// Sets the CORS headers of an actual (non-preflight) response, including the proxy's own
     /// error responses, and merges `Vary`.
     pub fn apply_actual(&self, resp: &mut ResponseHeader, check: &OriginCheck) {
+        if let (OriginCheck::WouldDeny { served, .. }, Some(fallback)) = (check, &self.report_only)
+        {
+            fallback.apply_actual(resp, served);
+            if let Some(v) = &self.vary_actual {
+                merge_vary(resp, v);
+            }
+            return;
+        }
         let backend_has_cors = resp.headers.contains_key(ACCESS_CONTROL_ALLOW_ORIGIN);
         match self.upstream_headers {
             UpstreamHeaders::Passthrough if backend_has_cors => {}
@@ -489,6 +553,7 @@ mod tests {
             max_age: Some(600),
             private_network: false,
             upstream_headers: UpstreamHeaders::Override,
+            report_only: None,
         }
     }
 
@@ -789,6 +854,37 @@ mod tests {
             ],
         ));
         assert!(matches!(check, OriginCheck::Denied(_)));
+    }
+
+    #[test]
+    fn report_only_serves_what_the_fallback_allows_and_says_it_would_deny() {
+        let fallback = Arc::new(CorsPolicy::new(spec(AllowOrigin::Any)));
+        let mut s = spec(list(&["https://app.example.com"]));
+        s.report_only = Some(fallback);
+        let p = CorsPolicy::new(s);
+        // Allowed by the strict list: served by it.
+        let check = p.check_origin(&req("GET", &[("origin", "https://app.example.com")]));
+        assert_eq!(
+            check,
+            OriginCheck::Allowed(HeaderValue::from_static("https://app.example.com"))
+        );
+        // Refused by it: served as the fallback allows, flagged.
+        let check = p.check_origin(&req("GET", &[("origin", "https://legacy.example")]));
+        assert_eq!(check.label(), "would_deny");
+        let mut resp = response(&[]);
+        p.apply_actual(&mut resp, &check);
+        assert_eq!(get(&resp, "access-control-allow-origin"), Some("*"));
+        assert_eq!(get(&resp, "vary"), Some("Origin"));
+        let pf = p.preflight(&req(
+            "OPTIONS",
+            &[
+                ("origin", "https://legacy.example"),
+                ("access-control-request-method", "PUT"),
+            ],
+        ));
+        assert_eq!(pf.header.status.as_u16(), 204);
+        assert_eq!(pf.check.label(), "would_deny");
+        assert!(p.allows("https://legacy.example"));
     }
 
     #[test]

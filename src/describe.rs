@@ -33,6 +33,13 @@ pub fn policy(p: &CorsPolicy) -> String {
         out.push_str("; private network");
     }
     let _ = write!(out, "; upstream CORS headers: {:?}", p.upstream_headers);
+    if let Some(f) = &p.report_only {
+        let _ = write!(
+            out,
+            "; REPORT ONLY (what it would refuse is served as policy {} allows)",
+            f.name
+        );
+    }
     out.to_lowercase_words()
 }
 

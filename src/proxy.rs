@@ -166,6 +166,26 @@ async fn send_text(
     Ok(())
 }
 
+/// Logs a request that a report-only policy would refuse, with its origin, so that ops can
+/// see who would break before enforcing.
+fn report_would_deny(req: &RequestHeader, route: &Route, policy: &CorsPolicy, check: &OriginCheck) {
+    if let OriginCheck::WouldDeny { why, served } = check {
+        let origin = req
+            .headers
+            .get(ORIGIN)
+            .map(|o| cors::sanitize(&String::from_utf8_lossy(o.as_bytes())));
+        tracing::warn!(
+            target: "crossgate::report_only",
+            route = %route.name,
+            policy = %policy.name,
+            origin = %origin.as_deref().unwrap_or("-"),
+            served = served.label(),
+            why = %why,
+            "report-only policy would deny this request",
+        );
+    }
+}
+
 /// The next server of the route's upstream, with the route's timeouts.
 fn peer_for(route: &Route, websocket: bool) -> Box<HttpPeer> {
     let backend = route.upstream.select();
@@ -651,6 +671,7 @@ impl ProxyHttp for CrossGate {
                 .cors_decisions
                 .with_label_values(&[route.name.as_str(), "preflight", preflight.check.label()])
                 .inc();
+            report_would_deny(req, route, policy, &preflight.check);
             ctx.origin = preflight.check;
             let end = preflight.body.is_none();
             session
@@ -665,6 +686,7 @@ impl ProxyHttp for CrossGate {
             return Ok(true);
         }
         ctx.origin = policy.check_origin(req);
+        report_would_deny(req, route, policy, &ctx.origin);
         if let Some(heartbeat) = route.sse.and_then(|s| s.heartbeat) {
             if sse::wants_event_stream(req) {
                 let peer = peer_for(route, false);

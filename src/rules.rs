@@ -20,7 +20,8 @@ use crate::beacon::{self, Beacon};
 use crate::bridge::Bridge;
 use crate::config::{
     ConfigError, CorsRef, FileAllowHeaders, FileCorsPolicy, FileHealthCheck, FileJsonp, FileOrigin,
-    FileOrigins, FilePath, FileUpstream, Loaded, LogFormat, Permission, Seconds, YamlPath,
+    FileOrigins, FilePath, FileUpstream, Loaded, LogFormat, Permission, PolicyMode, Seconds,
+    YamlPath,
 };
 use crate::cors::{AllowOrigin, CorsPolicy, PolicySpec};
 use crate::origin::{anchored_regex, canonical_exact, OriginList, Wildcard};
@@ -234,6 +235,7 @@ pub fn compile(loaded: &Loaded) -> Result<Rules, ConfigError> {
     Compiler {
         loaded,
         warnings: Vec::new(),
+        fallbacks: HashSet::new(),
     }
     .run()
 }
@@ -241,6 +243,8 @@ pub fn compile(loaded: &Loaded) -> Result<Rules, ConfigError> {
 struct Compiler<'a> {
     loaded: &'a Loaded,
     warnings: Vec<ConfigError>,
+    /// Policies named as a report-only fallback (they count as used).
+    fallbacks: HashSet<String>,
 }
 
 fn closest<'a>(name: &str, known: impl Iterator<Item = &'a String>) -> String {
@@ -345,9 +349,21 @@ impl Compiler<'_> {
         }
 
         let mut policies = BTreeMap::new();
-        for (name, p) in &cfg.cors_policies {
-            let compiled = self.policy(&root.key("cors_policies").key(name), name.clone(), p)?;
-            policies.insert(name.clone(), Arc::new(compiled));
+        // Enforcing policies first: report-only ones name one of them as their fallback.
+        for report_only in [false, true] {
+            for (name, p) in cfg
+                .cors_policies
+                .iter()
+                .filter(|(_, p)| (p.mode == PolicyMode::ReportOnly) == report_only)
+            {
+                let compiled = self.policy(
+                    &root.key("cors_policies").key(name),
+                    name.clone(),
+                    p,
+                    &policies,
+                )?;
+                policies.insert(name.clone(), Arc::new(compiled));
+            }
         }
         let mut used_policies = HashSet::new();
 
@@ -536,7 +552,12 @@ impl Compiler<'_> {
                 })?)
             }
         };
-        for name in policies.keys().filter(|n| !used_policies.contains(*n)) {
+        let unused: Vec<String> = policies
+            .keys()
+            .filter(|n| !used_policies.contains(*n) && !self.fallbacks.contains(*n))
+            .cloned()
+            .collect();
+        for name in &unused {
             self.warn(
                 &root.key("cors_policies").key(name),
                 format!("policy {name:?} is not used by any route"),
@@ -794,7 +815,12 @@ impl Compiler<'_> {
                     )
                 })
             }
-            CorsRef::Inline(p) => Ok(Arc::new(self.policy(path, path.to_string(), p)?)),
+            CorsRef::Inline(p) => Ok(Arc::new(self.policy(
+                path,
+                path.to_string(),
+                p,
+                policies,
+            )?)),
         }
     }
 
@@ -803,7 +829,45 @@ impl Compiler<'_> {
         path: &YamlPath,
         name: String,
         p: &FileCorsPolicy,
+        named: &BTreeMap<String, Arc<CorsPolicy>>,
     ) -> Result<CorsPolicy, ConfigError> {
+        let report_only = match (p.mode, &p.report_only_fallback) {
+            (PolicyMode::Enforce, None) => None,
+            (PolicyMode::Enforce, Some(_)) => {
+                self.warn(
+                    &path.key("report_only_fallback"),
+                    "report_only_fallback is ignored in mode enforce".into(),
+                    "remove it, or set mode: report_only",
+                );
+                None
+            }
+            (PolicyMode::ReportOnly, None) => {
+                return Err(self.err(&path.key("mode"), "mode report_only without report_only_fallback: nothing would serve the requests this policy would refuse".into(), "name the policy to serve them with, such as report_only_fallback: legacy-permissive"));
+            }
+            (PolicyMode::ReportOnly, Some(f)) => match named.get(f) {
+                Some(fallback) if fallback.report_only.is_none() => {
+                    self.fallbacks.insert(f.clone());
+                    Some(fallback.clone())
+                }
+                Some(_) => {
+                    return Err(self.err(
+                        &path.key("report_only_fallback"),
+                        format!("the fallback policy {f:?} is itself report_only"),
+                        "name a policy in mode enforce",
+                    ))
+                }
+                None => {
+                    return Err(self.err(
+                        &path.key("report_only_fallback"),
+                        format!("unknown CORS policy {f:?}"),
+                        format!(
+                            "name a policy from cors_policies ({})",
+                            closest(f, named.keys())
+                        ),
+                    ))
+                }
+            },
+        };
         let origins = match &p.allow_origins {
             FileOrigins::Any if p.allow_credentials => {
                 return Err(self.err(
@@ -932,6 +996,7 @@ impl Compiler<'_> {
             max_age: p.max_age,
             private_network: p.allow_private_network,
             upstream_headers: p.upstream_headers,
+            report_only,
         }))
     }
 

@@ -475,3 +475,37 @@ async fn beacon_hits_are_logged_with_bounded_fields() {
     assert!(line.contains("fields=ev=view page=/home"), "{line}");
     assert!(line.contains("fields_skipped=1"), "{line}");
 }
+
+#[tokio::test]
+async fn report_only_logs_who_would_be_refused() {
+    let backend = Backend::start("b").await;
+    let proxy = free_addr();
+    let yaml = format!(
+        "listen: \"{proxy}\"\nupstreams:\n  b: {{servers: [\"{}\"]}}\ncors_policies:\n  legacy: {{allow_origins: any}}\n  strict: {{allow_origins: [https://app.example.com], mode: report_only, report_only_fallback: legacy}}\nroutes:\n  - {{name: api, upstream: b, cors: strict}}\n",
+        backend.addr
+    );
+    let (_child, rx) = run_capturing("reportonly", &yaml, &["run"]);
+    wait_until_listening(proxy).await;
+    client()
+        .get(format!("http://{proxy}/x"))
+        .header("origin", "https://old-partner.example")
+        .send()
+        .await
+        .unwrap();
+    let line = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("no report-only log line within 10 s");
+        if line.contains("crossgate::report_only") {
+            break line;
+        }
+    };
+    assert!(
+        line.contains("origin=https://old-partner.example"),
+        "{line}"
+    );
+    assert!(
+        line.contains("policy=strict") && line.contains("route=api"),
+        "{line}"
+    );
+}

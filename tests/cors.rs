@@ -594,3 +594,74 @@ async fn several_origin_headers_are_refused() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn report_only_serves_as_the_fallback_and_counts_would_deny() {
+    let backend = Backend::start("b").await;
+    let yaml = format!(
+        r#"
+listen: LISTEN
+admin: {{listen: "ADMIN"}}
+upstreams:
+  b: {{servers: ["{}"]}}
+cors_policies:
+  legacy: {{allow_origins: any, allow_methods: [GET, PUT]}}
+  strict:
+    allow_origins: [https://app.example.com]
+    allow_methods: [GET, PUT]
+    mode: report_only
+    report_only_fallback: legacy
+routes:
+  - {{name: api, upstream: b, cors: strict}}
+"#,
+        backend.addr
+    );
+    let proxy = Proxy::start(&yaml).await;
+    // On the new allowlist: served by it.
+    let r = client()
+        .get(proxy.url("/x"))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&r, "access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    // Not on it: still served, as the permissive policy allows.
+    let r = client()
+        .get(proxy.url("/x"))
+        .header("origin", "https://old-partner.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&r, "access-control-allow-origin"), Some("*"));
+    assert_eq!(header(&r, "vary"), Some("Origin"));
+    let r = preflight(&proxy, "/x", "https://old-partner.example", "PUT")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(header(&r, "access-control-allow-origin"), Some("*"));
+    let metrics = client()
+        .get(format!("http://{}/metrics", proxy.admin.unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"crossgate_cors_decisions_total{decision="would_deny",kind="actual",route="api"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"crossgate_cors_decisions_total{decision="would_deny",kind="preflight",route="api"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(
+            r#"crossgate_cors_decisions_total{decision="allowed",kind="actual",route="api"} 1"#
+        ),
+        "{metrics}"
+    );
+}

@@ -147,6 +147,7 @@ mod tests {
             max_age: None,
             private_network: false,
             upstream_headers: UpstreamHeaders::Override,
+            report_only: None,
         })
     }
 

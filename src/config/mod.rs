@@ -322,6 +322,22 @@ pub struct FileCorsPolicy {
     pub allow_private_network: bool,
     #[serde(default)]
     pub upstream_headers: UpstreamHeaders,
+    /// `enforce` (default), or `report_only`: requests this policy would refuse are served
+    /// as `report_only_fallback` allows, and counted and logged as would_deny.
+    #[serde(default)]
+    pub mode: PolicyMode,
+    /// The policy (in cors_policies, in enforce mode) that serves what a report_only policy
+    /// would refuse: usually the permissive policy being replaced.
+    #[serde(default)]
+    pub report_only_fallback: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyMode {
+    #[default]
+    Enforce,
+    ReportOnly,
 }
 
 /// `allow_origins: any` or a list of origins, wildcards and regexes.
