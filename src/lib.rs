@@ -8,6 +8,7 @@ pub mod config;
 pub mod cors;
 pub mod demo;
 pub mod describe;
+pub mod explain;
 pub mod jsonp;
 pub mod logging;
 pub mod metrics;

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crossgate::config::{self, LogFormat};
 use crossgate::rules::{self, Rules};
 use crossgate::server::{Gateway, Options};
-use crossgate::{demo, describe, logging};
+use crossgate::{demo, describe, explain, logging};
 
 /// A reverse proxy that gives browser apps on other origins CORS access to legacy HTTP APIs.
 #[derive(Parser)]
@@ -29,6 +29,22 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Explain what the proxy would answer a browser's cross-origin request, and why. Exit 0
+    /// if the page could read the response, 1 if not.
+    Explain {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The page's origin, such as https://app.example.com.
+        #[arg(long)]
+        origin: String,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// A request header the page sets, "Name: value" (repeatable).
+        #[arg(long = "header", short = 'H')]
+        headers: Vec<String>,
+        /// The URL the page requests, such as https://api.example.com/api/users.
+        url: String,
     },
     /// Start an embedded demo legacy backend and crossgate in front of it.
     Demo {
@@ -67,6 +83,30 @@ fn main() -> ExitCode {
         None => run(&cli.run),
         Some(Command::Check { config }) => check(&config),
         Some(Command::Demo { config }) => run_demo(&config),
+        Some(Command::Explain {
+            config,
+            origin,
+            method,
+            headers,
+            url,
+        }) => {
+            return match compile(&config)
+                .and_then(|rules| explain::explain(&rules, &url, &origin, &method, &headers))
+            {
+                Ok(e) => {
+                    print!("{}", e.report);
+                    if e.allowed {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(message) => {
+                    eprintln!("error: {message}");
+                    ExitCode::from(2)
+                }
+            };
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -509,3 +509,60 @@ async fn report_only_logs_who_would_be_refused() {
         "{line}"
     );
 }
+
+#[test]
+fn explain_exits_0_when_allowed_and_1_when_refused() {
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config.example.yaml");
+    let explain = |origin: &str, method: &str, headers: &[&str], url: &str| {
+        let mut cmd = bin();
+        cmd.args(["explain", "--config"])
+            .arg(&example)
+            .args(["--origin", origin, "--method", method]);
+        for h in headers {
+            cmd.args(["--header", h]);
+        }
+        cmd.arg(url).output().unwrap()
+    };
+    let out = explain(
+        "https://shop.example.com",
+        "PUT",
+        &["Content-Type: application/json"],
+        "http://127.0.0.1:8080/api/users/1",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("route: api (upstream legacy)"), "{text}");
+    assert!(
+        text.contains("allowed by allow_origins entry \"https://*.example.com\""),
+        "{text}"
+    );
+    assert!(text.contains("preflight: yes"), "{text}");
+    assert!(text.contains("preflight answer: 204"), "{text}");
+    assert!(
+        text.contains("access-control-allow-origin: https://shop.example.com"),
+        "{text}"
+    );
+
+    let out = explain(
+        "https://evil.example",
+        "GET",
+        &[],
+        "http://127.0.0.1:8080/api/users",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("origin https://evil.example matches no allow_origins entry of policy app"),
+        "{text}"
+    );
+    assert!(text.contains("REFUSED"), "{text}");
+
+    let out = explain(
+        "http://localhost:3000",
+        "PATCH",
+        &[],
+        "http://127.0.0.1:8080/api/users/1",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("method PATCH is not in allow_methods"));
+}

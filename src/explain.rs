@@ -1,0 +1,338 @@
+//! `crossgate explain`: what the proxy would answer a browser's cross-origin request, and why,
+//! computed by the same functions that serve requests.
+
+use std::fmt::Write;
+
+use http::{HeaderName, Method};
+use pingora::http::{RequestHeader, ResponseHeader};
+
+use crate::cors::{is_preflight, CorsPolicy, OriginCheck};
+use crate::rules::Rules;
+
+/// The answer: the report to print and whether the browser would let the page read the
+/// response.
+pub struct Explanation {
+    pub report: String,
+    pub allowed: bool,
+}
+
+/// Request headers a page may set without a preflight (Fetch, "CORS-safelisted
+/// request-header"); `content-type` only with one of three values.
+fn safelisted(name: &str, value: Option<&str>) -> bool {
+    match name {
+        "accept" | "accept-language" | "content-language" => true,
+        "content-type" => value.is_some_and(|v| {
+            let essence = v
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            matches!(
+                essence.as_str(),
+                "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain"
+            )
+        }),
+        _ => false,
+    }
+}
+
+fn split_url(url: &str) -> Result<(&str, &str), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("{url:?} is not an http:// or https:// URL"))?;
+    let (authority, path) = rest
+        .find('/')
+        .map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
+    let host = if authority.starts_with('[') {
+        authority.find(']').map_or(authority, |i| &authority[..=i])
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    if host.is_empty() {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok((host, path))
+}
+
+fn headers_of(resp: &ResponseHeader) -> String {
+    let mut lines: Vec<String> = resp
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "    {}: {}",
+                k.as_str(),
+                String::from_utf8_lossy(v.as_bytes())
+            )
+        })
+        .collect();
+    lines.sort();
+    if lines.is_empty() {
+        "    (none)\n".into()
+    } else {
+        lines.join("\n") + "\n"
+    }
+}
+
+fn origin_reason(policy: &CorsPolicy, origin: &str) -> String {
+    match policy.matching_entry(origin) {
+        Some(entry) => format!(
+            "origin {origin} is allowed by allow_origins entry {entry:?} of policy {}",
+            policy.name
+        ),
+        None => {
+            let mut why = format!(
+                "origin {origin} matches no allow_origins entry of policy {}",
+                policy.name
+            );
+            if origin == "null" {
+                why.push_str(" (null matches only a literal \"null\" entry)");
+            }
+            if let Some(f) = &policy.report_only {
+                let _ = write!(
+                    why,
+                    "; the policy is report-only, so it is served as policy {} allows",
+                    f.name
+                );
+            }
+            why
+        }
+    }
+}
+
+/// Explains what a page on `origin` gets for `method url` with `headers` ("Name: value").
+pub fn explain(
+    rules: &Rules,
+    url: &str,
+    origin: &str,
+    method: &str,
+    headers: &[String],
+) -> Result<Explanation, String> {
+    let (host, path) = split_url(url)?;
+    let method =
+        Method::from_bytes(method.as_bytes()).map_err(|_| format!("{method:?} is not a method"))?;
+    let mut parsed = Vec::new();
+    for h in headers {
+        let (name, value) = match h.split_once(':') {
+            Some((n, v)) => (n.trim(), Some(v.trim())),
+            None => (h.trim(), None),
+        };
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("{name:?} is not a header name"))?;
+        parsed.push((name, value.map(str::to_owned)));
+    }
+
+    let mut out = String::new();
+    let Some(route) = rules.find(host, path) else {
+        let _ = writeln!(
+            out,
+            "route: none matches host {host} path {path}: crossgate answers 404 itself"
+        );
+        return Ok(Explanation {
+            report: out,
+            allowed: false,
+        });
+    };
+    let _ = writeln!(
+        out,
+        "route: {} (upstream {})",
+        route.name, route.upstream.name
+    );
+    let Some(policy) = route.cors.as_deref() else {
+        let _ = writeln!(out, "cors: this route leaves CORS to the backend: crossgate adds no CORS headers and forwards preflights");
+        return Ok(Explanation {
+            report: out,
+            allowed: false,
+        });
+    };
+    let _ = writeln!(out, "{}", origin_reason(policy, origin));
+
+    // Would the browser send a preflight?
+    let mut reasons = Vec::new();
+    if !matches!(method, Method::GET | Method::HEAD | Method::POST) {
+        reasons.push(format!("method {method} is not CORS-safelisted"));
+    }
+    let mut unsafe_names: Vec<String> = parsed
+        .iter()
+        .filter(|(n, v)| !safelisted(n.as_str(), v.as_deref()))
+        .map(|(n, _)| n.as_str().to_owned())
+        .collect();
+    unsafe_names.sort();
+    unsafe_names.dedup();
+    for n in &unsafe_names {
+        reasons.push(format!("header {n} is not CORS-safelisted"));
+    }
+
+    let mut allowed = true;
+    if reasons.is_empty() {
+        let _ = writeln!(out, "preflight: no (a simple request)");
+    } else {
+        let _ = writeln!(out, "preflight: yes ({})", reasons.join("; "));
+        let mut req =
+            RequestHeader::build("OPTIONS", path.as_bytes(), None).map_err(|e| e.to_string())?;
+        req.insert_header("origin", origin)
+            .map_err(|e| e.to_string())?;
+        req.insert_header("access-control-request-method", method.as_str())
+            .map_err(|e| e.to_string())?;
+        if !unsafe_names.is_empty() {
+            req.insert_header("access-control-request-headers", unsafe_names.join(","))
+                .map_err(|e| e.to_string())?;
+        }
+        debug_assert!(is_preflight(&req));
+        let p = policy.preflight(&req);
+        let _ = writeln!(
+            out,
+            "preflight answer: {} (by crossgate; never forwarded)",
+            p.header.status.as_u16()
+        );
+        out.push_str(&headers_of(&p.header));
+        if let Some(body) = &p.body {
+            let _ = writeln!(out, "    body: {}", body.trim_end());
+        }
+        if p.header.status.as_u16() != 204 {
+            allowed = false;
+        }
+    }
+
+    let mut req =
+        RequestHeader::build(method.as_str(), path.as_bytes(), None).map_err(|e| e.to_string())?;
+    req.insert_header("origin", origin)
+        .map_err(|e| e.to_string())?;
+    for (n, v) in &parsed {
+        req.insert_header(n.clone(), v.as_deref().unwrap_or(""))
+            .map_err(|e| e.to_string())?;
+    }
+    let check = policy.check_origin(&req);
+    let mut resp = ResponseHeader::build(200, None).map_err(|e| e.to_string())?;
+    policy.apply_actual(&mut resp, &check);
+    let _ = writeln!(out, "response: forwarded to the backend; crossgate sets these headers on its answer (errors included):");
+    out.push_str(&headers_of(&resp));
+    let readable = match &check {
+        OriginCheck::Allowed(_) => true,
+        OriginCheck::WouldDeny { served, .. } => matches!(**served, OriginCheck::Allowed(_)),
+        OriginCheck::NoOrigin | OriginCheck::Denied(_) => false,
+    };
+    if let OriginCheck::WouldDeny { .. } = &check {
+        let _ = writeln!(out, "report-only: counted as would_deny and logged");
+    }
+    allowed &= readable;
+    let _ = writeln!(
+        out,
+        "result: {}",
+        if allowed {
+            "ALLOWED: the page can read the response"
+        } else {
+            "REFUSED: the browser will not let the page read the response"
+        }
+    );
+    Ok(Explanation {
+        report: out,
+        allowed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse_yaml, Loaded};
+    use crate::rules::compile;
+    use std::path::Path;
+
+    fn rules() -> Rules {
+        let yaml = "listen: 127.0.0.1:0\nupstreams:\n  b: {servers: [127.0.0.1:9]}\nroutes:\n  - name: api\n    path: /api/\n    upstream: b\n    cors: {allow_origins: ['https://*.example.com'], allow_methods: [GET, PUT], allow_headers: [x-custom], allow_credentials: true}\n";
+        let path = Path::new("t.yaml");
+        let config = parse_yaml(path, yaml).unwrap();
+        compile(&Loaded {
+            path: path.into(),
+            source: yaml.into(),
+            config,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_simple_allowed_request() {
+        let e = explain(
+            &rules(),
+            "https://api.test/api/x",
+            "https://a.example.com",
+            "GET",
+            &[],
+        )
+        .unwrap();
+        assert!(e.allowed, "{}", e.report);
+        assert!(
+            e.report
+                .contains("allowed by allow_origins entry \"https://*.example.com\""),
+            "{}",
+            e.report
+        );
+        assert!(e.report.contains("preflight: no"), "{}", e.report);
+        assert!(
+            e.report
+                .contains("access-control-allow-origin: https://a.example.com"),
+            "{}",
+            e.report
+        );
+    }
+
+    #[test]
+    fn a_preflighted_request_shows_the_preflight_answer() {
+        let e = explain(
+            &rules(),
+            "https://api.test/api/x",
+            "https://a.example.com",
+            "PUT",
+            &[
+                "X-Custom: 1".into(),
+                "Content-Type: application/json".into(),
+            ],
+        )
+        .unwrap();
+        assert!(!e.allowed, "content-type is not listed: {}", e.report);
+        assert!(e.report.contains("preflight: yes (method PUT is not CORS-safelisted; header content-type is not CORS-safelisted; header x-custom is not CORS-safelisted)"), "{}", e.report);
+        assert!(e.report.contains("preflight answer: 403"), "{}", e.report);
+        let e = explain(
+            &rules(),
+            "https://api.test/api/x",
+            "https://a.example.com",
+            "PUT",
+            &["X-Custom: 1".into()],
+        )
+        .unwrap();
+        assert!(e.allowed, "{}", e.report);
+        assert!(e.report.contains("preflight answer: 204"), "{}", e.report);
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        let e = explain(
+            &rules(),
+            "https://api.test/api/x",
+            "https://example.com.evil.io",
+            "GET",
+            &[],
+        )
+        .unwrap();
+        assert!(!e.allowed);
+        assert!(
+            e.report
+                .contains("matches no allow_origins entry of policy routes[0].cors"),
+            "{}",
+            e.report
+        );
+        let e = explain(
+            &rules(),
+            "https://api.test/other",
+            "https://a.example.com",
+            "GET",
+            &[],
+        )
+        .unwrap();
+        assert!(!e.allowed);
+        assert!(e.report.contains("route: none matches"), "{}", e.report);
+        assert!(explain(&rules(), "ftp://x/", "https://a.example.com", "GET", &[]).is_err());
+    }
+}
