@@ -566,3 +566,51 @@ fn explain_exits_0_when_allowed_and_1_when_refused() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("method PATCH is not in allow_methods"));
 }
+
+/// What CI can check of deploy/ without a container engine or systemd: the ConfigMap's config
+/// compiles, and the files name the commands and paths the binary has.
+#[test]
+fn the_deployment_examples_are_consistent_with_the_binary() {
+    use serde::Deserialize;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let manifests = std::fs::read_to_string(root.join("deploy/kubernetes.yaml")).unwrap();
+    let config = serde_yaml::Deserializer::from_str(&manifests)
+        .map(|doc| serde_yaml::Value::deserialize(doc).unwrap())
+        .find(|v| v["kind"] == "ConfigMap")
+        .and_then(|v| v["data"]["config.yaml"].as_str().map(str::to_owned))
+        .expect("a ConfigMap with config.yaml");
+    // Names are resolved at load: the in-cluster Service name does not resolve here.
+    let config = config.replace("legacy-api.default.svc.cluster.local:80", "127.0.0.1:9");
+    let out = check(&write_config("k8s", &config));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for probe in [
+        "path: /readyz, port: admin",
+        "path: /healthz, port: admin",
+        "prometheus.io/port: \"9090\"",
+    ] {
+        assert!(manifests.contains(probe), "{probe}");
+    }
+    let unit = std::fs::read_to_string(root.join("deploy/crossgate.service")).unwrap();
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/crossgate run --config /etc/crossgate/config.yaml")
+    );
+    assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
+    let dockerfile = std::fs::read_to_string(root.join("deploy/Dockerfile")).unwrap();
+    for path in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "src",
+        "benches",
+        "config.example.yaml",
+    ] {
+        let copied = dockerfile
+            .lines()
+            .any(|l| l.starts_with("COPY ") && l.split_whitespace().any(|w| w == path));
+        assert!(copied, "{path} is not copied");
+        assert!(root.join(path).exists(), "{path}");
+    }
+}
