@@ -178,6 +178,7 @@ fn run_demo(path: &Path) -> Result<(), String> {
     let rules = compile(path)?;
     logging::init(rules.log.format);
     ensure_free(&rules.listen)?;
+    ensure_free(rules.admin.as_slice())?;
     let mut started = Vec::new();
     for up in &rules.upstreams {
         for b in up.servers.iter().filter(|b| b.addr.ip().is_loopback()) {
@@ -209,6 +210,9 @@ fn run_demo(path: &Path) -> Result<(), String> {
     println!("  curl -i '{base}/beacon/pv?event=view&page=/home' -o /dev/null        # image ping");
     println!("  WebSocket echo: ws://{proxy}/ws/echo (Origin http://localhost:3000)");
     println!("  postMessage bridge: {base}/_crossgate/bridge (client: {base}/_crossgate/bridge/crossgate-bridge.js)");
+    if let Some(admin) = rules.admin {
+        println!("  curl -s http://{admin}/metrics | grep crossgate_                # Prometheus metrics");
+    }
     println!("Stop with Ctrl-C.\n");
     Gateway::new(rules).run_with_signals(path.to_path_buf());
     Ok(())

@@ -138,7 +138,8 @@ async fn demo_serves_the_example_api_through_the_proxy() {
             .unwrap();
     let yaml = example
         .replace("127.0.0.1:8080", &proxy.to_string())
-        .replace("127.0.0.1:9001", &backend.to_string());
+        .replace("127.0.0.1:9001", &backend.to_string())
+        .replace("127.0.0.1:9090", &free_addr().to_string());
     let path = write_config("demo", &yaml);
     let _child = Running(
         bin()
