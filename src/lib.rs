@@ -18,4 +18,5 @@ pub mod reload;
 pub mod rules;
 pub mod server;
 pub mod sse;
+pub mod tls;
 pub mod upstream;

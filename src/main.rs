@@ -164,6 +164,13 @@ fn run(args: &RunArgs) -> Result<(), String> {
     if !args.upgrade {
         ensure_free(&rules.listen)?;
         ensure_free(rules.admin.as_slice())?;
+        ensure_free(
+            &rules
+                .tls_listeners
+                .iter()
+                .map(|l| l.addr)
+                .collect::<Vec<_>>(),
+        )?;
     }
     tracing::info!(config = %args.config.display(), listen = ?rules.listen, routes = rules.routes.len(), upgrade = args.upgrade, "crossgate starting");
     let options = Options {

@@ -22,6 +22,8 @@ pub struct Reloader {
     pub path: PathBuf,
     pub rules: Arc<ArcSwap<Rules>>,
     pub metrics: Arc<Metrics>,
+    /// The HTTPS listeners' certificates, by address.
+    pub certs: Arc<Vec<(std::net::SocketAddr, Arc<crate::tls::SwappableCert>)>>,
     /// The hash of the text last compiled, so that one change seen twice reloads once.
     last: Mutex<u64>,
 }
@@ -41,7 +43,12 @@ pub enum Outcome {
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, rules: Arc<ArcSwap<Rules>>, metrics: Arc<Metrics>) -> Reloader {
+    pub fn new(
+        path: PathBuf,
+        rules: Arc<ArcSwap<Rules>>,
+        metrics: Arc<Metrics>,
+        certs: Arc<Vec<(std::net::SocketAddr, Arc<crate::tls::SwappableCert>)>>,
+    ) -> Reloader {
         let last = std::fs::read_to_string(&path)
             .map(|t| hash(&t))
             .unwrap_or(0);
@@ -49,6 +56,7 @@ impl Reloader {
             path,
             rules,
             metrics,
+            certs,
             last: Mutex::new(last),
         }
     }
@@ -78,6 +86,12 @@ impl Reloader {
         let old = self.rules.load();
         for what in needs_restart(&old, &new) {
             tracing::warn!("config reload: {what} changed; this takes effect only after a restart (or an upgrade with --upgrade)");
+        }
+        // Certificates of the listeners that exist: new handshakes use the new ones.
+        for l in &new.tls_listeners {
+            if let Some((_, resolver)) = self.certs.iter().find(|(a, _)| *a == l.addr) {
+                resolver.store(l.cert.clone());
+            }
         }
         tracing::info!(config = %self.path.display(), routes = new.routes.len(), "config reloaded");
         self.rules.store(Arc::new(new));
@@ -129,6 +143,15 @@ fn needs_restart(old: &Rules, new: &Rules) -> Vec<&'static str> {
     let mut out = Vec::new();
     if old.listen != new.listen {
         out.push("listen");
+    }
+    let tls_addrs = |r: &Rules| {
+        r.tls_listeners
+            .iter()
+            .map(|l| (l.addr, l.http2))
+            .collect::<Vec<_>>()
+    };
+    if tls_addrs(old) != tls_addrs(new) {
+        out.push("tls listeners");
     }
     if old.admin != new.admin {
         out.push("admin.listen");

@@ -25,7 +25,7 @@ use crate::config::{
 };
 use crate::cors::{AllowOrigin, CorsPolicy, PolicySpec};
 use crate::origin::{anchored_regex, canonical_exact, OriginList, Wildcard};
-use crate::upstream::{HealthSpec, Timeouts, Upstream};
+use crate::upstream::{HealthSpec, Timeouts, Upstream, UpstreamTls};
 
 /// Browsers cap `Access-Control-Max-Age`: Chromium at 2 hours, Firefox at 24.
 pub const CHROMIUM_MAX_AGE: u64 = 7200;
@@ -105,6 +105,13 @@ pub struct JsonpRoute {
     pub allow_without_referer: bool,
 }
 
+/// An HTTPS listener.
+pub struct TlsListener {
+    pub addr: SocketAddr,
+    pub cert: crate::tls::Certified,
+    pub http2: bool,
+}
+
 /// Process-level settings.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -126,6 +133,7 @@ pub struct Rules {
     pub listen: Vec<SocketAddr>,
     /// The admin listener's address, if enabled.
     pub admin: Option<SocketAddr>,
+    pub tls_listeners: Vec<TlsListener>,
     pub server: ServerSettings,
     pub log: LogSettings,
     pub upstreams: Vec<Arc<Upstream>>,
@@ -326,6 +334,40 @@ impl Compiler<'_> {
                 Some(addr)
             }
         };
+        let mut tls_listeners = Vec::new();
+        for (i, t) in cfg.tls.iter().enumerate() {
+            let path = root.key("tls").index(i);
+            let addr: SocketAddr = t.listen.parse().map_err(|_| {
+                self.err(
+                    &path.key("listen"),
+                    format!("invalid listen address {:?}", t.listen),
+                    "write an IP and a port, such as 0.0.0.0:8443",
+                )
+            })?;
+            if listen.contains(&addr)
+                || admin == Some(addr)
+                || tls_listeners.iter().any(|l: &TlsListener| l.addr == addr)
+            {
+                return Err(self.err(
+                    &path.key("listen"),
+                    format!("{addr} is used by another listener"),
+                    "give every listener its own address",
+                ));
+            }
+            let cert = crate::tls::load_certified(&self.relative(&t.cert), &self.relative(&t.key))
+                .map_err(|why| {
+                    self.err(
+                        &path.key("cert"),
+                        why,
+                        "give a PEM certificate chain and its PEM private key",
+                    )
+                })?;
+            tls_listeners.push(TlsListener {
+                addr,
+                cert,
+                http2: t.http2.unwrap_or(true),
+            });
+        }
         let server_path = root.key("server");
         if cfg.server.threads == 0 {
             return Err(self.err(
@@ -569,6 +611,7 @@ impl Compiler<'_> {
             file: self.loaded.path.clone(),
             listen,
             admin,
+            tls_listeners,
             server,
             log: LogSettings {
                 format: cfg.log.format,
@@ -632,7 +675,42 @@ impl Compiler<'_> {
             None => None,
             Some(hc) => Some(self.health(&path.key("health_check"), hc)?),
         };
-        Ok(Upstream::new(name.to_owned(), servers, timeouts, health))
+        let tls = match &up.tls {
+            None => None,
+            Some(t) => {
+                let tp = path.key("tls");
+                let sni = match &t.sni {
+                    Some(s) => s.clone(),
+                    None => up.servers[0]
+                        .rsplit_once(':')
+                        .map_or(up.servers[0].as_str(), |(h, _)| h)
+                        .trim_matches(['[', ']'])
+                        .to_owned(),
+                };
+                let verify = t.verify.unwrap_or(true);
+                if !verify {
+                    self.warn(&tp.key("verify"), "verify: false: anyone on the path to the upstream can read and change its traffic".into(), "give the upstream's CA with ca_file instead");
+                }
+                let ca = match &t.ca_file {
+                    None => None,
+                    Some(f) => Some(crate::tls::load_ca(&self.relative(f)).map_err(|why| {
+                        self.err(
+                            &tp.key("ca_file"),
+                            why,
+                            "give a PEM file of CA certificates",
+                        )
+                    })?),
+                };
+                Some(UpstreamTls { sni, verify, ca })
+            }
+        };
+        Ok(Upstream::new(
+            name.to_owned(),
+            servers,
+            timeouts,
+            health,
+            tls,
+        ))
     }
 
     fn health(&mut self, path: &YamlPath, hc: &FileHealthCheck) -> Result<HealthSpec, ConfigError> {
@@ -692,6 +770,23 @@ impl Compiler<'_> {
                 let path = YamlPath::root().key("routes").index(j);
                 self.warn(&path, format!("route {:?} is never used: route {:?} before it matches every request it would", later.name, earlier.name), "move it above the broader route, or narrow the broader one");
             }
+        }
+    }
+
+    /// A path from the config, relative to the config file's directory.
+    fn relative(&self, p: &str) -> String {
+        let path = std::path::Path::new(p);
+        if path.is_absolute() {
+            return p.to_owned();
+        }
+        match self
+            .loaded
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            Some(dir) => dir.join(path).display().to_string(),
+            None => p.to_owned(),
         }
     }
 

@@ -41,6 +41,8 @@ pub struct Gateway {
     pub rules: Arc<ArcSwap<Rules>>,
     pub metrics: Arc<Metrics>,
     pub in_flight: Arc<AtomicUsize>,
+    /// Each HTTPS listener's certificate, swapped on reload.
+    pub certs: Arc<Vec<(std::net::SocketAddr, Arc<crate::tls::SwappableCert>)>>,
     grace_period: Duration,
     watch: bool,
 }
@@ -87,6 +89,18 @@ impl Gateway {
         for addr in &listen {
             proxy.add_tcp(&addr.to_string());
         }
+        let mut certs = Vec::new();
+        for l in &rules.load().tls_listeners {
+            let resolver = crate::tls::SwappableCert::new(l.cert.clone());
+            let mut settings =
+                pingora::listeners::tls::TlsSettings::intermediate("", "").expect("no I/O");
+            settings.set_cert_resolver(resolver.clone());
+            if l.http2 {
+                settings.enable_h2();
+            }
+            proxy.add_tls_with_settings(&l.addr.to_string(), None, settings);
+            certs.push((l.addr, resolver));
+        }
         server.add_service(proxy);
         if let Some(addr) = admin_addr {
             let mut admin = pingora::services::listening::Service::new(
@@ -111,6 +125,7 @@ impl Gateway {
             rules,
             metrics,
             in_flight,
+            certs: Arc::new(certs),
             grace_period,
             watch: options.watch,
         }
@@ -133,6 +148,7 @@ impl Gateway {
             config,
             self.rules.clone(),
             self.metrics.clone(),
+            self.certs.clone(),
         ));
         let _watcher = if self.watch {
             match reloader.watch() {

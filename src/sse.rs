@@ -100,6 +100,27 @@ pub async fn stream(
     });
     // The request body is not forwarded on this path (an EventSource sends none).
     req.remove_header(&header::CONTENT_LENGTH);
+    // An HTTP/2 request goes upstream as HTTP/1.1: origin-form target, Host from :authority.
+    if !req.headers.contains_key(header::HOST) {
+        if let Some(authority) = req.uri.authority().map(|a| a.as_str().to_owned()) {
+            req.insert_header(header::HOST, authority)?;
+        }
+    }
+    if req.uri.authority().is_some() {
+        let target = req
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let uri = http::Uri::builder()
+            .path_and_query(target)
+            .build()
+            .map_err(|e| {
+                Error::because(ErrorType::InternalError, "rewriting the request target", e)
+            })?;
+        req.set_uri(uri);
+    }
+    req.set_version(http::Version::HTTP_11);
     upstream
         .write_request_header(Box::new(req))
         .await

@@ -35,6 +35,13 @@ impl Backend {
     }
 }
 
+/// HTTPS to the servers of an upstream.
+pub struct UpstreamTls {
+    pub sni: String,
+    pub verify: bool,
+    pub ca: Option<Arc<[pingora::utils::tls::WrappedX509]>>,
+}
+
 /// Timeouts applied to every connection to an upstream.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -68,12 +75,22 @@ impl Upstream {
         name: String,
         servers: Vec<(String, SocketAddr)>,
         timeouts: Timeouts,
-        health: Option<HealthSpec>,
+        mut health: Option<HealthSpec>,
+        tls: Option<UpstreamTls>,
     ) -> Upstream {
         let servers = servers
             .into_iter()
             .map(|(written, addr)| {
-                let mut peer = HttpPeer::new(addr, false, String::new());
+                let mut peer = match &tls {
+                    Some(t) => {
+                        let mut p = HttpPeer::new(addr, true, t.sni.clone());
+                        p.options.verify_cert = t.verify;
+                        p.options.verify_hostname = t.verify;
+                        p.options.ca = t.ca.clone();
+                        p
+                    }
+                    None => HttpPeer::new(addr, false, String::new()),
+                };
                 peer.options.connection_timeout = Some(timeouts.connect);
                 peer.options.read_timeout = Some(timeouts.read);
                 peer.options.write_timeout = Some(timeouts.write);
@@ -91,7 +108,14 @@ impl Upstream {
                     streak: AtomicUsize::new(0),
                 }
             })
-            .collect();
+            .collect::<Vec<Backend>>();
+        // Probes go the way requests go: over TLS, with the same name and trust.
+        if let (Some(h), Some(first)) = (health.as_mut(), servers.first()) {
+            let timeout = h.probe.peer_template.options.read_timeout;
+            h.probe.peer_template = first.peer.clone();
+            h.probe.peer_template.options.connection_timeout = timeout;
+            h.probe.peer_template.options.read_timeout = timeout;
+        }
         Upstream {
             name,
             servers,

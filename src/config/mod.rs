@@ -50,6 +50,36 @@ pub struct FileConfig {
     /// The admin listener: /metrics, /healthz, /readyz.
     #[serde(default)]
     pub admin: Option<FileAdmin>,
+    /// HTTPS listeners.
+    #[serde(default)]
+    pub tls: Vec<FileTlsListener>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTlsListener {
+    pub listen: String,
+    /// PEM certificate chain and private key; relative paths are relative to the config file.
+    /// Reloaded with the config.
+    pub cert: String,
+    pub key: String,
+    /// Offer HTTP/2 by ALPN (default true).
+    #[serde(default)]
+    pub http2: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUpstreamTls {
+    /// The server name sent and verified (default: the host of the first server).
+    #[serde(default)]
+    pub sni: Option<String>,
+    /// Verify the certificate chain and host name (default true).
+    #[serde(default)]
+    pub verify: Option<bool>,
+    /// CA bundle (PEM) to verify against, instead of the system's roots.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -194,6 +224,9 @@ pub struct FileUpstream {
     pub idle_timeout: Option<Seconds>,
     #[serde(default)]
     pub health_check: Option<FileHealthCheck>,
+    /// Connect to the servers over HTTPS.
+    #[serde(default)]
+    pub tls: Option<FileUpstreamTls>,
 }
 
 #[derive(Debug, Deserialize)]
