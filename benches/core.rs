@@ -78,5 +78,62 @@ fn cors(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, route_matching, cors);
+fn jsonp_wrapper(c: &mut Criterion) {
+    use crossgate::jsonp::{validate, Wrap, Wrapper};
+    let callback = validate("app.handle").unwrap();
+    let mut group = c.benchmark_group("jsonp_wrap_1MiB");
+    let plain: Vec<u8> = br#"{"id":12345,"name":"Ada Lovelace","tags":["a","b","c"]},"#
+        .iter()
+        .copied()
+        .cycle()
+        .take(1 << 20)
+        .collect();
+    // The same size, with a U+2028 every 64 bytes to escape.
+    let mut separators = plain.clone();
+    for i in (32..separators.len() - 3).step_by(64) {
+        separators[i..i + 3].copy_from_slice("\u{2028}".as_bytes());
+    }
+    group.throughput(criterion::Throughput::Bytes(plain.len() as u64));
+    for (name, body) in [("plain", &plain), ("u2028", &separators)] {
+        for chunks in [1usize, 16, 1024] {
+            let size = body.len().div_ceil(chunks);
+            group.bench_function(format!("{name}/{chunks}_chunks"), |b| {
+                b.iter(|| {
+                    let mut w = Wrapper::new(&callback, Wrap::Plain, 200);
+                    let mut n = 0;
+                    let parts: Vec<&[u8]> = body.chunks(size).collect();
+                    for (i, part) in parts.iter().enumerate() {
+                        n += w
+                            .feed(Some(part), i + 1 == parts.len())
+                            .map_or(0, |b| b.len());
+                    }
+                    black_box(n)
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn config_compile(c: &mut Criterion) {
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml"))
+            .unwrap();
+    let path = Path::new("config.example.yaml");
+    c.bench_function("config_compile_example", |b| {
+        b.iter(|| {
+            let config = parse_yaml(path, black_box(&example)).unwrap();
+            black_box(
+                compile(&Loaded {
+                    path: path.into(),
+                    source: example.clone(),
+                    config,
+                })
+                .unwrap(),
+            )
+        })
+    });
+}
+
+criterion_group!(benches, route_matching, cors, jsonp_wrapper, config_compile);
 criterion_main!(benches);

@@ -46,6 +46,12 @@ enum Command {
         /// The URL the page requests, such as https://api.example.com/api/users.
         url: String,
     },
+    /// Run only the demo backend (JSON, WebSocket echo, SSE clock), for benchmarks.
+    #[command(hide = true)]
+    Backend {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
     /// Start an embedded demo legacy backend and crossgate in front of it.
     Demo {
         /// The config to run; its upstreams on loopback are served by the demo backend.
@@ -83,6 +89,14 @@ fn main() -> ExitCode {
         None => run(&cli.run),
         Some(Command::Check { config }) => check(&config),
         Some(Command::Demo { config }) => run_demo(&config),
+        Some(Command::Backend { listen }) => demo::spawn(listen)
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))
+            .map(|addr| {
+                println!("demo backend on {addr}");
+                loop {
+                    std::thread::park();
+                }
+            }),
         Some(Command::Explain {
             config,
             origin,

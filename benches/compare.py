@@ -1,0 +1,303 @@
+#!/usr/bin/env python3
+"""Load comparison: crossgate against nginx and HAProxy doing the same CORS job, a bare pingora
+passthrough, and the backend directly. Run through benches/compare.sh (which installs what is
+missing and builds the binaries).
+
+Every proxy runs with one worker. Runs alternate between the proxies (A B A B ...) so that
+drift on the machine hits all of them alike. For each run: requests/s, p50 and p99 latency
+(wrk), CPU time of the proxy process per request (utime + stime from /proc, the steadiest
+figure here), and the proxy's peak RSS. Ratios are to nginx and to the direct backend in the
+same run. It refuses to start when a port it needs is busy, and stops everything it started.
+"""
+
+import argparse
+import atexit
+import datetime
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PROCS = []
+
+
+def stop_all():
+    for p in PROCS:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    deadline = time.time() + 5
+    for p in PROCS:
+        try:
+            p.wait(max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+atexit.register(stop_all)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+
+
+def port_free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def wait_port(port, what, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    sys.exit(f"{what} did not start listening on port {port}")
+
+
+def start(cmd, what, port, pin=None):
+    if pin is not None:
+        cmd = ["taskset", "-c", str(pin)] + cmd
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    PROCS.append(p)
+    wait_port(port, what)
+    return p
+
+
+def main_pid(p, name):
+    """The pid doing the work: nginx's worker (its master only supervises)."""
+    if name != "nginx":
+        return p.pid
+    out = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+    return int(out[0]) if out else p.pid
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_kib(pid, key="VmRSS"):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def parse_latency(text, pct):
+    m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    if not m:
+        return float("nan")
+    v, unit = float(m.group(1)), m.group(2)
+    return v * {"us": 1, "ms": 1000, "s": 1_000_000}[unit]
+
+
+def wrk(url, duration, connections, headers=(), script=None, pin=None):
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
+    for h in headers:
+        cmd += ["-H", h]
+    if script:
+        cmd += ["-s", script]
+    cmd.append(url)
+    if pin is not None:
+        cmd = ["taskset", "-c", str(pin)] + cmd
+    out = subprocess.run(cmd, capture_output=True, text=True).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": float(rps.group(1)) if rps else 0.0,
+        "requests": int(total.group(1)) if total else 0,
+        "p50": parse_latency(out, 50),
+        "p99": parse_latency(out, 99),
+        "bad": (int(errors.group(1)) if errors else 0),
+        "socket_errors": sock.group(1) if sock else "",
+    }
+
+
+def fill(template, out, **values):
+    with open(os.path.join(HERE, template)) as f:
+        text = f.read()
+    for k, v in values.items():
+        text = text.replace(f"@{k}@", str(v))
+    with open(out, "w") as f:
+        f.write(text)
+    return out
+
+
+def loadgen(binary, mode, url, count, pin=None):
+    cmd = [binary, mode, url, str(count)]
+    if pin is not None:
+        cmd = ["taskset", "-c", str(pin)] + cmd
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout
+    m = re.search(r"p50_us=(\d+) p99_us=(\d+) per_s=(\d+)", out)
+    return {"p50": float(m.group(1)), "p99": float(m.group(2)), "rate": float(m.group(3))} if m else None
+
+
+def idle_ws_kib(binary, url, pid, count, pin=None):
+    """RSS growth of `pid` per idle WebSocket held open through it, in KiB."""
+    before = rss_kib(pid)
+    cmd = [binary, "ws-idle", url, str(count)]
+    if pin is not None:
+        cmd = ["taskset", "-c", str(pin)] + cmd
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    if not line.startswith("ready"):
+        p.kill()
+        return float("nan")
+    time.sleep(1.0)  # let allocations settle before reading RSS (a measurement, not a sync)
+    after = rss_kib(pid)
+    p.stdin.close()
+    p.wait(timeout=60)
+    return (after - before) / count
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--crossgate", required=True)
+    ap.add_argument("--bare", required=True, help="the bare_pingora bench binary")
+    ap.add_argument("--loadgen", required=True, help="the loadgen bench binary")
+    ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    ap.add_argument("--rounds", type=int, default=2, help="A B A B rounds")
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--idle-sockets", type=int, default=2000)
+    ap.add_argument("--modes", default="unpinned,pinned")
+    ap.add_argument("--port-base", type=int, default=18000)
+    ap.add_argument("--out", help="also write the report (Markdown) to this file")
+    args = ap.parse_args()
+
+    base = args.port_base
+    ports = {"backend": base, "realtime": base + 1, "crossgate": base + 10, "nginx": base + 11, "haproxy": base + 12, "bare": base + 13}
+    busy = [f"{n} ({p})" for n, p in ports.items() if not port_free(p)]
+    if busy:
+        sys.exit(f"ports busy: {', '.join(busy)}; stop what uses them or pass --port-base")
+    work = tempfile.mkdtemp(prefix="crossgate-compare-")
+    os.makedirs(os.path.join(work, "www/api"))
+    os.makedirs(os.path.join(work, "nginx-tmp"))
+    item = '{"id":1,"name":"Ada Lovelace","email":"ada@example.com","active":true,"tags":["a","b"]},'
+    for name, size in [("json1k", 1024), ("json64k", 65536)]:
+        body = ("[" + item * (size // len(item) + 1))[: size - 2] + "{}]"
+        with open(os.path.join(work, f"www/api/{name}"), "w") as f:
+            f.write(body[:size])
+
+    addr = lambda n: f"127.0.0.1:{ports[n]}"
+    start(["nginx", "-c", fill("nginx-backend.conf.in", f"{work}/backend.conf", DIR=work, LISTEN=addr("backend")), "-g", "daemon off;"], "backend nginx", ports["backend"], pin=0)
+    start([args.crossgate, "backend", "--listen", addr("realtime")], "realtime backend", ports["realtime"], pin=0)
+
+    configs = {
+        "crossgate": lambda: [args.crossgate, "run", "--no-watch", "--config", fill("crossgate.yaml.in", f"{work}/crossgate.yaml", LISTEN=addr("crossgate"), BACKEND=addr("backend"), REALTIME=addr("realtime"))],
+        "nginx": lambda: ["nginx", "-c", fill("nginx-cors.conf.in", f"{work}/nginx-cors.conf", DIR=work, LISTEN=addr("nginx"), BACKEND=addr("backend"), REALTIME=addr("realtime")), "-g", "daemon off;"],
+        "haproxy": lambda: ["haproxy", "-db", "-f", fill("haproxy-cors.cfg.in", f"{work}/haproxy.cfg", LISTEN=addr("haproxy"), BACKEND=addr("backend"), REALTIME=addr("realtime"))],
+        "bare": lambda: [args.bare, "--listen", addr("bare"), "--upstream", addr("backend")],
+    }
+    origin = ["Origin: http://bench.example"]
+    scenarios = [
+        ("preflight", "/api/json1k", [], os.path.join(HERE, "preflight.lua"), ["crossgate", "nginx", "haproxy"]),
+        ("GET 1 KiB with Origin", "/api/json1k", origin, None, ["direct", "crossgate", "nginx", "haproxy", "bare"]),
+        ("GET 64 KiB with Origin", "/api/json64k", origin, None, ["direct", "crossgate", "nginx", "haproxy", "bare"]),
+        ("JSONP 1 KiB", "/api/json1k?callback=cb", [], None, ["crossgate"]),
+    ]
+    results = {}
+    extra = {}
+    for mode in args.modes.split(","):
+        proxy_pin = 1 if mode == "pinned" else None
+        client_pin = 0 if mode == "pinned" else None
+        for rnd in range(args.rounds):
+            for name in ["crossgate", "nginx", "haproxy", "bare", "direct"]:
+                proc = None
+                if name != "direct":
+                    proc = start(configs[name](), name, ports[name], pin=proxy_pin)
+                    pid = main_pid(proc, name)
+                port = ports["backend"] if name == "direct" else ports[name]
+                for scen, path, headers, script, who in scenarios:
+                    if name not in who:
+                        continue
+                    cpu0 = cpu_seconds(pid) if proc else 0
+                    r = wrk(f"http://127.0.0.1:{port}{path}", args.duration, args.connections, headers, script, client_pin)
+                    cpu = (cpu_seconds(pid) - cpu0) if proc else float("nan")
+                    r["cpu_us"] = cpu * 1e6 / r["requests"] if r["requests"] else float("nan")
+                    r["rss_mib"] = rss_kib(pid, "VmHWM") / 1024 if proc else float("nan")
+                    results.setdefault((mode, scen, name), []).append(r)
+                    print(f"[{mode} round {rnd + 1}] {scen:24} {name:9} {r['rps']:>10.0f} req/s  p99 {r['p99']:>8.0f} us  cpu {r['cpu_us']:>6.1f} us/req  non-2xx {r['bad']} {r['socket_errors']}", flush=True)
+                if rnd == 0 and name in ("crossgate", "nginx", "haproxy", "direct"):
+                    base_url = f"ws://127.0.0.1:{ports['realtime'] if name == 'direct' else port}/ws/echo"
+                    ws = loadgen(args.loadgen, "ws-echo", base_url, 20000, client_pin)
+                    sse = loadgen(args.loadgen, "sse-first", f"http://127.0.0.1:{ports['realtime'] if name == 'direct' else port}/events/clock", 200, client_pin)
+                    idle = idle_ws_kib(args.loadgen, base_url, pid, args.idle_sockets, client_pin) if proc else float("nan")
+                    extra[(mode, name)] = {"ws": ws, "sse": sse, "idle": idle}
+                    print(f"[{mode}] {name}: ws echo {ws}, sse first event {sse}, idle WebSocket {idle:.1f} KiB", flush=True)
+                if proc:
+                    proc.send_signal(signal.SIGINT)
+                    proc.wait(10)
+
+    report = render(results, extra, args)
+    print(report)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(report)
+
+
+def med(xs, key):
+    vals = [x[key] for x in xs if x[key] == x[key]]
+    return statistics.median(vals) if vals else float("nan")
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}x" if b and a == a and b == b else "-"
+
+
+def render(results, extra, args):
+    cpu_model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    versions = {
+        "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
+        "haproxy": subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout.splitlines()[0],
+        "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0] if shutil.which("wrk") else "",
+        "crossgate": subprocess.run([args.crossgate, "--version"], capture_output=True, text=True).stdout.strip() + " (pingora 0.9.1)",
+    }
+    out = [f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} on {os.cpu_count()} cores, {cpu_model}; "
+           f"wrk 1 thread, {args.connections} connections, {args.duration} s per run, {args.rounds} alternating rounds (medians); 1 worker per proxy.",
+           "", "Versions: " + "; ".join(f"{k}: {v}" for k, v in versions.items()), ""]
+    for mode in args.modes.split(","):
+        out.append(f"### {mode}" + (" (proxy on core 1, load generator on core 0)" if mode == "pinned" else ""))
+        out.append("")
+        out.append("| scenario | proxy | req/s | p50 µs | p99 µs | CPU µs/req | CPU s per 100k | peak RSS MiB | req/s vs nginx | CPU vs nginx | req/s vs direct |")
+        out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for scen in dict.fromkeys(k[1] for k in results if k[0] == mode):
+            row = {name: results[(mode, scen, name)] for (m, s, name) in results if m == mode and s == scen}
+            ngx = row.get("nginx")
+            direct = row.get("direct")
+            for name, rs in row.items():
+                rps, cpu = med(rs, "rps"), med(rs, "cpu_us")
+                out.append(
+                    f"| {scen} | {name} | {rps:.0f} | {med(rs, 'p50'):.0f} | {med(rs, 'p99'):.0f} | {cpu:.1f} | {cpu / 10:.2f} | {med(rs, 'rss_mib'):.1f} | "
+                    f"{ratio(rps, med(ngx, 'rps')) if ngx else '-'} | {ratio(cpu, med(ngx, 'cpu_us')) if ngx else '-'} | {ratio(rps, med(direct, 'rps')) if direct else '-'} |"
+                )
+        out.append("")
+        out.append("| proxy | WebSocket echo p50 / p99 µs | echo msgs/s | SSE first event p50 / p99 µs | idle WebSocket KiB each |")
+        out.append("|---|---:|---:|---:|---:|")
+        for (m, name), e in extra.items():
+            if m != mode:
+                continue
+            ws, sse = e["ws"] or {}, e["sse"] or {}
+            out.append(f"| {name} | {ws.get('p50', float('nan')):.0f} / {ws.get('p99', float('nan')):.0f} | {ws.get('rate', float('nan')):.0f} | "
+                       f"{sse.get('p50', float('nan')):.0f} / {sse.get('p99', float('nan')):.0f} | {e['idle']:.1f} |")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    main()
