@@ -28,12 +28,13 @@ fn text(status: StatusCode, content_type: &str, body: String) -> Response<Vec<u8
         .expect("a valid response")
 }
 
-/// Upstreams with no healthy server (empty: ready).
+/// Upstreams with no healthy server, or whose first health check has not completed yet
+/// (empty: ready).
 pub fn unready_upstreams(rules: &Rules) -> Vec<&str> {
     rules
         .upstreams
         .iter()
-        .filter(|u| !u.servers.iter().any(|b| b.is_healthy()))
+        .filter(|u| !u.health_known() || !u.servers.iter().any(|b| b.is_healthy()))
         .map(|u| u.name.as_str())
         .collect()
 }

@@ -37,6 +37,32 @@ fn safelisted(name: &str, value: Option<&str>) -> bool {
     }
 }
 
+/// Fetch normalizes these method names to upper case; others stay as written.
+fn normalize_method(m: &str) -> String {
+    match m.to_ascii_uppercase().as_str() {
+        u @ ("DELETE" | "GET" | "HEAD" | "OPTIONS" | "POST" | "PUT") => u.to_owned(),
+        _ => m.to_owned(),
+    }
+}
+
+/// The URL's origin (`scheme://host[:port]`, default port left out).
+fn url_origin(url: &str) -> String {
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    let end = url[scheme_end..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| scheme_end + i);
+    let origin = url[..end].to_ascii_lowercase();
+    origin
+        .strip_suffix(":80")
+        .filter(|o| o.starts_with("http://"))
+        .or_else(|| {
+            origin
+                .strip_suffix(":443")
+                .filter(|o| o.starts_with("https://"))
+        })
+        .map_or(origin.clone(), str::to_owned)
+}
+
 fn split_url(url: &str) -> Result<(&str, &str), String> {
     let rest = url
         .strip_prefix("http://")
@@ -109,8 +135,12 @@ pub fn explain(
     origin: &str,
     method: &str,
     headers: &[String],
+    credentials: bool,
 ) -> Result<Explanation, String> {
-    let (host, path) = split_url(url)?;
+    let (host, target) = split_url(url)?;
+    // Routes match the path; the query goes along to the backend.
+    let path = target.split(['?', '#']).next().unwrap_or("/");
+    let method = normalize_method(method);
     let method =
         Method::from_bytes(method.as_bytes()).map_err(|_| format!("{method:?} is not a method"))?;
     let mut parsed = Vec::new();
@@ -125,6 +155,31 @@ pub fn explain(
     }
 
     let mut out = String::new();
+    if url_origin(url) == origin {
+        let _ = writeln!(
+            out,
+            "same-origin: the page and the URL share the origin {origin}; CORS does not apply"
+        );
+        return Ok(Explanation {
+            report: out,
+            allowed: true,
+        });
+    }
+    if rules
+        .bridge
+        .as_ref()
+        .is_some_and(|b| b.asset(path).is_some())
+        || rules.beacons.iter().any(|b| b.matches(host, path))
+    {
+        let _ = writeln!(
+            out,
+            "{path} is served by crossgate itself (the bridge or a beacon), not by a route"
+        );
+        return Ok(Explanation {
+            report: out,
+            allowed: true,
+        });
+    }
     let Some(route) = rules.find(host, path) else {
         let _ = writeln!(
             out,
@@ -209,11 +264,26 @@ pub fn explain(
     policy.apply_actual(&mut resp, &check);
     let _ = writeln!(out, "response: forwarded to the backend; crossgate sets these headers on its answer (errors included):");
     out.push_str(&headers_of(&resp));
-    let readable = match &check {
-        OriginCheck::Allowed(_) => true,
-        OriginCheck::WouldDeny { served, .. } => matches!(**served, OriginCheck::Allowed(_)),
-        OriginCheck::NoOrigin | OriginCheck::Denied(_) => false,
+    let served_acao = match &check {
+        OriginCheck::Allowed(v) => Some(v),
+        OriginCheck::WouldDeny { served, .. } => match &**served {
+            OriginCheck::Allowed(v) => Some(v),
+            _ => None,
+        },
+        OriginCheck::NoOrigin | OriginCheck::Denied(_) => None,
     };
+    let mut readable = served_acao.is_some();
+    if credentials {
+        // A credentialed request needs the exact origin echoed and Allow-Credentials: true.
+        let creds = resp
+            .headers
+            .get("access-control-allow-credentials")
+            .is_some_and(|v| v == "true");
+        if served_acao.is_some_and(|v| v == "*") || !creds {
+            let _ = writeln!(out, "credentials: refused by the browser (it needs the exact origin and Access-Control-Allow-Credentials: true)");
+            readable = false;
+        }
+    }
     if let OriginCheck::WouldDeny { .. } = &check {
         let _ = writeln!(out, "report-only: counted as would_deny and logged");
     }
@@ -241,7 +311,7 @@ mod tests {
     use std::path::Path;
 
     fn rules() -> Rules {
-        let yaml = "listen: 127.0.0.1:0\nupstreams:\n  b: {servers: [127.0.0.1:9]}\nroutes:\n  - name: api\n    path: /api/\n    upstream: b\n    cors: {allow_origins: ['https://*.example.com'], allow_methods: [GET, PUT], allow_headers: [x-custom], allow_credentials: true}\n";
+        let yaml = "listen: 127.0.0.1:0\nupstreams:\n  b: {servers: [127.0.0.1:9]}\nroutes:\n  - name: api\n    path: /api/\n    upstream: b\n    cors: {allow_origins: ['https://*.example.com'], allow_methods: [GET, PUT], allow_headers: [x-custom], allow_credentials: true}\n  - {name: public, path: /public/, upstream: b, cors: {allow_origins: any}}\n";
         let path = Path::new("t.yaml");
         let config = parse_yaml(path, yaml).unwrap();
         compile(&Loaded {
@@ -252,16 +322,27 @@ mod tests {
         .unwrap()
     }
 
+    fn ex(
+        url: &str,
+        origin: &str,
+        method: &str,
+        headers: &[&str],
+        credentials: bool,
+    ) -> Explanation {
+        let headers: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
+        explain(&rules(), url, origin, method, &headers, credentials).unwrap()
+    }
+
     #[test]
     fn a_simple_allowed_request() {
-        let e = explain(
-            &rules(),
-            "https://api.test/api/x",
+        // The query is not part of the path routes match; `get` is normalized like Fetch does.
+        let e = ex(
+            "https://api.test/api/x?q=1",
             "https://a.example.com",
-            "GET",
+            "get",
             &[],
-        )
-        .unwrap();
+            true,
+        );
         assert!(e.allowed, "{}", e.report);
         assert!(
             e.report
@@ -280,42 +361,81 @@ mod tests {
 
     #[test]
     fn a_preflighted_request_shows_the_preflight_answer() {
-        let e = explain(
-            &rules(),
+        let e = ex(
             "https://api.test/api/x",
             "https://a.example.com",
             "PUT",
-            &[
-                "X-Custom: 1".into(),
-                "Content-Type: application/json".into(),
-            ],
-        )
-        .unwrap();
+            &["X-Custom: 1", "Content-Type: application/json"],
+            false,
+        );
         assert!(!e.allowed, "content-type is not listed: {}", e.report);
         assert!(e.report.contains("preflight: yes (method PUT is not CORS-safelisted; header content-type is not CORS-safelisted; header x-custom is not CORS-safelisted)"), "{}", e.report);
         assert!(e.report.contains("preflight answer: 403"), "{}", e.report);
-        let e = explain(
-            &rules(),
+        let e = ex(
             "https://api.test/api/x",
             "https://a.example.com",
             "PUT",
-            &["X-Custom: 1".into()],
-        )
-        .unwrap();
+            &["X-Custom: 1"],
+            false,
+        );
         assert!(e.allowed, "{}", e.report);
         assert!(e.report.contains("preflight answer: 204"), "{}", e.report);
     }
 
     #[test]
+    fn credentials_need_an_exact_origin() {
+        let e = ex(
+            "https://api.test/public/x",
+            "https://a.example.com",
+            "GET",
+            &[],
+            false,
+        );
+        assert!(e.allowed, "{}", e.report);
+        let e = ex(
+            "https://api.test/public/x",
+            "https://a.example.com",
+            "GET",
+            &[],
+            true,
+        );
+        assert!(
+            !e.allowed,
+            "the browser refuses * with credentials: {}",
+            e.report
+        );
+        assert!(
+            e.report.contains("credentials: refused by the browser"),
+            "{}",
+            e.report
+        );
+    }
+
+    #[test]
+    fn same_origin_needs_no_cors() {
+        let e = ex(
+            "https://a.example.com:443/api/x",
+            "https://a.example.com",
+            "PUT",
+            &[],
+            false,
+        );
+        assert!(
+            e.allowed && e.report.starts_with("same-origin"),
+            "{}",
+            e.report
+        );
+    }
+
+    #[test]
     fn refusals_say_why() {
-        let e = explain(
-            &rules(),
+        let e = ex(
             "https://api.test/api/x",
             "https://example.com.evil.io",
             "GET",
             &[],
-        )
-        .unwrap();
+            false,
+        );
         assert!(!e.allowed);
         assert!(
             e.report
@@ -323,16 +443,23 @@ mod tests {
             "{}",
             e.report
         );
-        let e = explain(
-            &rules(),
+        let e = ex(
             "https://api.test/other",
             "https://a.example.com",
             "GET",
             &[],
-        )
-        .unwrap();
+            false,
+        );
         assert!(!e.allowed);
         assert!(e.report.contains("route: none matches"), "{}", e.report);
-        assert!(explain(&rules(), "ftp://x/", "https://a.example.com", "GET", &[]).is_err());
+        assert!(explain(
+            &rules(),
+            "ftp://x/",
+            "https://a.example.com",
+            "GET",
+            &[],
+            false
+        )
+        .is_err());
     }
 }

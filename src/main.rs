@@ -43,6 +43,9 @@ enum Command {
         /// A request header the page sets, "Name: value" (repeatable).
         #[arg(long = "header", short = 'H')]
         headers: Vec<String>,
+        /// The page sends credentials (fetch with credentials: "include").
+        #[arg(long)]
+        credentials: bool,
         /// The URL the page requests, such as https://api.example.com/api/users.
         url: String,
     },
@@ -102,11 +105,12 @@ fn main() -> ExitCode {
             origin,
             method,
             headers,
+            credentials,
             url,
         }) => {
-            return match compile(&config)
-                .and_then(|rules| explain::explain(&rules, &url, &origin, &method, &headers))
-            {
+            return match compile(&config).and_then(|rules| {
+                explain::explain(&rules, &url, &origin, &method, &headers, credentials)
+            }) {
                 Ok(e) => {
                     print!("{}", e.report);
                     if e.allowed {

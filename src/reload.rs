@@ -34,6 +34,17 @@ fn hash(text: &str) -> u64 {
     h.finish()
 }
 
+fn fingerprint(source: &str, rules: &Rules) -> u64 {
+    let mut h = DefaultHasher::new();
+    source.hash(&mut h);
+    for l in &rules.tls_listeners {
+        for c in &l.cert.cert {
+            c.as_ref().hash(&mut h);
+        }
+    }
+    h.finish()
+}
+
 /// What a reload did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -50,7 +61,7 @@ impl Reloader {
         certs: Arc<Vec<(std::net::SocketAddr, Arc<crate::tls::SwappableCert>)>>,
     ) -> Reloader {
         let last = std::fs::read_to_string(&path)
-            .map(|t| hash(&t))
+            .map(|t| fingerprint(&t, &rules.load()))
             .unwrap_or(0);
         Reloader {
             path,
@@ -68,22 +79,32 @@ impl Reloader {
             Ok(l) => l,
             Err(e) => return self.failed(&e.to_string()),
         };
-        let h = hash(&loaded.source);
-        if !force && h == *last {
-            return Outcome::Unchanged;
-        }
         let new = match rules::compile(&loaded) {
             Ok(r) => r,
             Err(e) => {
+                let h = hash(&loaded.source);
+                if !force && h == *last {
+                    return Outcome::Unchanged;
+                }
                 *last = h;
                 return self.failed(&e.to_string());
             }
         };
+        // The text and the certificates it names: a renewed certificate is a change too.
+        let h = fingerprint(&loaded.source, &new);
+        if !force && h == *last {
+            return Outcome::Unchanged;
+        }
         *last = h;
         for w in &new.warnings {
             tracing::warn!("config warning: {w}");
         }
         let old = self.rules.load();
+        for u in &new.upstreams {
+            if let Some(o) = old.upstreams.iter().find(|o| o.name == u.name) {
+                u.inherit_health(o);
+            }
+        }
         for what in needs_restart(&old, &new) {
             tracing::warn!("config reload: {what} changed; this takes effect only after a restart (or an upgrade with --upgrade)");
         }
@@ -123,6 +144,19 @@ impl Reloader {
                 }
             })?;
         watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+        // Certificates are often renewed in a directory of their own.
+        let mut dirs = vec![dir];
+        for l in &self.rules.load().tls_listeners {
+            for f in [&l.cert_path, &l.key_path] {
+                if let Some(d) = f
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty() && !dirs.contains(&d.to_path_buf()))
+                {
+                    dirs.push(d.to_path_buf());
+                    watcher.watch(d, RecursiveMode::NonRecursive)?;
+                }
+            }
+        }
         let me = self.clone();
         std::thread::Builder::new()
             .name("config-watch".into())
@@ -166,6 +200,9 @@ fn needs_restart(old: &Rules, new: &Rules) -> Vec<&'static str> {
     }
     if old.server.beacon_queue != new.server.beacon_queue {
         out.push("server.beacon_queue");
+    }
+    if old.server.upgrade_sock != new.server.upgrade_sock {
+        out.push("server.upgrade_sock");
     }
     if old.log.format != new.log.format {
         out.push("log.format");

@@ -109,6 +109,8 @@ pub struct JsonpRoute {
 pub struct TlsListener {
     pub addr: SocketAddr,
     pub cert: crate::tls::Certified,
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
     pub http2: bool,
 }
 
@@ -354,17 +356,19 @@ impl Compiler<'_> {
                     "give every listener its own address",
                 ));
             }
-            let cert = crate::tls::load_certified(&self.relative(&t.cert), &self.relative(&t.key))
-                .map_err(|why| {
-                    self.err(
-                        &path.key("cert"),
-                        why,
-                        "give a PEM certificate chain and its PEM private key",
-                    )
-                })?;
+            let (cert_path, key_path) = (self.relative(&t.cert), self.relative(&t.key));
+            let cert = crate::tls::load_certified(&cert_path, &key_path).map_err(|why| {
+                self.err(
+                    &path.key("cert"),
+                    why,
+                    "give a PEM certificate chain and its PEM private key",
+                )
+            })?;
             tls_listeners.push(TlsListener {
                 addr,
                 cert,
+                cert_path: cert_path.into(),
+                key_path: key_path.into(),
                 http2: t.http2.unwrap_or(true),
             });
         }
@@ -680,6 +684,10 @@ impl Compiler<'_> {
             Some(t) => {
                 let tp = path.key("tls");
                 let sni = match &t.sni {
+                    // pingora skips every check for an empty name: never by accident.
+                    Some(s) if s.is_empty() => {
+                        return Err(self.err(&tp.key("sni"), "sni is empty, which would turn certificate verification off".into(), "give the upstream's host name, or set verify: false if that is really meant"));
+                    }
                     Some(s) => s.clone(),
                     None => up.servers[0]
                         .rsplit_once(':')
@@ -1320,6 +1328,12 @@ mod tests {
             .warnings
             .iter()
             .all(|w| !w.message.contains("never used")));
+    }
+
+    #[test]
+    fn an_empty_upstream_sni_is_refused() {
+        let e = compile_str("listen: 127.0.0.1:0\nupstreams:\n  api: {servers: [127.0.0.1:9], tls: {sni: ''}}\nroutes:\n  - {name: a, upstream: api}\n").err().unwrap();
+        assert_eq!(e.path, "upstreams.api.tls.sni");
     }
 
     #[test]

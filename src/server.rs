@@ -207,7 +207,21 @@ async fn handle_signals(
         }
     };
     let drain = matches!(stop, ShutdownSignal::GracefulTerminate);
-    if tx.send(stop).is_err() || !drain {
+    let upgrade = matches!(stop, ShutdownSignal::GracefulUpgrade);
+    if tx.send(stop).is_err() {
+        return;
+    }
+    if upgrade {
+        // The sockets are handed over; pingora lets the connections here finish. A second
+        // SIGTERM or SIGINT ends that wait at once.
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("stopping now");
+        std::process::exit(0);
+    }
+    if !drain {
         return;
     }
     // pingora keeps the process for the whole grace period; leave as soon as nothing is in

@@ -35,6 +35,30 @@ impl Backend {
     }
 }
 
+impl Upstream {
+    /// Takes over what an older compile of this upstream learned about its servers (matched
+    /// by address), so that a reload does not put a dead server back into rotation.
+    pub fn inherit_health(&self, old: &Upstream) {
+        for b in &self.servers {
+            if let Some(o) = old.servers.iter().find(|o| o.addr == b.addr) {
+                b.healthy.store(o.is_healthy(), Ordering::Relaxed);
+                b.streak
+                    .store(o.streak.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        }
+        if self.health.is_some() && old.health.is_some() {
+            self.probed
+                .store(old.probed.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the health of the servers is known: no check is configured, or one round of
+    /// probes has completed.
+    pub fn health_known(&self) -> bool {
+        self.health.is_none() || self.probed.load(Ordering::Relaxed)
+    }
+}
+
 /// HTTPS to the servers of an upstream.
 pub struct UpstreamTls {
     pub sni: String,
@@ -68,6 +92,8 @@ pub struct Upstream {
     next: AtomicUsize,
     next_check: parking_lot::Mutex<Instant>,
     checking: AtomicBool,
+    /// A round of probes has completed.
+    probed: AtomicBool,
 }
 
 impl Upstream {
@@ -124,6 +150,7 @@ impl Upstream {
             next: AtomicUsize::new(0),
             next_check: parking_lot::Mutex::new(Instant::now()),
             checking: AtomicBool::new(false),
+            probed: AtomicBool::new(false),
         }
     }
 
@@ -172,6 +199,7 @@ impl Upstream {
                 }
             }
         }
+        self.probed.store(true, Ordering::Relaxed);
         self.checking.store(false, Ordering::Release);
     }
 }
@@ -197,5 +225,56 @@ impl BackgroundService for HealthChecks {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(addrs: &[&str]) -> Upstream {
+        let t = Duration::from_secs(1);
+        let servers = addrs
+            .iter()
+            .map(|a| (a.to_string(), a.parse().unwrap()))
+            .collect();
+        Upstream::new(
+            "u".into(),
+            servers,
+            Timeouts {
+                connect: t,
+                read: t,
+                write: t,
+                idle: t,
+            },
+            None,
+            None,
+        )
+    }
+
+    #[test]
+    fn round_robin_skips_unhealthy_servers_and_fails_open() {
+        let u = upstream(&["127.0.0.1:1", "127.0.0.1:2"]);
+        u.servers[1].healthy.store(false, Ordering::Relaxed);
+        assert!((0..4).all(|_| u.select().addr.port() == 1));
+        u.servers[0].healthy.store(false, Ordering::Relaxed);
+        let ports: Vec<u16> = (0..4).map(|_| u.select().addr.port()).collect();
+        assert!(
+            ports.contains(&1) && ports.contains(&2),
+            "all down: rotate over all: {ports:?}"
+        );
+    }
+
+    #[test]
+    fn a_reload_keeps_what_health_checks_learned() {
+        let old = upstream(&["127.0.0.1:1", "127.0.0.1:2"]);
+        old.servers[1].healthy.store(false, Ordering::Relaxed);
+        let new = upstream(&["127.0.0.1:2", "127.0.0.1:3"]);
+        new.inherit_health(&old);
+        assert!(
+            !new.servers[0].is_healthy(),
+            "127.0.0.1:2 was down and stays down"
+        );
+        assert!(new.servers[1].is_healthy(), "a new server starts healthy");
     }
 }

@@ -260,6 +260,8 @@ async fn healthz_and_readyz() {
     let backend = Backend::start("b").await;
     let proxy = Proxy::start(&config(&backend)).await;
     let admin = proxy.admin.unwrap();
+    // Ready once the first round of probes has completed (the second probe proves it).
+    backend.wait_for(2, |s| s.path == "/health").await;
     let r = client()
         .get(format!("http://{admin}/healthz"))
         .send()
