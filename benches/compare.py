@@ -49,6 +49,8 @@ signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
 def port_free(port):
     with socket.socket() as s:
+        # As servers do: connections in TIME_WAIT from an earlier run do not make it busy.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
             return True
@@ -186,6 +188,8 @@ def main():
     if busy:
         sys.exit(f"ports busy: {', '.join(busy)}; stop what uses them or pass --port-base")
     work = tempfile.mkdtemp(prefix="crossgate-compare-")
+    # nginx's workers run as another user: they must be able to read the files.
+    os.chmod(work, 0o755)
     os.makedirs(os.path.join(work, "www/api"))
     os.makedirs(os.path.join(work, "nginx-tmp"))
     item = '{"id":1,"name":"Ada Lovelace","email":"ada@example.com","active":true,"tags":["a","b"]},'

@@ -45,4 +45,6 @@ bare=$(bench_bin bare_pingora)
 loadgen=$(bench_bin loadgen)
 [ -n "$bare" ] && [ -n "$loadgen" ] || { echo "could not build the bench binaries" >&2; exit 1; }
 
+# Idle-WebSocket runs hold thousands of sockets; HAProxy sizes itself from maxconn.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 exec python3 benches/compare.py --crossgate target/release/crossgate --bare "$bare" --loadgen "$loadgen" "$@"

@@ -209,3 +209,42 @@ fn needs_restart(old: &Rules, new: &Rules) -> Vec<&'static str> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse_yaml, Loaded};
+
+    fn compile_str(yaml: &str) -> Rules {
+        let path = Path::new("t.yaml");
+        let config = parse_yaml(path, yaml).unwrap();
+        rules::compile(&Loaded {
+            path: path.into(),
+            source: yaml.into(),
+            config,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn settings_read_at_start_are_named_when_they_change() {
+        let base =
+            "upstreams:\n  b: {servers: [127.0.0.1:9]}\nroutes:\n  - {name: r, upstream: b}\n";
+        let old = compile_str(&format!("listen: 127.0.0.1:8080\n{base}"));
+        let same = compile_str(&format!("listen: 127.0.0.1:8080\n{base}"));
+        assert!(needs_restart(&old, &same).is_empty());
+        let new = compile_str(&format!(
+            "listen: 127.0.0.1:8081\nadmin: {{listen: 127.0.0.1:9091}}\nserver: {{threads: 2, upgrade_sock: /tmp/other.sock}}\nlog: {{format: json}}\n{base}"
+        ));
+        assert_eq!(
+            needs_restart(&old, &new),
+            [
+                "listen",
+                "admin.listen",
+                "server.threads",
+                "server.upgrade_sock",
+                "log.format"
+            ]
+        );
+    }
+}

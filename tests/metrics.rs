@@ -10,6 +10,21 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+/// A backend that reads the request and closes the connection without answering.
+async fn hang_up_backend() -> std::net::SocketAddr {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+        }
+    });
+    addr
+}
+
 fn config(backend: &Backend) -> String {
     format!(
         r#"
@@ -21,6 +36,7 @@ upstreams:
     read_timeout: 500ms
     health_check: {{path: /health, interval: 50ms}}
   dead: {{servers: ["{dead}"]}}
+  hangup: {{servers: ["HANGUP"]}}
 cors_policies:
   app: {{allow_origins: [https://app.example.com], allow_methods: [GET, PUT]}}
 routes:
@@ -28,6 +44,7 @@ routes:
   - {{name: ws, path: /ws/, upstream: b, cors: app, websocket: {{}}}}
   - {{name: events, path: /events/, upstream: b, cors: app, read_timeout: 10s}}
   - {{name: dead, path: /dead/, upstream: dead, cors: app}}
+  - {{name: hangup, path: /hangup/, upstream: hangup, cors: app}}
   - {{name: api, path: /, upstream: b, cors: app}}
 beacons:
   - {{name: pv, path: /b/pv}}
@@ -78,7 +95,8 @@ async fn wait_for_sample(proxy: &Proxy, series: &str, want: f64) -> String {
 #[tokio::test]
 async fn metrics_count_every_kind_of_traffic() {
     let backend = Backend::start("b").await;
-    let proxy = Proxy::start(&config(&backend)).await;
+    let hangup = hang_up_backend().await;
+    let proxy = Proxy::start(&config(&backend).replace("HANGUP", &hangup.to_string())).await;
     let origin = |o: &'static str| move |r: reqwest::RequestBuilder| r.header("origin", o);
     let app = origin("https://app.example.com");
     let evil = origin("https://evil.example");
@@ -103,6 +121,12 @@ async fn metrics_count_every_kind_of_traffic() {
     get("/b/pv?x=1").send().await.unwrap();
     get("/b/pv?x=2").send().await.unwrap();
     app(get("/dead/x")).send().await.unwrap();
+    // POST: not retried, so the hang-up reaches the client as a 502 and is counted once.
+    app(client().post(proxy.url("/hangup/x")))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     app(get("/api/slow?ms=3000")).send().await.unwrap();
     get("/nowhere-but-api-catches-all").send().await.unwrap();
 
@@ -198,6 +222,10 @@ async fn metrics_count_every_kind_of_traffic() {
         r#"crossgate_upstream_errors_total{kind="timeout",upstream="b"}"#,
         1.0,
     );
+    expect(
+        r#"crossgate_upstream_errors_total{kind="reset",upstream="hangup"}"#,
+        1.0,
+    );
     expect(r#"crossgate_websocket_connections_active{route="ws"}"#, 1.0);
     expect(r#"crossgate_websocket_connections_total{route="ws"}"#, 1.0);
     expect(
@@ -258,7 +286,7 @@ async fn metrics_count_every_kind_of_traffic() {
 #[tokio::test]
 async fn healthz_and_readyz() {
     let backend = Backend::start("b").await;
-    let proxy = Proxy::start(&config(&backend)).await;
+    let proxy = Proxy::start(&config(&backend).replace("HANGUP", &dead_addr().to_string())).await;
     let admin = proxy.admin.unwrap();
     // Ready once the first round of probes has completed (the second probe proves it).
     backend.wait_for(2, |s| s.path == "/health").await;
