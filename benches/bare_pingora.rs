@@ -9,6 +9,10 @@ use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
 
+/// The same allocator as crossgate's binary, so that the comparison is of the proxies.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 struct Bare(Box<HttpPeer>);
 
 #[async_trait]

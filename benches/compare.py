@@ -180,11 +180,15 @@ def main():
     ap.add_argument("--modes", default="unpinned,pinned")
     ap.add_argument("--port-base", type=int, default=18000)
     ap.add_argument("--out", help="also write the report (Markdown) to this file")
+    ap.add_argument("--proxies", default="crossgate,nginx,haproxy,bare,direct", help="which to run, comma-separated")
+    ap.add_argument("--baseline", help="another crossgate binary to run beside this one (before/after in one run)")
+    ap.add_argument("--scenarios", default="", help="only the scenarios whose names contain one of these, comma-separated")
     args = ap.parse_args()
 
     base = args.port_base
-    ports = {"backend": base, "realtime": base + 1, "crossgate": base + 10, "nginx": base + 11, "haproxy": base + 12, "bare": base + 13}
-    busy = [f"{n} ({p})" for n, p in ports.items() if not port_free(p)]
+    ports = {"backend": base, "realtime": base + 1, "crossgate": base + 10, "nginx": base + 11, "haproxy": base + 12, "bare": base + 13, "baseline": base + 14}
+    busy = [f"{n} ({p})" for n, p in ports.items() if n in ("backend", "realtime") or n in args.proxies.split(",") or (n == "baseline" and args.baseline)
+            if not port_free(p)]
     if busy:
         sys.exit(f"ports busy: {', '.join(busy)}; stop what uses them or pass --port-base")
     work = tempfile.mkdtemp(prefix="crossgate-compare-")
@@ -207,21 +211,25 @@ def main():
         "nginx": lambda: ["nginx", "-c", fill("nginx-cors.conf.in", f"{work}/nginx-cors.conf", DIR=work, LISTEN=addr("nginx"), BACKEND=addr("backend"), REALTIME=addr("realtime")), "-g", "daemon off;"],
         "haproxy": lambda: ["haproxy", "-db", "-f", fill("haproxy-cors.cfg.in", f"{work}/haproxy.cfg", LISTEN=addr("haproxy"), BACKEND=addr("backend"), REALTIME=addr("realtime"))],
         "bare": lambda: [args.bare, "--listen", addr("bare"), "--upstream", addr("backend")],
+        "baseline": lambda: [args.baseline, "run", "--no-watch", "--config", fill("crossgate.yaml.in", f"{work}/baseline.yaml", LISTEN=addr("baseline"), BACKEND=addr("backend"), REALTIME=addr("realtime"))],
     }
+    wanted = args.proxies.split(",") + (["baseline"] if args.baseline else [])
     origin = ["Origin: http://bench.example"]
     scenarios = [
-        ("preflight", "/api/json1k", [], os.path.join(HERE, "preflight.lua"), ["crossgate", "nginx", "haproxy"]),
-        ("GET 1 KiB with Origin", "/api/json1k", origin, None, ["direct", "crossgate", "nginx", "haproxy", "bare"]),
-        ("GET 64 KiB with Origin", "/api/json64k", origin, None, ["direct", "crossgate", "nginx", "haproxy", "bare"]),
-        ("JSONP 1 KiB", "/api/json1k?callback=cb", [], None, ["crossgate"]),
+        ("preflight", "/api/json1k", [], os.path.join(HERE, "preflight.lua"), ["crossgate", "baseline", "nginx", "haproxy"]),
+        ("GET 1 KiB with Origin", "/api/json1k", origin, None, ["direct", "crossgate", "baseline", "nginx", "haproxy", "bare"]),
+        ("GET 64 KiB with Origin", "/api/json64k", origin, None, ["direct", "crossgate", "baseline", "nginx", "haproxy", "bare"]),
+        ("JSONP 1 KiB", "/api/json1k?callback=cb", [], None, ["crossgate", "baseline"]),
     ]
+    if args.scenarios:
+        scenarios = [s for s in scenarios if any(w in s[0] for w in args.scenarios.split(","))]
     results = {}
     extra = {}
     for mode in args.modes.split(","):
         proxy_pin = 1 if mode == "pinned" else None
         client_pin = 0 if mode == "pinned" else None
         for rnd in range(args.rounds):
-            for name in ["crossgate", "nginx", "haproxy", "bare", "direct"]:
+            for name in [n for n in ["crossgate", "baseline", "nginx", "haproxy", "bare", "direct"] if n in wanted]:
                 proc = None
                 if name != "direct":
                     proc = start(configs[name](), name, ports[name], pin=proxy_pin)
@@ -237,7 +245,7 @@ def main():
                     r["rss_mib"] = rss_kib(pid, "VmHWM") / 1024 if proc else float("nan")
                     results.setdefault((mode, scen, name), []).append(r)
                     print(f"[{mode} round {rnd + 1}] {scen:24} {name:9} {r['rps']:>10.0f} req/s  p99 {r['p99']:>8.0f} us  cpu {r['cpu_us']:>6.1f} us/req  non-2xx {r['bad']} {r['socket_errors']}", flush=True)
-                if rnd == 0 and name in ("crossgate", "nginx", "haproxy", "direct"):
+                if rnd == 0 and name in ("crossgate", "baseline", "nginx", "haproxy", "direct") and not args.scenarios:
                     base_url = f"ws://127.0.0.1:{ports['realtime'] if name == 'direct' else port}/ws/echo"
                     ws = loadgen(args.loadgen, "ws-echo", base_url, 20000, client_pin)
                     sse = loadgen(args.loadgen, "sse-first", f"http://127.0.0.1:{ports['realtime'] if name == 'direct' else port}/events/clock", 200, client_pin)

@@ -10,6 +10,12 @@ use crossgate::rules::{self, Rules};
 use crossgate::server::{Gateway, Options};
 use crossgate::{demo, describe, explain, logging};
 
+/// jemalloc: measured here at about 5% less CPU per proxied GET than glibc's malloc, and
+/// less memory per idle WebSocket (mimalloc was faster still but used 4x the memory per
+/// idle socket). It must be set in the binary to be linked at all.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// A reverse proxy that gives browser apps on other origins CORS access to legacy HTTP APIs.
 #[derive(Parser)]
 #[command(name = "crossgate", version, args_conflicts_with_subcommands = true)]

@@ -3,8 +3,11 @@
 //! result), never from request data, so the number of series is bounded by the config.
 
 use http::Method;
+use std::sync::OnceLock;
+
 use prometheus::{
-    Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::rules::Rules;
@@ -113,6 +116,85 @@ impl Metrics {
             self.last_reload_success.set(now);
         }
     }
+}
+
+/// A route's metric handles, created on first use and kept with the route (each compile of
+/// the config has its own routes), so that a request looks up no labels.
+pub struct RouteMetrics {
+    route: String,
+    requests: Vec<OnceLock<IntCounter>>,
+    decisions: Vec<OnceLock<IntCounter>>,
+    jsonp: Vec<OnceLock<IntCounter>>,
+    pub duration: Histogram,
+    pub upstream_duration: Histogram,
+}
+
+const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE", "other",
+];
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+const KINDS: [&str; 2] = ["preflight", "actual"];
+const DECISIONS: [&str; 4] = ["allowed", "denied", "would_deny", "no_origin"];
+const JSONP: [&str; 3] = ["wrapped", "rejected", "passthrough"];
+
+fn slots(n: usize) -> Vec<OnceLock<IntCounter>> {
+    (0..n).map(|_| OnceLock::new()).collect()
+}
+
+impl RouteMetrics {
+    pub fn new(m: &Metrics, route: &str, upstream: &str) -> RouteMetrics {
+        RouteMetrics {
+            route: route.to_owned(),
+            requests: slots(METHODS.len() * CLASSES.len()),
+            decisions: slots(KINDS.len() * DECISIONS.len()),
+            jsonp: slots(JSONP.len()),
+            duration: m.request_duration.with_label_values(&[route]),
+            upstream_duration: m.upstream_duration.with_label_values(&[upstream]),
+        }
+    }
+
+    pub fn request(&self, m: &Metrics, method: &Method, status: u16) {
+        let (mi, ci) = (method_index(method), class_index(status));
+        self.requests[mi * CLASSES.len() + ci]
+            .get_or_init(|| {
+                m.requests
+                    .with_label_values(&[self.route.as_str(), METHODS[mi], CLASSES[ci]])
+            })
+            .inc();
+    }
+
+    /// `kind`: "preflight" or "actual"; `decision`: an `OriginCheck` label.
+    pub fn decision(&self, m: &Metrics, kind: &str, decision: &str) {
+        let ki = KINDS.iter().position(|k| *k == kind).unwrap_or(1);
+        let di = DECISIONS.iter().position(|d| *d == decision).unwrap_or(1);
+        self.decisions[ki * DECISIONS.len() + di]
+            .get_or_init(|| {
+                m.cors_decisions
+                    .with_label_values(&[self.route.as_str(), KINDS[ki], DECISIONS[di]])
+            })
+            .inc();
+    }
+
+    pub fn jsonp(&self, m: &Metrics, result: &str) {
+        let i = JSONP.iter().position(|r| *r == result).unwrap_or(2);
+        self.jsonp[i]
+            .get_or_init(|| m.jsonp.with_label_values(&[self.route.as_str(), JSONP[i]]))
+            .inc();
+    }
+}
+
+fn method_index(m: &Method) -> usize {
+    METHODS
+        .iter()
+        .position(|n| *n == m.as_str())
+        .unwrap_or(METHODS.len() - 1)
+}
+
+fn class_index(status: u16) -> usize {
+    CLASSES
+        .iter()
+        .position(|c| *c == status_class(status))
+        .unwrap_or(CLASSES.len() - 1)
 }
 
 /// The method as a label: the standard ones, or `other`.

@@ -403,36 +403,44 @@ async fn serve_bridge(
 
 impl CrossGate {
     /// The metrics of a finished request.
+    fn route_metrics<'r>(&self, route: &'r Route) -> &'r metrics::RouteMetrics {
+        route.metrics.get_or_init(|| {
+            metrics::RouteMetrics::new(&self.metrics, &route.name, &route.upstream.name)
+        })
+    }
+
     fn record(&self, req: &RequestHeader, status: u16, e: Option<&Error>, ctx: &Ctx) {
         let m = &self.metrics;
-        let route = match (ctx.route(), ctx.beacon) {
-            (Some(r), _) => r.name.as_str(),
-            (None, Some(_)) => "beacon",
-            (None, None) => "none",
+        let Some(r) = ctx.route() else {
+            // The proxy's own answers without a route: beacons and 404s.
+            let route = if ctx.beacon.is_some() {
+                "beacon"
+            } else {
+                "none"
+            };
+            m.requests
+                .with_label_values(&[
+                    route,
+                    metrics::method_label(&req.method),
+                    metrics::status_class(status),
+                ])
+                .inc();
+            m.request_duration
+                .with_label_values(&[route])
+                .observe(ctx.started.elapsed().as_secs_f64());
+            return;
         };
-        m.requests
-            .with_label_values(&[
-                route,
-                metrics::method_label(&req.method),
-                metrics::status_class(status),
-            ])
-            .inc();
-        m.request_duration
-            .with_label_values(&[route])
-            .observe(ctx.started.elapsed().as_secs_f64());
-        let Some(r) = ctx.route() else { return };
+        let rm = self.route_metrics(r);
+        rm.request(m, &req.method, status);
+        rm.duration.observe(ctx.started.elapsed().as_secs_f64());
         if let Some(t) = ctx.upstream_time {
-            m.upstream_duration
-                .with_label_values(&[r.upstream.name.as_str()])
-                .observe(t.as_secs_f64());
+            rm.upstream_duration.observe(t.as_secs_f64());
         }
         if r.cors.is_some() && !ctx.preflight && !ctx.websocket {
-            m.cors_decisions
-                .with_label_values(&[route, "actual", ctx.origin.label()])
-                .inc();
+            rm.decision(m, "actual", ctx.origin.label());
         }
         if let Some(result) = ctx.jsonp_result {
-            m.jsonp.with_label_values(&[route, result]).inc();
+            rm.jsonp(m, result);
         }
         if let Some(e) = e.filter(|e| *e.esource() == ErrorSource::Upstream) {
             m.upstream_errors
@@ -667,10 +675,8 @@ impl ProxyHttp for CrossGate {
         if cors::is_preflight(req) {
             let preflight = policy.preflight(req);
             ctx.preflight = true;
-            self.metrics
-                .cors_decisions
-                .with_label_values(&[route.name.as_str(), "preflight", preflight.check.label()])
-                .inc();
+            self.route_metrics(route)
+                .decision(&self.metrics, "preflight", preflight.check.label());
             report_would_deny(req, route, policy, &preflight.check);
             ctx.origin = preflight.check;
             let end = preflight.body.is_none();

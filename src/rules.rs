@@ -84,6 +84,8 @@ pub struct Route {
     pub read_timeout: Option<Duration>,
     pub websocket: Option<WebSocketRoute>,
     pub sse: Option<SseRoute>,
+    /// Metric handles, made on first use by the gateway that serves this route.
+    pub metrics: std::sync::OnceLock<crate::metrics::RouteMetrics>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -489,6 +491,7 @@ impl Compiler<'_> {
                 )?),
             };
             routes.push(Route {
+                metrics: std::sync::OnceLock::new(),
                 read_timeout,
                 websocket,
                 sse,
