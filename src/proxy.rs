@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN};
 use http::{HeaderValue, Method};
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -143,27 +144,31 @@ fn strip_port(host: &str) -> &str {
 
 /// Writes a short text response of the proxy's own (404, 502, 504...), with CORS headers when
 /// a policy allows the origin, so a browser app can read the status.
-async fn send_text(
-    session: &mut Session,
+///
+/// Boxed: a rare path, kept out of `request_filter`'s future, which is copied per request.
+fn send_text<'a>(
+    session: &'a mut Session,
     status: u16,
     message: String,
-    cors: Option<(&CorsPolicy, &OriginCheck)>,
-) -> Result<()> {
-    let body = Bytes::from(message + "\n");
-    let mut h = ResponseHeader::build_no_case(status, Some(8))?;
-    h.insert_header(CONTENT_TYPE, TEXT_PLAIN.clone())?;
-    h.insert_header(CONTENT_LENGTH, body.len())?;
-    h.insert_header(X_CONTENT_TYPE_OPTIONS, NOSNIFF.clone())?;
-    h.insert_header(CACHE_CONTROL, NO_STORE.clone())?;
-    if let Some((policy, check)) = cors {
-        policy.apply_actual(&mut h, check);
-    }
-    let head = session.req_header().method == Method::HEAD;
-    session.write_response_header(Box::new(h), head).await?;
-    if !head {
-        session.write_response_body(Some(body), true).await?;
-    }
-    Ok(())
+    cors: Option<(&'a CorsPolicy, &'a OriginCheck)>,
+) -> BoxFuture<'a, Result<()>> {
+    Box::pin(async move {
+        let body = Bytes::from(message + "\n");
+        let mut h = ResponseHeader::build_no_case(status, Some(8))?;
+        h.insert_header(CONTENT_TYPE, TEXT_PLAIN.clone())?;
+        h.insert_header(CONTENT_LENGTH, body.len())?;
+        h.insert_header(X_CONTENT_TYPE_OPTIONS, NOSNIFF.clone())?;
+        h.insert_header(CACHE_CONTROL, NO_STORE.clone())?;
+        if let Some((policy, check)) = cors {
+            policy.apply_actual(&mut h, check);
+        }
+        let head = session.req_header().method == Method::HEAD;
+        session.write_response_header(Box::new(h), head).await?;
+        if !head {
+            session.write_response_body(Some(body), true).await?;
+        }
+        Ok(())
+    })
 }
 
 /// Logs a request that a report-only policy would refuse, with its origin, so that ops can
@@ -353,52 +358,55 @@ fn error_status(e: &Error) -> u16 {
 static HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
 
 /// Serves the bridge page or one of its scripts (GET and HEAD only).
-async fn serve_bridge(
-    session: &mut Session,
-    b: &bridge::Bridge,
+/// Boxed: a rare path, kept out of `request_filter`'s future.
+fn serve_bridge<'a>(
+    session: &'a mut Session,
+    b: &'a bridge::Bridge,
     asset: bridge::Asset,
-) -> Result<()> {
-    let method = session.req_header().method.clone();
-    if method != Method::GET && method != Method::HEAD {
-        let mut h = ResponseHeader::build_no_case(405, Some(2))?;
-        h.insert_header(http::header::ALLOW, "GET, HEAD")?;
-        h.insert_header(CONTENT_LENGTH, 0)?;
-        return session.write_response_header(Box::new(h), true).await;
-    }
-    let (body, content_type) = match asset {
-        bridge::Asset::Page => (b.page.clone(), HTML.clone()),
-        bridge::Asset::FrameJs => (
-            Bytes::from_static(bridge::FRAME_JS.as_bytes()),
-            JAVASCRIPT.clone(),
-        ),
-        bridge::Asset::ClientJs => (
-            Bytes::from_static(bridge::CLIENT_JS.as_bytes()),
-            JAVASCRIPT.clone(),
-        ),
-    };
-    let mut h = ResponseHeader::build_no_case(200, Some(8))?;
-    h.insert_header(CONTENT_TYPE, content_type)?;
-    h.insert_header(CONTENT_LENGTH, body.len())?;
-    h.insert_header(X_CONTENT_TYPE_OPTIONS, NOSNIFF.clone())?;
-    h.insert_header(CACHE_CONTROL, "no-cache")?;
-    match asset {
-        bridge::Asset::Page => {
-            h.insert_header("content-security-policy", b.csp.clone())?;
-            h.insert_header("referrer-policy", "no-referrer")?;
+) -> BoxFuture<'a, Result<()>> {
+    Box::pin(async move {
+        let method = session.req_header().method.clone();
+        if method != Method::GET && method != Method::HEAD {
+            let mut h = ResponseHeader::build_no_case(405, Some(2))?;
+            h.insert_header(http::header::ALLOW, "GET, HEAD")?;
+            h.insert_header(CONTENT_LENGTH, 0)?;
+            return session.write_response_header(Box::new(h), true).await;
         }
-        // The client library is included by pages on other origins.
-        bridge::Asset::ClientJs => {
-            h.insert_header("cross-origin-resource-policy", "cross-origin")?;
-            h.insert_header(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")?;
+        let (body, content_type) = match asset {
+            bridge::Asset::Page => (b.page.clone(), HTML.clone()),
+            bridge::Asset::FrameJs => (
+                Bytes::from_static(bridge::FRAME_JS.as_bytes()),
+                JAVASCRIPT.clone(),
+            ),
+            bridge::Asset::ClientJs => (
+                Bytes::from_static(bridge::CLIENT_JS.as_bytes()),
+                JAVASCRIPT.clone(),
+            ),
+        };
+        let mut h = ResponseHeader::build_no_case(200, Some(8))?;
+        h.insert_header(CONTENT_TYPE, content_type)?;
+        h.insert_header(CONTENT_LENGTH, body.len())?;
+        h.insert_header(X_CONTENT_TYPE_OPTIONS, NOSNIFF.clone())?;
+        h.insert_header(CACHE_CONTROL, "no-cache")?;
+        match asset {
+            bridge::Asset::Page => {
+                h.insert_header("content-security-policy", b.csp.clone())?;
+                h.insert_header("referrer-policy", "no-referrer")?;
+            }
+            // The client library is included by pages on other origins.
+            bridge::Asset::ClientJs => {
+                h.insert_header("cross-origin-resource-policy", "cross-origin")?;
+                h.insert_header(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")?;
+            }
+            bridge::Asset::FrameJs => {}
         }
-        bridge::Asset::FrameJs => {}
-    }
-    let head = method == Method::HEAD;
-    session.write_response_header(Box::new(h), head).await?;
-    if !head {
-        session.write_response_body(Some(body), true).await?;
-    }
-    Ok(())
+        let head = method == Method::HEAD;
+        session.write_response_header(Box::new(h), head).await?;
+        if !head {
+            session.write_response_body(Some(body), true).await?;
+        }
+        Ok(())
+    })
 }
 
 impl CrossGate {
@@ -455,44 +463,26 @@ static GIF_TYPE: HeaderValue = HeaderValue::from_static("image/gif");
 impl CrossGate {
     /// Answers a beacon hit: GET/HEAD with the GIF, POST (at most 64 KiB of text or JSON) with
     /// 204. The hit is logged, and queued for its upstream without waiting.
-    async fn serve_beacon(&self, session: &mut Session, b: &beacon::Beacon) -> Result<()> {
-        let req = session.req_header();
-        let method = req.method.clone();
-        let query = req.uri.query().map(str::to_owned);
-        let content_type = req.headers.get(CONTENT_TYPE).cloned();
-        let declared_len = req
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let body = match method {
-            Method::GET | Method::HEAD => Bytes::new(),
-            Method::POST => {
-                if declared_len.is_some_and(|n| n > beacon::MAX_BODY) {
-                    session.set_keepalive(None);
-                    return send_text(
-                        session,
-                        413,
-                        format!(
-                            "crossgate: beacon bodies are at most {} bytes",
-                            beacon::MAX_BODY
-                        ),
-                        None,
-                    )
-                    .await;
-                }
-                if !beacon::acceptable_type(content_type.as_ref()) {
-                    return send_text(
-                        session,
-                        415,
-                        "crossgate: beacon bodies are text/plain or JSON".into(),
-                        None,
-                    )
-                    .await;
-                }
-                let mut body = bytes::BytesMut::new();
-                while let Some(chunk) = session.read_request_body().await? {
-                    if body.len() + chunk.len() > beacon::MAX_BODY {
+    /// Boxed: kept out of `request_filter`'s future, which is copied per request.
+    fn serve_beacon<'a>(
+        &'a self,
+        session: &'a mut Session,
+        b: &'a beacon::Beacon,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let req = session.req_header();
+            let method = req.method.clone();
+            let query = req.uri.query().map(str::to_owned);
+            let content_type = req.headers.get(CONTENT_TYPE).cloned();
+            let declared_len = req
+                .headers
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok());
+            let body = match method {
+                Method::GET | Method::HEAD => Bytes::new(),
+                Method::POST => {
+                    if declared_len.is_some_and(|n| n > beacon::MAX_BODY) {
                         session.set_keepalive(None);
                         return send_text(
                             session,
@@ -505,76 +495,101 @@ impl CrossGate {
                         )
                         .await;
                     }
-                    body.extend_from_slice(&chunk);
+                    if !beacon::acceptable_type(content_type.as_ref()) {
+                        return send_text(
+                            session,
+                            415,
+                            "crossgate: beacon bodies are text/plain or JSON".into(),
+                            None,
+                        )
+                        .await;
+                    }
+                    let mut body = bytes::BytesMut::new();
+                    while let Some(chunk) = session.read_request_body().await? {
+                        if body.len() + chunk.len() > beacon::MAX_BODY {
+                            session.set_keepalive(None);
+                            return send_text(
+                                session,
+                                413,
+                                format!(
+                                    "crossgate: beacon bodies are at most {} bytes",
+                                    beacon::MAX_BODY
+                                ),
+                                None,
+                            )
+                            .await;
+                        }
+                        body.extend_from_slice(&chunk);
+                    }
+                    body.freeze()
                 }
-                body.freeze()
+                _ => {
+                    let mut h = ResponseHeader::build_no_case(405, Some(4))?;
+                    h.insert_header(http::header::ALLOW, "GET, HEAD, POST")?;
+                    h.insert_header(CONTENT_LENGTH, 0)?;
+                    return session.write_response_header(Box::new(h), true).await;
+                }
+            };
+            let (fields, skipped) = beacon::log_fields(query.as_deref(), b.max_fields);
+            self.metrics
+                .beacon_hits
+                .with_label_values(&[b.name.as_str()])
+                .inc();
+            let mut forwarded = "no";
+            if let Some(f) = &b.forward {
+                let target = match &query {
+                    Some(q) => format!("{}?{q}", f.path),
+                    None => f.path.clone(),
+                };
+                let hit = beacon::Hit {
+                    beacon: b.name.clone(),
+                    upstream: f.upstream.clone(),
+                    method: if method == Method::POST {
+                        "POST"
+                    } else {
+                        "GET"
+                    },
+                    target,
+                    content_type,
+                    body: body.clone(),
+                };
+                forwarded = if self.beacons.offer(hit) {
+                    "queued"
+                } else {
+                    self.metrics
+                        .beacon_dropped
+                        .with_label_values(&[b.name.as_str()])
+                        .inc();
+                    "dropped: queue full"
+                };
             }
-            _ => {
-                let mut h = ResponseHeader::build_no_case(405, Some(4))?;
-                h.insert_header(http::header::ALLOW, "GET, HEAD, POST")?;
-                h.insert_header(CONTENT_LENGTH, 0)?;
+            tracing::info!(
+                target: "crossgate::beacon",
+                beacon = %b.name,
+                method = %method,
+                fields = %fields,
+                fields_skipped = skipped,
+                body_bytes = body.len(),
+                forwarded,
+            );
+            if method == Method::POST {
+                let mut h = ResponseHeader::build_no_case(204, Some(2))?;
+                h.insert_header(CACHE_CONTROL, NO_STORE.clone())?;
                 return session.write_response_header(Box::new(h), true).await;
             }
-        };
-        let (fields, skipped) = beacon::log_fields(query.as_deref(), b.max_fields);
-        self.metrics
-            .beacon_hits
-            .with_label_values(&[b.name.as_str()])
-            .inc();
-        let mut forwarded = "no";
-        if let Some(f) = &b.forward {
-            let target = match &query {
-                Some(q) => format!("{}?{q}", f.path),
-                None => f.path.clone(),
-            };
-            let hit = beacon::Hit {
-                beacon: b.name.clone(),
-                upstream: f.upstream.clone(),
-                method: if method == Method::POST {
-                    "POST"
-                } else {
-                    "GET"
-                },
-                target,
-                content_type,
-                body: body.clone(),
-            };
-            forwarded = if self.beacons.offer(hit) {
-                "queued"
-            } else {
-                self.metrics
-                    .beacon_dropped
-                    .with_label_values(&[b.name.as_str()])
-                    .inc();
-                "dropped: queue full"
-            };
-        }
-        tracing::info!(
-            target: "crossgate::beacon",
-            beacon = %b.name,
-            method = %method,
-            fields = %fields,
-            fields_skipped = skipped,
-            body_bytes = body.len(),
-            forwarded,
-        );
-        if method == Method::POST {
-            let mut h = ResponseHeader::build_no_case(204, Some(2))?;
+            let mut h = ResponseHeader::build_no_case(200, Some(4))?;
+            h.insert_header(CONTENT_TYPE, GIF_TYPE.clone())?;
+            h.insert_header(CONTENT_LENGTH, beacon::GIF.len())?;
             h.insert_header(CACHE_CONTROL, NO_STORE.clone())?;
-            return session.write_response_header(Box::new(h), true).await;
-        }
-        let mut h = ResponseHeader::build_no_case(200, Some(4))?;
-        h.insert_header(CONTENT_TYPE, GIF_TYPE.clone())?;
-        h.insert_header(CONTENT_LENGTH, beacon::GIF.len())?;
-        h.insert_header(CACHE_CONTROL, NO_STORE.clone())?;
-        let head = method == Method::HEAD;
-        session.write_response_header(Box::new(h), head).await?;
-        if !head {
-            session
-                .write_response_body(Some(Bytes::from_static(beacon::GIF)), true)
-                .await?;
-        }
-        Ok(())
+            let head = method == Method::HEAD;
+            session.write_response_header(Box::new(h), head).await?;
+            if !head {
+                session
+                    .write_response_body(Some(Bytes::from_static(beacon::GIF)), true)
+                    .await?;
+            }
+            Ok(())
+        })
     }
 }
 

@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use http::header;
 use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -78,114 +79,119 @@ pub struct Streamed {
 /// Proxies one request, streaming the response with heartbeats while the upstream is silent.
 /// `decorate` adds the route's headers (CORS) to the response header. An error before the
 /// response header was written leaves the answer to the caller (502/504 with CORS).
-pub async fn stream(
-    session: &mut Session,
-    connector: &Connector,
-    peer: &HttpPeer,
+///
+/// Boxed: its future (with pingora's connector in it) is large, and would otherwise be part of
+/// `request_filter`'s future, which is built and copied for every request.
+pub fn stream<'a>(
+    session: &'a mut Session,
+    connector: &'a Connector,
+    peer: &'a HttpPeer,
     heartbeat: Duration,
     silence_limit: Duration,
-    decorate: impl FnOnce(&mut ResponseHeader),
-) -> Result<Streamed> {
-    let started = Instant::now();
-    let up = |e: Box<Error>| e.into_up();
-    let (mut upstream, _reused) = connector.get_http_session(peer).await.map_err(up)?;
+    decorate: impl FnOnce(&mut ResponseHeader) + Send + 'a,
+) -> BoxFuture<'a, Result<Streamed>> {
+    Box::pin(async move {
+        let started = Instant::now();
+        let up = |e: Box<Error>| e.into_up();
+        let (mut upstream, _reused) = connector.get_http_session(peer).await.map_err(up)?;
 
-    let mut req = session.req_header().clone();
-    for n in connection_listed(&req.headers) {
-        req.remove_header(n.as_str());
-    }
-    let names: Vec<String> = req.headers.keys().map(|k| k.as_str().to_owned()).collect();
-    strip_hop_by_hop(names.into_iter(), |n| {
-        req.remove_header(n);
-    });
-    // The request body is not forwarded on this path (an EventSource sends none).
-    req.remove_header(&header::CONTENT_LENGTH);
-    // An HTTP/2 request goes upstream as HTTP/1.1: origin-form target, Host from :authority.
-    if !req.headers.contains_key(header::HOST) {
-        if let Some(authority) = req.uri.authority().map(|a| a.as_str().to_owned()) {
-            req.insert_header(header::HOST, authority)?;
+        let mut req = session.req_header().clone();
+        for n in connection_listed(&req.headers) {
+            req.remove_header(n.as_str());
         }
-    }
-    if req.uri.authority().is_some() {
-        let target = req
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        let uri = http::Uri::builder()
-            .path_and_query(target)
-            .build()
-            .map_err(|e| {
-                Error::because(ErrorType::InternalError, "rewriting the request target", e)
-            })?;
-        req.set_uri(uri);
-    }
-    req.set_version(http::Version::HTTP_11);
-    upstream
-        .write_request_header(Box::new(req))
-        .await
-        .map_err(up)?;
-    upstream.finish_request_body().await.map_err(up)?;
-    match tokio::time::timeout(silence_limit, upstream.read_response_header()).await {
-        Ok(r) => r.map_err(up)?,
-        Err(_) => {
-            return Error::e_explain(ErrorType::ReadTimedout, "no response header")
-                .map_err(|e| e.into_up())
+        let names: Vec<String> = req.headers.keys().map(|k| k.as_str().to_owned()).collect();
+        strip_hop_by_hop(names.into_iter(), |n| {
+            req.remove_header(n);
+        });
+        // The request body is not forwarded on this path (an EventSource sends none).
+        req.remove_header(&header::CONTENT_LENGTH);
+        // An HTTP/2 request goes upstream as HTTP/1.1: origin-form target, Host from :authority.
+        if !req.headers.contains_key(header::HOST) {
+            if let Some(authority) = req.uri.authority().map(|a| a.as_str().to_owned()) {
+                req.insert_header(header::HOST, authority)?;
+            }
         }
-    }
-    let upstream_time = started.elapsed();
-    let mut resp = upstream
-        .response_header()
-        .ok_or_else(|| {
-            Error::explain(ErrorType::InvalidHTTPHeader, "no response header").into_up()
-        })?
-        .clone();
-    for n in connection_listed(&resp.headers) {
-        resp.remove_header(n.as_str());
-    }
-    let names: Vec<String> = resp.headers.keys().map(|k| k.as_str().to_owned()).collect();
-    strip_hop_by_hop(names.into_iter(), |n| {
-        resp.remove_header(n);
-    });
-    let beats = is_event_stream(&resp);
-    if beats {
-        // A heartbeat changes the length; an event stream has none anyway.
-        resp.remove_header(&header::CONTENT_LENGTH);
-    }
-    let bodiless = matches!(resp.status.as_u16(), 100..=199 | 204 | 304);
-    if !bodiless && !session.is_http2() && !resp.headers.contains_key(header::CONTENT_LENGTH) {
-        resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
-    }
-    decorate(&mut resp);
-    session.write_response_header(Box::new(resp), false).await?;
-
-    let mut last_data = Instant::now();
-    loop {
-        let wait = if beats { heartbeat } else { silence_limit };
-        match tokio::time::timeout(wait, upstream.read_response_body()).await {
-            Ok(Ok(Some(chunk))) => {
-                last_data = Instant::now();
-                session.write_response_body(Some(chunk), false).await?;
-            }
-            Ok(Ok(None)) => {
-                session.write_response_body(None, true).await?;
-                return Ok(Streamed { upstream_time });
-            }
-            Ok(Err(e)) => return Err(up(e)),
-            Err(_) if last_data.elapsed() >= silence_limit => {
-                return Error::e_explain(
-                    ErrorType::ReadTimedout,
-                    "the upstream stream was silent for its read timeout",
-                )
-                .map_err(|e| e.into_up());
-            }
+        if req.uri.authority().is_some() {
+            let target = req
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned();
+            let uri = http::Uri::builder()
+                .path_and_query(target)
+                .build()
+                .map_err(|e| {
+                    Error::because(ErrorType::InternalError, "rewriting the request target", e)
+                })?;
+            req.set_uri(uri);
+        }
+        req.set_version(http::Version::HTTP_11);
+        upstream
+            .write_request_header(Box::new(req))
+            .await
+            .map_err(up)?;
+        upstream.finish_request_body().await.map_err(up)?;
+        match tokio::time::timeout(silence_limit, upstream.read_response_header()).await {
+            Ok(r) => r.map_err(up)?,
             Err(_) => {
-                session
-                    .write_response_body(Some(Bytes::from_static(HEARTBEAT)), false)
-                    .await?;
+                return Error::e_explain(ErrorType::ReadTimedout, "no response header")
+                    .map_err(|e| e.into_up())
             }
         }
-    }
+        let upstream_time = started.elapsed();
+        let mut resp = upstream
+            .response_header()
+            .ok_or_else(|| {
+                Error::explain(ErrorType::InvalidHTTPHeader, "no response header").into_up()
+            })?
+            .clone();
+        for n in connection_listed(&resp.headers) {
+            resp.remove_header(n.as_str());
+        }
+        let names: Vec<String> = resp.headers.keys().map(|k| k.as_str().to_owned()).collect();
+        strip_hop_by_hop(names.into_iter(), |n| {
+            resp.remove_header(n);
+        });
+        let beats = is_event_stream(&resp);
+        if beats {
+            // A heartbeat changes the length; an event stream has none anyway.
+            resp.remove_header(&header::CONTENT_LENGTH);
+        }
+        let bodiless = matches!(resp.status.as_u16(), 100..=199 | 204 | 304);
+        if !bodiless && !session.is_http2() && !resp.headers.contains_key(header::CONTENT_LENGTH) {
+            resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+        }
+        decorate(&mut resp);
+        session.write_response_header(Box::new(resp), false).await?;
+
+        let mut last_data = Instant::now();
+        loop {
+            let wait = if beats { heartbeat } else { silence_limit };
+            match tokio::time::timeout(wait, upstream.read_response_body()).await {
+                Ok(Ok(Some(chunk))) => {
+                    last_data = Instant::now();
+                    session.write_response_body(Some(chunk), false).await?;
+                }
+                Ok(Ok(None)) => {
+                    session.write_response_body(None, true).await?;
+                    return Ok(Streamed { upstream_time });
+                }
+                Ok(Err(e)) => return Err(up(e)),
+                Err(_) if last_data.elapsed() >= silence_limit => {
+                    return Error::e_explain(
+                        ErrorType::ReadTimedout,
+                        "the upstream stream was silent for its read timeout",
+                    )
+                    .map_err(|e| e.into_up());
+                }
+                Err(_) => {
+                    session
+                        .write_response_body(Some(Bytes::from_static(HEARTBEAT)), false)
+                        .await?;
+                }
+            }
+        }
+    })
 }
 
 #[cfg(test)]
