@@ -9,15 +9,17 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use http::header::{
-    ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
-    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE,
-    ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, ORIGIN, VARY,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD,
+    ORIGIN, VARY,
 };
 use http::{HeaderName, HeaderValue, Method};
 use pingora::http::{RequestHeader, ResponseHeader};
 
 use crate::config::UpstreamHeaders;
 use crate::origin::OriginList;
+
+// Header names are inserted as `&'static str` in title case: pingora's case-preserving
+// header maps copy a `HeaderName` they do not know into a new buffer on every insert.
 
 /// Private Network Access (<https://wicg.github.io/private-network-access/>).
 pub const REQUEST_PRIVATE_NETWORK: HeaderName =
@@ -249,7 +251,7 @@ impl CorsPolicy {
                 };
                 served
                     .header
-                    .insert_header(VARY, self.vary_preflight.clone())
+                    .insert_header("Vary", self.vary_preflight.clone())
                     .expect("static");
                 served
             }
@@ -271,32 +273,32 @@ impl CorsPolicy {
             403
         };
         let mut h = ResponseHeader::build_no_case(status, Some(8)).expect("valid status");
-        h.insert_header(VARY, self.vary_preflight.clone())
+        h.insert_header("Vary", self.vary_preflight.clone())
             .expect("static");
         let body = match &check {
             OriginCheck::Allowed(acao) => {
                 self.insert_common(&mut h, acao);
-                h.insert_header(ACCESS_CONTROL_ALLOW_METHODS, self.methods_value.clone())
+                h.insert_header("Access-Control-Allow-Methods", self.methods_value.clone())
                     .expect("static");
                 match &self.headers {
                     AllowHeaders::Mirror => {
                         if let Some(v) = mirrored_headers(req) {
-                            h.insert_header(ACCESS_CONTROL_ALLOW_HEADERS, v)
+                            h.insert_header("Access-Control-Allow-Headers", v)
                                 .expect("valid");
                         }
                     }
                     AllowHeaders::List { value: Some(v), .. } => {
-                        h.insert_header(ACCESS_CONTROL_ALLOW_HEADERS, v.clone())
+                        h.insert_header("Access-Control-Allow-Headers", v.clone())
                             .expect("static");
                     }
                     AllowHeaders::List { value: None, .. } => {}
                 }
                 if let Some(age) = &self.max_age {
-                    h.insert_header(ACCESS_CONTROL_MAX_AGE, age.clone())
+                    h.insert_header("Access-Control-Max-Age", age.clone())
                         .expect("static");
                 }
                 if self.private_network && asks_private_network(req) {
-                    h.insert_header(ALLOW_PRIVATE_NETWORK, TRUE.clone())
+                    h.insert_header("Access-Control-Allow-Private-Network", TRUE.clone())
                         .expect("static");
                 }
                 // 204: no Content-Length (RFC 9110 §8.6).
@@ -390,7 +392,7 @@ impl CorsPolicy {
                 if let OriginCheck::Allowed(acao) = check {
                     self.insert_common(resp, acao);
                     if let Some(v) = &self.expose_value {
-                        resp.insert_header(ACCESS_CONTROL_EXPOSE_HEADERS, v.clone())
+                        resp.insert_header("Access-Control-Expose-Headers", v.clone())
                             .expect("static");
                     }
                 }
@@ -402,10 +404,10 @@ impl CorsPolicy {
     }
 
     fn insert_common(&self, h: &mut ResponseHeader, acao: &HeaderValue) {
-        h.insert_header(ACCESS_CONTROL_ALLOW_ORIGIN, acao.clone())
+        h.insert_header("Access-Control-Allow-Origin", acao.clone())
             .expect("valid");
         if self.credentials {
-            h.insert_header(ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE.clone())
+            h.insert_header("Access-Control-Allow-Credentials", TRUE.clone())
                 .expect("static");
         }
     }
@@ -448,8 +450,16 @@ fn is_header_name_list(s: &str) -> bool {
         .all(|n| n.is_empty() || HeaderName::from_bytes(n.as_bytes()).is_ok())
 }
 
-/// Removes every `Access-Control-*` header (what the backend set on its own).
+/// Removes every `Access-Control-*` header (what the backend set on its own). Most backends
+/// send none: that case allocates nothing.
 pub fn strip_cors_headers(resp: &mut ResponseHeader) {
+    if !resp
+        .headers
+        .keys()
+        .any(|k| k.as_str().starts_with("access-control-"))
+    {
+        return;
+    }
     let names: Vec<HeaderName> = resp
         .headers
         .keys()
@@ -466,7 +476,7 @@ pub fn strip_cors_headers(resp: &mut ResponseHeader) {
 pub fn merge_vary(resp: &mut ResponseHeader, add: &HeaderValue) {
     let mut existing = resp.headers.get_all(VARY).iter().peekable();
     if existing.peek().is_none() {
-        resp.insert_header(VARY, add.clone()).expect("valid");
+        resp.insert_header("Vary", add.clone()).expect("valid");
         return;
     }
     let mut names: Vec<String> = Vec::new();
@@ -478,7 +488,7 @@ pub fn merge_vary(resp: &mut ResponseHeader, add: &HeaderValue) {
         }
     }
     if names.iter().any(|n| n == "*") {
-        resp.insert_header(VARY, STAR.clone()).expect("static");
+        resp.insert_header("Vary", STAR.clone()).expect("static");
         return;
     }
     for n in add.to_str().unwrap_or_default().split(',').map(str::trim) {
@@ -488,10 +498,10 @@ pub fn merge_vary(resp: &mut ResponseHeader, add: &HeaderValue) {
     }
     match HeaderValue::from_str(&names.join(", ")) {
         Ok(v) => {
-            resp.insert_header(VARY, v).expect("valid");
+            resp.insert_header("Vary", v).expect("valid");
         }
         Err(_) => {
-            resp.insert_header(VARY, add.clone()).expect("valid");
+            resp.insert_header("Vary", add.clone()).expect("valid");
         }
     }
 }
