@@ -1,0 +1,95 @@
+//! Property tests: wildcard origins never match across a DNS label boundary, and the JSONP
+//! wrapper's output does not depend on how the body is split into chunks.
+
+use crossgate::jsonp::{validate, Wrap, Wrapper};
+use crossgate::origin::{Origin, Wildcard};
+use proptest::prelude::*;
+
+fn label() -> impl Strategy<Value = String> {
+    "[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?"
+}
+
+proptest! {
+    /// `https://*.<suffix>` matches `<labels>.<suffix>` and nothing that merely ends with the
+    /// suffix's text or contains it elsewhere.
+    #[test]
+    fn wildcards_match_whole_labels_only(
+        suffix in prop::collection::vec(label(), 1..3),
+        prefix in prop::collection::vec(label(), 1..3),
+        glue in "[a-z0-9]{1,4}",
+        tail in label(),
+    ) {
+        let suffix = suffix.join(".");
+        let w = Wildcard::parse(&format!("https://*.{suffix}")).unwrap();
+        let matches = |host: &str| {
+            let o = format!("https://{host}");
+            Origin::parse(&o).is_some_and(|o| w.matches(&o))
+        };
+        let labels = prefix.join(".");
+        let inside = format!("{labels}.{suffix}");
+        // The suffix itself, glued text in front of it, and the suffix followed by more labels.
+        let glued = format!("{glue}{suffix}");
+        let extended = format!("{labels}.{suffix}.{tail}");
+        let suffix_then_more = format!("{suffix}.{tail}");
+        // When the tail ends the host with the suffix again, it is a real subdomain.
+        prop_assume!(!suffix_then_more.ends_with(&format!(".{suffix}")));
+        prop_assert!(matches(&inside), "{}", inside);
+        for host in [&suffix, &glued, &extended, &suffix_then_more] {
+            prop_assert!(!matches(host), "{}", host);
+        }
+    }
+
+    /// Any split of any body gives exactly prefix + escaped body + suffix.
+    #[test]
+    fn the_wrapper_is_independent_of_chunking(
+        body in prop::collection::vec(prop_oneof![
+            4 => any::<u8>(),
+            1 => Just(0xE2u8),
+            1 => Just(0x80u8),
+            1 => Just(0xA8u8),
+            1 => Just(0xA9u8),
+        ], 0..200),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+    ) {
+        let cb = validate("cb").unwrap();
+        let run = |chunks: &[&[u8]]| {
+            let mut w = Wrapper::new(&cb, Wrap::Plain, 200);
+            let mut out = Vec::new();
+            if chunks.is_empty() {
+                out.extend_from_slice(&w.feed(None, true).unwrap_or_default());
+            }
+            for (i, c) in chunks.iter().enumerate() {
+                out.extend_from_slice(&w.feed(Some(c), i + 1 == chunks.len()).unwrap_or_default());
+            }
+            out
+        };
+        let whole = run(&[&body[..]]);
+        // The expected output, computed independently of the wrapper.
+        let mut expected = b"/**/cb(".to_vec();
+        let mut i = 0;
+        while i < body.len() {
+            if body[i..].starts_with(&[0xE2, 0x80, 0xA8]) {
+                expected.extend_from_slice(b"\\u2028");
+                i += 3;
+            } else if body[i..].starts_with(&[0xE2, 0x80, 0xA9]) {
+                expected.extend_from_slice(b"\\u2029");
+                i += 3;
+            } else {
+                expected.push(body[i]);
+                i += 1;
+            }
+        }
+        expected.extend_from_slice(b");");
+        prop_assert_eq!(&whole, &expected);
+        let mut points: Vec<usize> = cuts.iter().map(|c| c.index(body.len() + 1)).collect();
+        points.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut last = 0;
+        for p in points {
+            chunks.push(&body[last..p]);
+            last = p;
+        }
+        chunks.push(&body[last..]);
+        prop_assert_eq!(run(&chunks), expected);
+    }
+}
