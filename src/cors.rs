@@ -474,11 +474,40 @@ pub fn strip_cors_headers(resp: &mut ResponseHeader) {
 /// Adds `add` (a comma list) to the response's `Vary`, as one header line: existing lines are
 /// merged, names already present are not repeated, and `Vary: *` is left alone.
 pub fn merge_vary(resp: &mut ResponseHeader, add: &HeaderValue) {
-    let mut existing = resp.headers.get_all(VARY).iter().peekable();
-    if existing.peek().is_none() {
+    let mut lines = resp.headers.get_all(VARY).iter();
+    let (first, second) = (lines.next().cloned(), lines.next().is_some());
+    let Some(first) = first else {
         resp.insert_header("Vary", add.clone()).expect("valid");
         return;
+    };
+    // The common case, one existing line: append only the missing names, without splitting
+    // either value into owned strings.
+    if !second {
+        let current = first.as_bytes();
+        if has_token(current, b"*") {
+            return;
+        }
+        let mut merged: Option<Vec<u8>> = None;
+        for name in add
+            .as_bytes()
+            .split(|b| *b == b',')
+            .map(trim_ascii)
+            .filter(|n| !n.is_empty())
+        {
+            if !has_token(current, name) {
+                let m = merged.get_or_insert_with(|| current.to_vec());
+                m.extend_from_slice(b", ");
+                m.extend_from_slice(name);
+            }
+        }
+        if let Some(m) = merged {
+            if let Ok(v) = HeaderValue::from_bytes(&m) {
+                resp.insert_header("Vary", v).expect("valid");
+            }
+        }
+        return;
     }
+    let existing = resp.headers.get_all(VARY).iter();
     let mut names: Vec<String> = Vec::new();
     for v in existing {
         for n in v.to_str().unwrap_or_default().split(',').map(str::trim) {
@@ -504,6 +533,24 @@ pub fn merge_vary(resp: &mut ResponseHeader, add: &HeaderValue) {
             resp.insert_header("Vary", add.clone()).expect("valid");
         }
     }
+}
+
+fn trim_ascii(s: &[u8]) -> &[u8] {
+    let start = s
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(s.len());
+    let end = s
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &s[start..end]
+}
+
+/// Whether a comma list holds `token` (case-insensitively).
+fn has_token(list: &[u8], token: &[u8]) -> bool {
+    list.split(|b| *b == b',')
+        .any(|t| trim_ascii(t).eq_ignore_ascii_case(token))
 }
 
 /// An attacker-controlled value, quoted and made safe for a one-line message.
@@ -907,6 +954,18 @@ mod tests {
         let mut r = response(&[("vary", "*")]);
         merge_vary(&mut r, &origin);
         assert_eq!(get(&r, "vary"), Some("*"));
+        // One line already naming it (any case): unchanged; several names to add: appended once.
+        let mut r = response(&[("vary", "accept-encoding, ORIGIN")]);
+        merge_vary(&mut r, &origin);
+        assert_eq!(get(&r, "vary"), Some("accept-encoding, ORIGIN"));
+        merge_vary(
+            &mut r,
+            &HeaderValue::from_static("Origin, Referer, Sec-Fetch-Site"),
+        );
+        assert_eq!(
+            get(&r, "vary"),
+            Some("accept-encoding, ORIGIN, Referer, Sec-Fetch-Site")
+        );
     }
 
     #[test]

@@ -234,6 +234,11 @@ impl Wrapper {
         let mut start = 0;
         let mut i = 0;
         while i < data.len() {
+            // Jump to the next 0xE2 (the first byte of U+2028/U+2029); the rest is copied as is.
+            match memchr::memchr(0xE2, &data[i..]) {
+                Some(off) => i += off,
+                None => break,
+            }
             if data[i] == 0xE2 {
                 match (data.get(i + 1), data.get(i + 2)) {
                     (Some(0x80), Some(b @ (0xA8 | 0xA9))) => {
