@@ -45,30 +45,12 @@ pub fn validate(name: &str) -> Result<Callback, String> {
     Ok(Callback(name.to_owned()))
 }
 
-/// Decodes `%XX` escapes; `None` when the result is not UTF-8 or an escape is broken.
+/// Decodes a query component; `None` when the result is not UTF-8 or an escape is broken.
 fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let v = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
-                out.push(v);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
+    match crate::percent::decode(s, true) {
+        (bytes, true) => String::from_utf8(bytes).ok(),
+        (_, false) => None,
     }
-    String::from_utf8(out).ok()
 }
 
 /// What the query says about JSONP.

@@ -13,6 +13,7 @@ pub mod jsonp;
 pub mod logging;
 pub mod metrics;
 pub mod origin;
+pub mod percent;
 pub mod proxy;
 pub mod reload;
 pub mod rules;

@@ -174,25 +174,7 @@ pub fn normalize_path(raw: &str) -> Cow<'_, str> {
     if simple {
         return Cow::Borrowed(raw);
     }
-    let bytes = raw.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(v)) => {
-                decoded.push(v);
-                i += 3;
-            }
-            (b, _) => {
-                decoded.push(b);
-                i += 1;
-            }
-        }
-    }
+    let (decoded, _) = crate::percent::decode(raw, false);
     let decoded = String::from_utf8_lossy(&decoded).replace('\\', "/");
     let mut segments: Vec<&str> = Vec::new();
     let mut trailing_slash = false;

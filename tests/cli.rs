@@ -5,10 +5,10 @@ mod common;
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{client, free_addr, header, wait_until_listening, Backend};
+use common::{client, free_addr, header, stdout_lines, wait_until_listening, Backend, Running};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_crossgate"))
@@ -31,16 +31,6 @@ fn check(path: &std::path::Path) -> Output {
         .arg(path)
         .output()
         .unwrap()
-}
-
-/// Kills the child when the test ends, whatever happens.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -278,7 +268,6 @@ async fn sigterm_lets_the_in_flight_request_finish_then_exits() {
 
 #[tokio::test]
 async fn json_access_log_has_one_line_per_request_with_every_field() {
-    use std::io::BufRead;
     let backend = Backend::start("b").await;
     let proxy = free_addr();
     let path = write_config(
@@ -296,18 +285,7 @@ async fn json_access_log_has_one_line_per_request_with_every_field() {
             .spawn()
             .unwrap(),
     );
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = stdout_lines(&mut child.0);
     wait_until_listening(proxy).await;
     let r = client()
         .get(format!("http://{proxy}/items?q=1"))
@@ -344,7 +322,6 @@ fn run_capturing(
     yaml: &str,
     extra: &[&str],
 ) -> (Running, std::sync::mpsc::Receiver<String>) {
-    use std::io::BufRead;
     let path = write_config(name, yaml);
     let mut child = Running(
         bin()
@@ -355,18 +332,7 @@ fn run_capturing(
             .spawn()
             .unwrap(),
     );
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = stdout_lines(&mut child.0);
     (child, rx)
 }
 

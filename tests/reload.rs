@@ -5,21 +5,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{free_addr, wait_until_listening, Backend};
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{free_addr, stdout_lines, wait_until_listening, Backend, Running};
 
 fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("crossgate-reload-{}-{name}", std::process::id()));
@@ -286,7 +277,6 @@ async fn a_kubernetes_configmap_update_is_reloaded() {
 
 #[tokio::test]
 async fn a_broken_file_is_reported_and_the_old_rules_stay() {
-    use std::io::BufRead;
     let backend = Backend::start("b").await;
     let (proxy, admin) = (free_addr(), free_addr());
     let d = dir("broken");
@@ -305,16 +295,7 @@ async fn a_broken_file_is_reported_and_the_old_rules_stay() {
             .spawn()
             .unwrap(),
     );
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = stdout_lines(&mut child.0);
     wait_until_listening(proxy).await;
     let traffic = Traffic::start(proxy, false);
     traffic.wait_for_new_rule().await;

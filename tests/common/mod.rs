@@ -468,3 +468,32 @@ pub fn cors_headers(r: &reqwest::Response) -> Vec<String> {
 }
 
 pub const OK_STATUS: StatusCode = StatusCode::OK;
+
+/// A child process killed when the test ends, whatever happens.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The child's stdout, line by line, read on a thread of its own (so that it never blocks on
+/// a full pipe).
+pub fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
