@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use crate::config::UpstreamHeaders;
 use crate::cors::{AllowHeaders, AllowOrigin, CorsPolicy};
 use crate::rules::{HostMatch, PathMatch, Rules};
 
@@ -32,7 +33,11 @@ pub fn policy(p: &CorsPolicy) -> String {
     if p.private_network {
         out.push_str("; private network");
     }
-    let _ = write!(out, "; upstream CORS headers: {:?}", p.upstream_headers);
+    let upstream = match p.upstream_headers {
+        UpstreamHeaders::Override => "override",
+        UpstreamHeaders::Passthrough => "passthrough",
+    };
+    let _ = write!(out, "; upstream CORS headers: {upstream}");
     if let Some(f) = &p.report_only {
         let _ = write!(
             out,
@@ -40,19 +45,7 @@ pub fn policy(p: &CorsPolicy) -> String {
             f.name
         );
     }
-    out.to_lowercase_words()
-}
-
-trait LowerWords {
-    fn to_lowercase_words(self) -> String;
-}
-
-impl LowerWords for String {
-    /// `Override` → `override`: the enum's Debug name as written in YAML.
-    fn to_lowercase_words(self) -> String {
-        self.replace("Override", "override")
-            .replace("Passthrough", "passthrough")
-    }
+    out
 }
 
 /// What `crossgate check` prints after a successful compile.

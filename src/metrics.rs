@@ -199,18 +199,7 @@ fn class_index(status: u16) -> usize {
 
 /// The method as a label: the standard ones, or `other`.
 pub fn method_label(m: &Method) -> &'static str {
-    match *m {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::OPTIONS => "OPTIONS",
-        Method::PATCH => "PATCH",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => "other",
-    }
+    METHODS[method_index(m)]
 }
 
 /// `2xx` etc.; `none` when nothing was sent.

@@ -358,6 +358,29 @@ fn error_status(e: &Error) -> u16 {
 static HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
 
 /// Serves the bridge page or one of its scripts (GET and HEAD only).
+/// 405 with the methods that are allowed.
+async fn method_not_allowed(session: &mut Session, allow: &'static str) -> Result<()> {
+    let mut h = ResponseHeader::build_no_case(405, Some(2))?;
+    h.insert_header(http::header::ALLOW, allow)?;
+    h.insert_header(CONTENT_LENGTH, 0)?;
+    session.write_response_header(Box::new(h), true).await
+}
+
+/// 413 for a beacon body over the limit; the rest of the body is not read, so the
+/// connection is not reused.
+fn refuse_too_large(session: &mut Session) -> BoxFuture<'_, Result<()>> {
+    session.set_keepalive(None);
+    send_text(
+        session,
+        413,
+        format!(
+            "crossgate: beacon bodies are at most {} bytes",
+            beacon::MAX_BODY
+        ),
+        None,
+    )
+}
+
 /// Boxed: a rare path, kept out of `request_filter`'s future.
 fn serve_bridge<'a>(
     session: &'a mut Session,
@@ -367,10 +390,7 @@ fn serve_bridge<'a>(
     Box::pin(async move {
         let method = session.req_header().method.clone();
         if method != Method::GET && method != Method::HEAD {
-            let mut h = ResponseHeader::build_no_case(405, Some(2))?;
-            h.insert_header(http::header::ALLOW, "GET, HEAD")?;
-            h.insert_header(CONTENT_LENGTH, 0)?;
-            return session.write_response_header(Box::new(h), true).await;
+            return method_not_allowed(session, "GET, HEAD").await;
         }
         let (body, content_type) = match asset {
             bridge::Asset::Page => (b.page.clone(), HTML.clone()),
@@ -483,17 +503,7 @@ impl CrossGate {
                 Method::GET | Method::HEAD => Bytes::new(),
                 Method::POST => {
                     if declared_len.is_some_and(|n| n > beacon::MAX_BODY) {
-                        session.set_keepalive(None);
-                        return send_text(
-                            session,
-                            413,
-                            format!(
-                                "crossgate: beacon bodies are at most {} bytes",
-                                beacon::MAX_BODY
-                            ),
-                            None,
-                        )
-                        .await;
+                        return refuse_too_large(session).await;
                     }
                     if !beacon::acceptable_type(content_type.as_ref()) {
                         return send_text(
@@ -507,27 +517,14 @@ impl CrossGate {
                     let mut body = bytes::BytesMut::new();
                     while let Some(chunk) = session.read_request_body().await? {
                         if body.len() + chunk.len() > beacon::MAX_BODY {
-                            session.set_keepalive(None);
-                            return send_text(
-                                session,
-                                413,
-                                format!(
-                                    "crossgate: beacon bodies are at most {} bytes",
-                                    beacon::MAX_BODY
-                                ),
-                                None,
-                            )
-                            .await;
+                            return refuse_too_large(session).await;
                         }
                         body.extend_from_slice(&chunk);
                     }
                     body.freeze()
                 }
                 _ => {
-                    let mut h = ResponseHeader::build_no_case(405, Some(4))?;
-                    h.insert_header(http::header::ALLOW, "GET, HEAD, POST")?;
-                    h.insert_header(CONTENT_LENGTH, 0)?;
-                    return session.write_response_header(Box::new(h), true).await;
+                    return method_not_allowed(session, "GET, HEAD, POST").await;
                 }
             };
             let (fields, skipped) = beacon::log_fields(query.as_deref(), b.max_fields);
