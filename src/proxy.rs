@@ -16,7 +16,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{ErrorSource, ErrorType};
+use pingora::{ErrorSource, ErrorType, RetryType};
 
 use crate::cors::{self, CorsPolicy, OriginCheck};
 use crate::metrics::{self, Metrics};
@@ -841,6 +841,48 @@ impl ProxyHttp for CrossGate {
                 .upstream_errors
                 .with_label_values(&[r.upstream.name.as_str(), metrics::upstream_error_kind(&e)])
                 .inc();
+        }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        // pingora marks a connection that closed or reset before the response head as
+        // retryable "if reused" (a pooled connection the server had already dropped). The
+        // request was sent, so only an idempotent one with its body still whole may be sent
+        // again: to any server if the connection was reused, otherwise to the next server
+        // (nginx's `proxy_next_upstream error` for idempotent methods). Once the response has
+        // begun, or for POST and PATCH, never.
+        let resendable = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated()
+            && ctx.upstream_time.is_none();
+        let retry = match e.retry {
+            RetryType::ReusedOnly if resendable => {
+                client_reused
+                    || ctx
+                        .route()
+                        .is_some_and(|r| ctx.tries < r.upstream.servers.len())
+            }
+            _ => false,
+        };
+        e.set_retry(retry);
+        if retry {
+            if let Some(r) = ctx.route() {
+                self.metrics
+                    .upstream_errors
+                    .with_label_values(&[
+                        r.upstream.name.as_str(),
+                        metrics::upstream_error_kind(&e),
+                    ])
+                    .inc();
+            }
         }
         e
     }

@@ -55,7 +55,12 @@ pub struct Backend {
 
 impl Backend {
     pub async fn start(name: &'static str) -> Backend {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Backend::start_at(name, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// A backend on a given address (a server that comes back where it was).
+    pub async fn start_at(name: &'static str, addr: SocketAddr) -> Backend {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let log = Arc::new(Log::default());
         let health = Arc::new(Mutex::new(200u16));
