@@ -225,12 +225,16 @@ impl Wildcard {
 
 /// Compiles a config regex anchored at both ends, whatever anchors it already has.
 pub fn anchored_regex(pattern: &str) -> Result<Regex, PatternError> {
-    Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
-        pattern_error(
+    // The pattern must stand on its own first: `x)|(.*` is balanced only inside the wrapper,
+    // where it would escape the anchors (found by fuzz/fuzz_targets/origin.rs).
+    Regex::new(pattern)
+        .and_then(|_| Regex::new(&format!("^(?:{pattern})$")))
+        .map_err(|e| {
+            pattern_error(
             format!("invalid regex {pattern:?}: {e}"),
             "fix the regular expression (Rust regex syntax; it is anchored at both ends for you)",
         )
-    })
+        })
 }
 
 /// Which allowlist entry matched, by its index in the config list.
@@ -417,6 +421,9 @@ mod tests {
         assert_eq!(l.find("https://b.test"), Some(0));
         assert_eq!(l.find("https://b.test.evil.io"), None);
         assert_eq!(l.find("https://x.https://a.test"), None);
+        // A pattern that closes the wrapper's group itself would escape the anchors: refused.
+        let escape = anchored_regex(r"https://a\.test)|(.*");
+        assert!(escape.is_err(), "{escape:?}");
     }
 
     #[test]
