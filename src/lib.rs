@@ -9,6 +9,7 @@ pub mod cors;
 pub mod demo;
 pub mod describe;
 pub mod explain;
+pub mod guard;
 pub mod jsonp;
 pub mod logging;
 pub mod metrics;

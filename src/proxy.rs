@@ -20,8 +20,8 @@ use pingora::{ErrorSource, ErrorType, RetryType};
 
 use crate::cors::{self, CorsPolicy, OriginCheck};
 use crate::metrics::{self, Metrics};
-use crate::rules::{Route, Rules};
-use crate::{beacon, bridge, jsonp, sse};
+use crate::rules::{ClientTimeouts, Route, Rules};
+use crate::{beacon, bridge, guard, jsonp, sse};
 
 static NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
 static TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
@@ -338,6 +338,18 @@ async fn send_jsonp_error(
 }
 
 /// The status the proxy answers with when it cannot get a response from upstream.
+/// The head is in: its deadline stops ([`guard`]), and the body, response and next-request
+/// timeouts of the rules in force apply to this client.
+fn client_limits(session: &mut Session, limits: &ClientTimeouts) {
+    guard::head_done(session.stream());
+    session.set_read_timeout(Some(limits.body));
+    session.set_write_timeout(Some(limits.send));
+    // Only where pingora keeps the connection (not `Connection: close`, not HTTP/1.0).
+    if session.get_keepalive().is_some() {
+        session.set_keepalive(Some(limits.keepalive.as_secs().max(1)));
+    }
+}
+
 fn error_status(e: &Error) -> u16 {
     match (e.esource(), e.etype()) {
         (_, ErrorType::HTTPStatus(code)) => *code,
@@ -350,6 +362,8 @@ fn error_status(e: &Error) -> u16 {
             ErrorSource::Downstream,
             ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
         ) => 0, // the client is gone
+        // A request body that stopped arriving (server.client_body_timeout).
+        (ErrorSource::Downstream, ErrorType::ReadTimedout) => 408,
         (ErrorSource::Downstream, _) => 400,
         _ => 500,
     }
@@ -615,6 +629,7 @@ impl ProxyHttp for CrossGate {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let rules = self.rules.load_full();
+        client_limits(session, &rules.server.client);
         let req = session.req_header();
         let (host, path) = (request_host(req), req.uri.path());
         if let Some(asset) = rules.bridge.as_ref().and_then(|b| b.asset(path)) {
@@ -1018,6 +1033,7 @@ impl ProxyHttp for CrossGate {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        guard::idle(session.stream());
         let Some(rules) = ctx.rules.as_ref() else {
             return;
         };

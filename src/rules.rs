@@ -124,6 +124,16 @@ pub struct ServerSettings {
     pub threads: usize,
     pub grace_period: Duration,
     pub shutdown_timeout: Duration,
+    pub client: ClientTimeouts,
+}
+
+/// Limits on how slowly a client may send or read (see `server:` in config.example.yaml).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientTimeouts {
+    pub header: Duration,
+    pub body: Duration,
+    pub keepalive: Duration,
+    pub send: Duration,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -370,6 +380,28 @@ impl Compiler<'_> {
             threads: cfg.server.threads,
             grace_period: cfg.server.grace_period.0,
             shutdown_timeout: cfg.server.shutdown_timeout.0,
+            client: ClientTimeouts {
+                header: self.positive(
+                    &server_path.key("client_header_timeout"),
+                    Some(cfg.server.client_header_timeout),
+                    Duration::ZERO,
+                )?,
+                body: self.positive(
+                    &server_path.key("client_body_timeout"),
+                    Some(cfg.server.client_body_timeout),
+                    Duration::ZERO,
+                )?,
+                keepalive: self.positive(
+                    &server_path.key("client_keepalive_timeout"),
+                    Some(cfg.server.client_keepalive_timeout),
+                    Duration::ZERO,
+                )?,
+                send: self.positive(
+                    &server_path.key("client_send_timeout"),
+                    Some(cfg.server.client_send_timeout),
+                    Duration::ZERO,
+                )?,
+            },
         };
 
         let mut upstreams = BTreeMap::new();

@@ -75,7 +75,7 @@ impl Gateway {
         let (beacon_queue, forwarder) = crate::beacon::Queue::new(rules.server.beacon_queue);
         let rules = Arc::new(ArcSwap::from_pointee(rules));
 
-        let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        let app = pingora::proxy::http_proxy(
             &server.configuration,
             CrossGate {
                 rules: rules.clone(),
@@ -84,7 +84,13 @@ impl Gateway {
                 beacons: beacon_queue,
                 metrics: metrics.clone(),
             },
-            "crossgate",
+        );
+        let mut proxy = pingora::services::listening::Service::new(
+            "crossgate".into(),
+            crate::guard::Guarded {
+                app: Arc::new(app),
+                rules: rules.clone(),
+            },
         );
         for addr in &listen {
             proxy.add_tcp(&addr.to_string());

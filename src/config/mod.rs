@@ -146,6 +146,28 @@ pub struct FileServer {
     /// running process (sent SIGQUIT).
     #[serde(default = "default_upgrade_sock")]
     pub upgrade_sock: PathBuf,
+    /// A request head (request line and headers) must arrive whole within this long of its
+    /// first byte (of the connection, for the first request): slow-loris headers are cut.
+    #[serde(default = "default_header_timeout")]
+    pub client_header_timeout: Seconds,
+    /// The longest wait for the next piece of a request body.
+    #[serde(default = "default_client_timeout")]
+    pub client_body_timeout: Seconds,
+    /// How long a kept-alive connection may sit idle between requests.
+    #[serde(default = "default_client_timeout")]
+    pub client_keepalive_timeout: Seconds,
+    /// The longest wait for a client to take the next piece of a response (a client that
+    /// stops reading, a WebSocket that never reads).
+    #[serde(default = "default_client_timeout")]
+    pub client_send_timeout: Seconds,
+}
+
+fn default_header_timeout() -> Seconds {
+    Seconds::from_secs(10)
+}
+
+fn default_client_timeout() -> Seconds {
+    Seconds::from_secs(60)
 }
 
 fn default_upgrade_sock() -> PathBuf {
@@ -174,6 +196,10 @@ impl Default for FileServer {
             shutdown_timeout: default_shutdown_timeout(),
             beacon_queue: default_beacon_queue(),
             upgrade_sock: default_upgrade_sock(),
+            client_header_timeout: default_header_timeout(),
+            client_body_timeout: default_client_timeout(),
+            client_keepalive_timeout: default_client_timeout(),
+            client_send_timeout: default_client_timeout(),
         }
     }
 }

@@ -39,6 +39,7 @@ struct Log {
 /// - `.../status/N`: answers status N with a JSON body;
 /// - `/slow?ms=N`: answers after N ms;
 /// - `/vary`: sends `Vary: Accept-Encoding`;
+/// - `/read-body`: reads the whole request body, then answers with its length;
 /// - `/own-cors`: sends CORS headers of its own;
 /// - `/health`: 200, or the status set with [`Backend::set_health`];
 /// - anything else: 200 with JSON naming this backend, the method and path.
@@ -176,6 +177,10 @@ async fn handle(
     // Special paths match on their last segment, so that any route prefix reaches them.
     let last = format!("/{}", path.rsplit('/').next().unwrap_or(""));
     match last.as_str() {
+        "/read-body" => match axum::body::to_bytes(req.into_body(), 1 << 20).await {
+            Ok(b) => json(200, format!("{{\"read\":{}}}", b.len())),
+            Err(_) => json(400, "{\"read\":null}".into()),
+        },
         "/health" => {
             let status = *health.lock().unwrap();
             json(status, "{}".into())
@@ -302,6 +307,12 @@ async fn ws_echo(mut socket: axum::extract::ws::WebSocket, log: Arc<Log>) {
     use axum::extract::ws::{CloseFrame, Message};
     while let Some(Ok(msg)) = socket.recv().await {
         match msg {
+            // Sends 64 KiB messages until the connection breaks (a client that never reads).
+            Message::Text(t) if t.as_str() == "flood" => {
+                let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+                while socket.send(Message::Binary(chunk.clone())).await.is_ok() {}
+                return;
+            }
             Message::Text(t) if t.as_str() == "close-me" => {
                 let frame = CloseFrame {
                     code: 4001,

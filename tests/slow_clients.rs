@@ -1,0 +1,262 @@
+//! Clients that are slow on purpose: slow-loris heads and bodies, idle kept-alive connections,
+//! 10,000 connections that never send a byte, and a WebSocket that never reads. Each is cut by
+//! its `server.client_*` timeout, memory stays bounded, and a normal client is served meanwhile.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{client, free_addr, header, wait_until_listening, Backend, Proxy, Running};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const ORIGIN: &str = "https://app.example.com";
+
+fn config(backend: &Backend, server: &str) -> String {
+    format!(
+        "listen: LISTEN\nadmin: {{listen: ADMIN}}\nserver: {{{server}}}\nupstreams:\n  b: {{servers: [\"{}\"]}}\nroutes:\n  - {{name: api, upstream: b, websocket: {{}}, cors: {{allow_origins: [\"{ORIGIN}\"]}}}}\n",
+        backend.addr
+    )
+}
+
+async fn normal_client_is_served(addr: SocketAddr) {
+    let r = client()
+        .get(format!("http://{addr}/x"))
+        .header("origin", ORIGIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "access-control-allow-origin"), Some(ORIGIN));
+}
+
+/// Reads until the proxy closes the connection (EOF or reset); what was read.
+async fn until_closed(s: &mut TcpStream, within: Duration) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read_all = async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(within, read_all)
+        .await
+        .expect("the proxy kept the connection open");
+    got
+}
+
+#[tokio::test]
+async fn a_slow_loris_head_is_cut_at_the_header_timeout() {
+    let backend = Backend::start("b").await;
+    let proxy = Proxy::start(&config(&backend, "client_header_timeout: 700ms")).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    // One byte every 50 ms: every single read is quick, the head never ends.
+    let started = Instant::now();
+    let mut sent = 0;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let cut = loop {
+        tick.tick().await;
+        if s.write_all(b"a").await.is_err() {
+            break started.elapsed();
+        }
+        sent += 1;
+        // A closed socket shows on a read before a write fails.
+        let mut probe = [0u8; 1];
+        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(1), s.read(&mut probe)).await
+        {
+            break started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the trickle was never cut"
+        );
+    };
+    assert!(sent >= 5, "cut before the trickle began ({sent} bytes)");
+    assert!(cut >= Duration::from_millis(600), "cut after {cut:?}");
+    assert!(backend.requests().is_empty());
+    normal_client_is_served(proxy.addr).await;
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed_at_the_header_timeout() {
+    let backend = Backend::start("b").await;
+    let proxy = Proxy::start(&config(&backend, "client_header_timeout: 500ms")).await;
+    let mut silent = TcpStream::connect(proxy.addr).await.unwrap();
+    normal_client_is_served(proxy.addr).await;
+    let got = until_closed(&mut silent, Duration::from_secs(10)).await;
+    assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+}
+
+#[tokio::test]
+async fn a_stalled_request_body_is_cut_at_the_body_timeout() {
+    let backend = Backend::start("b").await;
+    let proxy = Proxy::start(&config(
+        &backend,
+        "client_header_timeout: 30s, client_body_timeout: 500ms",
+    ))
+    .await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(b"POST /read-body HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example.com\r\nContent-Length: 100\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    let got = until_closed(&mut s, Duration::from_secs(10)).await;
+    let head = String::from_utf8_lossy(&got);
+    // A 408 with CORS headers, then the close; the backend never got a whole body.
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("access-control-allow-origin: https://app.example.com"),
+        "{head}"
+    );
+    normal_client_is_served(proxy.addr).await;
+}
+
+#[tokio::test]
+async fn an_idle_kept_alive_connection_is_closed_at_the_keepalive_timeout() {
+    let backend = Backend::start("b").await;
+    let proxy = Proxy::start(&config(&backend, "client_keepalive_timeout: 1s")).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 8192];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // The response is complete in one read here (a small JSON body); then silence.
+    let rest = until_closed(&mut s, Duration::from_secs(10)).await;
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("HTTP/1.1"),
+        "a second response?"
+    );
+}
+
+/// A WebSocket client that never reads while the backend sends without pause.
+#[tokio::test]
+async fn a_websocket_that_never_reads_is_cut_at_the_send_timeout() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+    let backend = Backend::start("b").await;
+    let proxy = Proxy::start(&config(&backend, "client_send_timeout: 500ms")).await;
+    let mut req = format!("ws://{}/ws/echo", proxy.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert("origin", ORIGIN.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(Message::text("flood")).await.unwrap();
+    // From here on the client reads nothing; the proxy's writes to it stall.
+    let admin = format!("http://{}/metrics", proxy.admin.unwrap());
+    let gauge = "crossgate_websocket_connections_active{route=\"api\"}";
+    let seen = |want: &'static str| {
+        let admin = admin.clone();
+        async move {
+            loop {
+                let text = client()
+                    .get(&admin)
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                if text.lines().any(|l| l == format!("{gauge} {want}")) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), seen("1"))
+        .await
+        .expect("the WebSocket never opened");
+    normal_client_is_served(proxy.addr).await;
+    tokio::time::timeout(Duration::from_secs(20), seen("0"))
+        .await
+        .expect("the WebSocket that never reads was not cut");
+    drop(ws);
+    normal_client_is_served(proxy.addr).await;
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// The proxy runs as its own process here: 10,000 sockets on each side would not fit one
+/// process's descriptor limit.
+#[tokio::test]
+async fn ten_thousand_idle_connections_are_held_in_bounded_memory_then_closed() {
+    const N: usize = 10_000;
+    let backend = Backend::start("b").await;
+    let (addr, admin) = (free_addr(), free_addr());
+    let yaml = config(&backend, "client_header_timeout: 3s")
+        .replace("LISTEN", &addr.to_string())
+        .replace("ADMIN", &admin.to_string());
+    let dir = std::env::temp_dir().join(format!("crossgate-idle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let child = Running(
+        std::process::Command::new(env!("CARGO_BIN_EXE_crossgate"))
+            .args(["run", "--no-watch", "--config"])
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = child.0.id();
+    wait_until_listening(addr).await;
+    normal_client_is_served(addr).await;
+    let (rss_before, fds_before) = (rss_kib(pid), open_fds(pid));
+
+    let mut held = Vec::with_capacity(N);
+    for _ in 0..N {
+        held.push(TcpStream::connect(addr).await.unwrap());
+    }
+    // Served while the 10,000 are held, and they have all been accepted by then.
+    normal_client_is_served(addr).await;
+    let accepted = async {
+        while open_fds(pid) < fds_before + N {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), accepted)
+        .await
+        .unwrap_or_else(|_| panic!("only {} of {N} accepted", open_fds(pid) - fds_before));
+    let per_conn = (rss_kib(pid).saturating_sub(rss_before)) as usize * 1024 / N;
+    eprintln!("{N} idle connections: {per_conn} bytes of RSS each");
+    assert!(per_conn < 64 * 1024, "{per_conn} bytes per idle connection");
+
+    // The header timeout closes every one of them; the proxy's descriptors return.
+    let closed = async {
+        while open_fds(pid) > fds_before + 10 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), closed)
+        .await
+        .unwrap_or_else(|_| panic!("{} descriptors still open", open_fds(pid) - fds_before));
+    let mut buf = [0u8; 1];
+    for s in held.iter_mut().step_by(997) {
+        assert_eq!(s.read(&mut buf).await.unwrap_or(0), 0, "still open");
+    }
+    drop(held);
+    normal_client_is_served(addr).await;
+}
