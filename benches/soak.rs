@@ -70,6 +70,11 @@ impl Tally {
     }
 }
 
+/// Every `every`-th request (1: each) gets a new client, so a new connection.
+fn due(n: u64, every: u64) -> bool {
+    n % every == 0
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -278,7 +283,7 @@ async fn main() {
                 let mut n = 0u64;
                 while Instant::now() < deadline {
                     n += 1;
-                    if n % $new_conn_every == 0 {
+                    if due(n, $new_conn_every) {
                         $c = reqwest::Client::new();
                     }
                     tally.record($kind, $call.await);
