@@ -124,6 +124,51 @@ async fn malformed_origins_get_no_cors_headers_and_break_nothing() {
             "{shown}: {head}"
         );
     }
+    // A CR or LF inside the value: a bare CR is refused by the parser; a bare LF ends the line
+    // (RFC 9112 2.2), so the client sent two headers. Either way nothing after it is echoed.
+    for bad in [
+        &b"https://app.example.com\rX-Injected: 1"[..],
+        b"https://app.example.com\nX-Injected: 1",
+    ] {
+        let mut req = b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\nOrigin: ".to_vec();
+        req.extend_from_slice(bad);
+        req.extend_from_slice(b"\r\n\r\n");
+        let head = raw(&proxy, &req).await;
+        let lower = head.to_ascii_lowercase();
+        assert!(!lower.contains("x-injected"), "{head}");
+        for line in lower
+            .lines()
+            .filter(|l| l.starts_with("access-control-allow-origin"))
+        {
+            assert_eq!(
+                line, "access-control-allow-origin: https://app.example.com",
+                "{head}"
+            );
+        }
+    }
+    // Several Origin headers: a browser never sends that, so nothing is allowed, whichever
+    // of them is on the list.
+    for pair in [
+        ("https://app.example.com", "https://evil.example"),
+        ("https://evil.example", "https://app.example.com"),
+        ("https://app.example.com", "https://app.example.com"),
+    ] {
+        let req = format!(
+            "GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\nOrigin: {}\r\nOrigin: {}\r\n\r\n",
+            pair.0, pair.1
+        );
+        let head = raw(&proxy, req.as_bytes()).await;
+        assert!(
+            head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.1 400"),
+            "{pair:?}: {head}"
+        );
+        assert!(
+            !head
+                .to_ascii_lowercase()
+                .contains("access-control-allow-origin"),
+            "{pair:?}: {head}"
+        );
+    }
     // A preflight with such an origin is refused, never answered with Allow headers.
     let head = raw(&proxy, b"OPTIONS /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\nOrigin: https://app.example.com:99999\r\nAccess-Control-Request-Method: PUT\r\n\r\n").await;
     assert!(head.starts_with("HTTP/1.1 403"), "{head}");
