@@ -5,7 +5,8 @@
 //! connection forever. [`HeadGuard`] wraps every HTTP/1 connection's stream: from a request's
 //! first byte (for the first request, from the connect) until the proxy has the whole head
 //! ([`head_done`], called from `request_filter`), reads fail once `client_header_timeout` has
-//! passed, and pingora closes the connection. Between requests ([`idle`], from `logging`) and
+//! passed, and pingora closes the connection. The timer is armed only when a head has to wait
+//! for more bytes, so a head that arrives in one read costs a clock read and no timer. Between requests ([`idle`], from `logging`) and
 //! while a body or upgraded stream flows, nothing is timed here; pingora's own read, keep-alive
 //! and write timeouts apply. HTTP/2 connections are not wrapped (one stream per request: h2's
 //! own flow control and pingora's h2 timeouts apply).
@@ -44,7 +45,12 @@ pub struct HeadGuard {
     inner: Stream,
     limit: Duration,
     state: AtomicU8,
-    timer: Pin<Box<Sleep>>,
+    /// When the current head began.
+    started: Instant,
+    /// Armed only when a read of a head has to wait: a head that arrives in one read (the
+    /// usual case) costs no timer operation.
+    timer: Option<Pin<Box<Sleep>>>,
+    armed: bool,
 }
 
 impl HeadGuard {
@@ -54,13 +60,31 @@ impl HeadGuard {
             inner,
             limit,
             state: AtomicU8::new(HEAD),
-            timer: Box::pin(tokio::time::sleep(limit)),
+            started: Instant::now(),
+            timer: None,
+            armed: false,
         }
     }
 }
 
 fn guard(stream: Option<&Stream>) -> Option<&HeadGuard> {
     stream?.as_any().downcast_ref::<HeadGuard>()
+}
+
+impl HeadGuard {
+    /// Polls the armed timer (registering the task's waker); true once it has fired.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.timer
+            .as_mut()
+            .is_some_and(|t| t.as_mut().poll(cx).is_ready())
+    }
+
+    fn timed_out(&self) -> Poll<io::Result<()>> {
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the request head took longer than {:?}", self.limit),
+        )))
+    }
 }
 
 /// The request head is in: stop the clock (the body and any upgraded stream are not timed
@@ -86,18 +110,31 @@ impl AsyncRead for HeadGuard {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let state = this.state.load(Ordering::Relaxed);
-        if state == HEAD && this.timer.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("the request head took longer than {:?}", this.limit),
-            )));
+        if state == HEAD && this.armed && this.expired(cx) {
+            return this.timed_out();
         }
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if state == IDLE && matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            // The first bytes of the next request: its head has `limit` from now.
-            this.state.store(HEAD, Ordering::Relaxed);
-            this.timer.as_mut().reset(Instant::now() + this.limit);
+        match polled {
+            Poll::Ready(Ok(())) if state == IDLE && buf.filled().len() > before => {
+                // The first bytes of the next request: its head has `limit` from now.
+                this.state.store(HEAD, Ordering::Relaxed);
+                this.started = Instant::now();
+                this.armed = false;
+            }
+            Poll::Pending if state == HEAD && !this.armed => {
+                // The head is incomplete and the client is silent: start the clock.
+                let deadline = this.started + this.limit;
+                match this.timer.as_mut() {
+                    Some(t) => t.as_mut().reset(deadline),
+                    None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                }
+                this.armed = true;
+                if this.expired(cx) {
+                    return this.timed_out();
+                }
+            }
+            _ => {}
         }
         polled
     }

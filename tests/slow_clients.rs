@@ -57,7 +57,38 @@ async fn a_slow_loris_head_is_cut_at_the_header_timeout() {
     s.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         .await
         .unwrap();
-    // One byte every 50 ms: every single read is quick, the head never ends.
+    let (cut, sent) = trickle_until_cut(&mut s).await;
+    assert!(sent >= 5, "cut before the trickle began ({sent} bytes)");
+    assert!(cut >= Duration::from_millis(600), "cut after {cut:?}");
+    assert!(backend.requests().is_empty());
+    normal_client_is_served(proxy.addr).await;
+}
+
+#[tokio::test]
+async fn a_slow_loris_head_after_a_kept_alive_request_is_cut_too() {
+    let backend = Backend::start("b").await;
+    let proxy = Proxy::start(&config(&backend, "client_header_timeout: 700ms")).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 8192];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // The second request's head arrives byte by byte.
+    s.write_all(b"GET /y HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let (cut, sent) = trickle_until_cut(&mut s).await;
+    assert!(sent >= 5, "cut before the trickle began ({sent} bytes)");
+    assert!(cut >= Duration::from_millis(600), "cut after {cut:?}");
+    assert_eq!(backend.requests().len(), 1);
+    normal_client_is_served(proxy.addr).await;
+}
+
+/// Sends one more header byte every 50 ms (every single read is quick, the head never ends)
+/// until the proxy closes the connection; how long that took and how many bytes went.
+async fn trickle_until_cut(s: &mut TcpStream) -> (Duration, usize) {
     let started = Instant::now();
     let mut sent = 0;
     let mut tick = tokio::time::interval(Duration::from_millis(50));
@@ -78,10 +109,7 @@ async fn a_slow_loris_head_is_cut_at_the_header_timeout() {
             "the trickle was never cut"
         );
     };
-    assert!(sent >= 5, "cut before the trickle began ({sent} bytes)");
-    assert!(cut >= Duration::from_millis(600), "cut after {cut:?}");
-    assert!(backend.requests().is_empty());
-    normal_client_is_served(proxy.addr).await;
+    (cut, sent)
 }
 
 #[tokio::test]
