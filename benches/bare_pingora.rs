@@ -1,6 +1,9 @@
 //! A bare pingora 0.9.1 passthrough proxy: no routing, no CORS, one upstream peer reused. Built
 //! with the same profile as crossgate (`cargo bench --no-run`), it is the framework's own
-//! ceiling that benches/compare.py measures crossgate against.
+//! ceiling that benches/compare.py measures crossgate against. For the preflight scenario it
+//! answers a CORS preflight itself from `request_filter` with one fixed set of headers (built
+//! the cheapest way pingora allows: `build_no_case`, static names, static values), so that the
+//! comparison is of answering a preflight, not of proxying one.
 //!
 //! Usage: bare_pingora --listen 127.0.0.1:8081 --upstream 127.0.0.1:8000 [--threads 1]
 
@@ -21,6 +24,46 @@ impl ProxyHttp for Bare {
     fn new_ctx(&self) {}
     async fn upstream_peer(&self, _s: &mut Session, _c: &mut ()) -> Result<Box<HttpPeer>> {
         Ok(self.0.clone())
+    }
+
+    async fn request_filter(&self, session: &mut Session, _c: &mut ()) -> Result<bool> {
+        use http::header::*;
+        use http::HeaderValue as V;
+        let req = session.req_header();
+        if req.method != http::Method::OPTIONS
+            || !req.headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD)
+        {
+            return Ok(false);
+        }
+        // The same answer as crossgate's for benches/crossgate.yaml.in's policy.
+        let mut h = ResponseHeader::build_no_case(204, Some(6))?;
+        let fixed = [
+            (
+                ACCESS_CONTROL_ALLOW_ORIGIN,
+                V::from_static("http://bench.example"),
+            ),
+            (ACCESS_CONTROL_ALLOW_CREDENTIALS, V::from_static("true")),
+            (
+                ACCESS_CONTROL_ALLOW_METHODS,
+                V::from_static("GET, POST, PUT"),
+            ),
+            (
+                ACCESS_CONTROL_ALLOW_HEADERS,
+                V::from_static("content-type, x-requested-with"),
+            ),
+            (ACCESS_CONTROL_MAX_AGE, V::from_static("600")),
+            (
+                VARY,
+                V::from_static(
+                    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+                ),
+            ),
+        ];
+        for (name, value) in fixed {
+            h.insert_header(name, value)?;
+        }
+        session.write_response_header(Box::new(h), true).await?;
+        Ok(true)
     }
 }
 

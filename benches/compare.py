@@ -216,7 +216,7 @@ def main():
     wanted = args.proxies.split(",") + (["baseline"] if args.baseline else [])
     origin = ["Origin: http://bench.example"]
     scenarios = [
-        ("preflight", "/api/json1k", [], os.path.join(HERE, "preflight.lua"), ["crossgate", "baseline", "nginx", "haproxy"]),
+        ("preflight", "/api/json1k", [], os.path.join(HERE, "preflight.lua"), ["crossgate", "baseline", "nginx", "haproxy", "bare"]),
         ("GET 1 KiB with Origin", "/api/json1k", origin, None, ["direct", "crossgate", "baseline", "nginx", "haproxy", "bare"]),
         ("GET 64 KiB with Origin", "/api/json64k", origin, None, ["direct", "crossgate", "baseline", "nginx", "haproxy", "bare"]),
         ("JSONP 1 KiB", "/api/json1k?callback=cb", [], None, ["crossgate", "baseline"]),

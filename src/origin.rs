@@ -243,7 +243,9 @@ pub type EntryIndex = usize;
 /// A compiled `allow_origins` list.
 #[derive(Debug, Default)]
 pub struct OriginList {
-    exact: HashMap<Box<str>, EntryIndex>,
+    // foldhash, not SipHash: the table is fixed at load, so an attacker's Origin values cannot
+    // grow a chain; keyed SipHash cost ~500 instructions per request here.
+    exact: HashMap<Box<str>, EntryIndex, foldhash::fast::RandomState>,
     wildcards: Vec<(Wildcard, EntryIndex)>,
     regexes: Vec<(Regex, EntryIndex)>,
     /// The entries as written, for messages.

@@ -606,10 +606,11 @@ impl CrossGate {
 
 #[async_trait]
 impl ProxyHttp for CrossGate {
-    type CTX = Ctx;
+    // Boxed: pingora moves the per-request future (which holds the context) twice per request.
+    type CTX = Box<Ctx>;
 
-    fn new_ctx(&self) -> Ctx {
-        Ctx {
+    fn new_ctx(&self) -> Box<Ctx> {
+        Box::new(Ctx {
             rules: None,
             route: None,
             origin: OriginCheck::NoOrigin,
@@ -624,10 +625,10 @@ impl ProxyHttp for CrossGate {
             jsonp_result: None,
             stream_gauge: None,
             _in_flight: InFlight::new(&self.in_flight),
-        }
+        })
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Box<Ctx>) -> Result<bool> {
         let rules = self.rules.load_full();
         client_limits(session, &rules.server.client);
         let req = session.req_header();
@@ -801,7 +802,7 @@ impl ProxyHttp for CrossGate {
         &self,
         _session: &mut Session,
         upstream: &mut RequestHeader,
-        ctx: &mut Ctx,
+        ctx: &mut Box<Ctx>,
     ) -> Result<()> {
         if ctx.jsonp.is_some() {
             let param = ctx
@@ -831,7 +832,11 @@ impl ProxyHttp for CrossGate {
         Ok(())
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Box<Ctx>,
+    ) -> Result<Box<HttpPeer>> {
         let route = ctx
             .route()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route"))?;
@@ -845,7 +850,7 @@ impl ProxyHttp for CrossGate {
         &self,
         _session: &mut Session,
         _peer: &HttpPeer,
-        ctx: &mut Ctx,
+        ctx: &mut Box<Ctx>,
         mut e: Box<Error>,
     ) -> Box<Error> {
         // Nothing was sent yet, so any method may go to the next server.
@@ -865,7 +870,7 @@ impl ProxyHttp for CrossGate {
         peer: &HttpPeer,
         session: &mut Session,
         e: Box<Error>,
-        ctx: &mut Ctx,
+        ctx: &mut Box<Ctx>,
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
@@ -906,7 +911,7 @@ impl ProxyHttp for CrossGate {
         &self,
         _session: &mut Session,
         _resp: &mut ResponseHeader,
-        ctx: &mut Ctx,
+        ctx: &mut Box<Ctx>,
     ) -> Result<()> {
         ctx.upstream_time = ctx.upstream_started.map(|t| t.elapsed());
         Ok(())
@@ -916,7 +921,7 @@ impl ProxyHttp for CrossGate {
         &self,
         session: &mut Session,
         resp: &mut ResponseHeader,
-        ctx: &mut Ctx,
+        ctx: &mut Box<Ctx>,
     ) -> Result<()> {
         if let Some(policy) = ctx
             .route()
@@ -977,7 +982,7 @@ impl ProxyHttp for CrossGate {
         _session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
-        ctx: &mut Ctx,
+        ctx: &mut Box<Ctx>,
     ) -> Result<Option<Duration>> {
         let Some(j) = ctx.jsonp.as_mut() else {
             return Ok(None);
@@ -999,7 +1004,12 @@ impl ProxyHttp for CrossGate {
         Ok(None)
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut Box<Ctx>,
+    ) -> FailToProxy {
         let code = error_status(e);
         let envelope = ctx
             .jsonp
@@ -1032,7 +1042,7 @@ impl ProxyHttp for CrossGate {
         }
     }
 
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Box<Ctx>) {
         guard::idle(session.stream());
         let Some(rules) = ctx.rules.as_ref() else {
             return;
