@@ -231,6 +231,18 @@ fn open_fds(pid: u32) -> usize {
 #[tokio::test]
 async fn ten_thousand_idle_connections_are_held_in_bounded_memory_then_closed() {
     const N: usize = 10_000;
+    let limit = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3).map(str::to_owned))
+        })
+        .and_then(|soft| soft.parse::<usize>().ok());
+    assert!(
+        limit.map_or(true, |soft| soft >= N + 500),
+        "this test holds {N} sockets: raise the open-file limit first (`ulimit -n 20000`; .ci/run does)"
+    );
     let backend = Backend::start("b").await;
     let (addr, admin) = (free_addr(), free_addr());
     let yaml = config(&backend, "client_header_timeout: 3s")
