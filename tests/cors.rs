@@ -643,14 +643,7 @@ routes:
         .unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(header(&r, "access-control-allow-origin"), Some("*"));
-    let metrics = client()
-        .get(format!("http://{}/metrics", proxy.admin.unwrap()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = proxy.metrics().await;
     assert!(
         metrics.contains(
             r#"crossgate_cors_decisions_total{decision="would_deny",kind="actual",route="api"} 1"#

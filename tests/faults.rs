@@ -303,31 +303,12 @@ async fn a_slow_backend_past_the_read_timeout_is_504_with_cors() {
     assert_eq!(other.await.unwrap(), 200);
 }
 
-/// Polls the admin endpoint until the server's health gauge reads `value` (10 s at most).
+/// Waits until the server's health gauge reads `value`.
 async fn wait_health(proxy: &Proxy, server: SocketAddr, value: u8) {
-    let url = format!("http://{}/metrics", proxy.admin.unwrap());
     let line = format!(
         "crossgate_upstream_server_healthy{{server=\"{server}\",upstream=\"bad\"}} {value}"
     );
-    let poll = async {
-        loop {
-            let text = client()
-                .get(&url)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            if text.lines().any(|l| l == line) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), poll)
-        .await
-        .unwrap_or_else(|_| panic!("{line} never showed on /metrics"));
+    proxy.wait_for_metric(&line, Duration::from_secs(10)).await;
 }
 
 #[tokio::test]

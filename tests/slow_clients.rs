@@ -31,6 +31,18 @@ async fn normal_client_is_served(addr: SocketAddr) {
     assert_eq!(header(&r, "access-control-allow-origin"), Some(ORIGIN));
 }
 
+/// A kept-alive connection on which one GET has been answered (a small body, read whole).
+async fn after_one_request(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 8192];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    s
+}
+
 /// Reads until the proxy closes the connection (EOF or reset); what was read.
 async fn until_closed(s: &mut TcpStream, within: Duration) -> Vec<u8> {
     let mut got = Vec::new();
@@ -68,13 +80,7 @@ async fn a_slow_loris_head_is_cut_at_the_header_timeout() {
 async fn a_slow_loris_head_after_a_kept_alive_request_is_cut_too() {
     let backend = Backend::start("b").await;
     let proxy = Proxy::start(&config(&backend, "client_header_timeout: 700ms")).await;
-    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
-    s.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = vec![0u8; 8192];
-    let n = s.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let mut s = after_one_request(proxy.addr).await;
     // The second request's head arrives byte by byte.
     s.write_all(b"GET /y HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         .await
@@ -150,13 +156,7 @@ async fn a_stalled_request_body_is_cut_at_the_body_timeout() {
 async fn an_idle_kept_alive_connection_is_closed_at_the_keepalive_timeout() {
     let backend = Backend::start("b").await;
     let proxy = Proxy::start(&config(&backend, "client_keepalive_timeout: 1s")).await;
-    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
-    s.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = vec![0u8; 8192];
-    let n = s.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let mut s = after_one_request(proxy.addr).await;
     // The response is complete in one read here (a small JSON body); then silence.
     let rest = until_closed(&mut s, Duration::from_secs(10)).await;
     assert!(
@@ -179,34 +179,15 @@ async fn a_websocket_that_never_reads_is_cut_at_the_send_timeout() {
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     ws.send(Message::text("flood")).await.unwrap();
     // From here on the client reads nothing; the proxy's writes to it stall.
-    let admin = format!("http://{}/metrics", proxy.admin.unwrap());
     let gauge = "crossgate_websocket_connections_active{route=\"api\"}";
-    let seen = |want: &'static str| {
-        let admin = admin.clone();
-        async move {
-            loop {
-                let text = client()
-                    .get(&admin)
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
-                if text.lines().any(|l| l == format!("{gauge} {want}")) {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), seen("1"))
-        .await
-        .expect("the WebSocket never opened");
+    proxy
+        .wait_for_metric(&format!("{gauge} 1"), Duration::from_secs(10))
+        .await;
     normal_client_is_served(proxy.addr).await;
-    tokio::time::timeout(Duration::from_secs(20), seen("0"))
-        .await
-        .expect("the WebSocket that never reads was not cut");
+    // Cut at the send timeout: the gauge is back to 0.
+    proxy
+        .wait_for_metric(&format!("{gauge} 0"), Duration::from_secs(20))
+        .await;
     drop(ws);
     normal_client_is_served(proxy.addr).await;
 }

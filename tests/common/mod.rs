@@ -439,6 +439,31 @@ impl Proxy {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
+
+    /// The admin listener's `/metrics` text (the config needs `admin: {listen: ADMIN}`).
+    pub async fn metrics(&self) -> String {
+        let admin = self.admin.expect("the config has no admin listener");
+        client()
+            .get(format!("http://{admin}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Polls `/metrics` until it has exactly the line `line`; panics after `within`.
+    pub async fn wait_for_metric(&self, line: &str, within: Duration) {
+        let poll = async {
+            while !self.metrics().await.lines().any(|l| l == line) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(within, poll)
+            .await
+            .unwrap_or_else(|_| panic!("{line} never showed on /metrics within {within:?}"));
+    }
 }
 
 impl Drop for Proxy {
