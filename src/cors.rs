@@ -491,7 +491,7 @@ pub fn merge_vary(resp: &mut ResponseHeader, add: &HeaderValue) {
         for name in add
             .as_bytes()
             .split(|b| *b == b',')
-            .map(trim_ascii)
+            .map(<[u8]>::trim_ascii)
             .filter(|n| !n.is_empty())
         {
             if !has_token(current, name) {
@@ -535,22 +535,10 @@ pub fn merge_vary(resp: &mut ResponseHeader, add: &HeaderValue) {
     }
 }
 
-fn trim_ascii(s: &[u8]) -> &[u8] {
-    let start = s
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(s.len());
-    let end = s
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &s[start..end]
-}
-
 /// Whether a comma list holds `token` (case-insensitively).
 fn has_token(list: &[u8], token: &[u8]) -> bool {
     list.split(|b| *b == b',')
-        .any(|t| trim_ascii(t).eq_ignore_ascii_case(token))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// An attacker-controlled value, quoted and made safe for a one-line message.

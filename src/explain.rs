@@ -71,11 +71,7 @@ fn split_url(url: &str) -> Result<(&str, &str), String> {
     let (authority, path) = rest
         .find('/')
         .map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
-    let host = if authority.starts_with('[') {
-        authority.find(']').map_or(authority, |i| &authority[..=i])
-    } else {
-        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
-    };
+    let host = crate::proxy::strip_port(authority);
     if host.is_empty() {
         return Err(format!("{url:?} has no host"));
     }
@@ -264,14 +260,8 @@ pub fn explain(
     policy.apply_actual(&mut resp, &check);
     let _ = writeln!(out, "response: forwarded to the backend; crossgate sets these headers on its answer (errors included):");
     out.push_str(&headers_of(&resp));
-    let served_acao = match &check {
-        OriginCheck::Allowed(v) => Some(v),
-        OriginCheck::WouldDeny { served, .. } => match &**served {
-            OriginCheck::Allowed(v) => Some(v),
-            _ => None,
-        },
-        OriginCheck::NoOrigin | OriginCheck::Denied(_) => None,
-    };
+    // `resp` started empty: its Allow-Origin is exactly what the decision serves.
+    let served_acao = resp.headers.get("access-control-allow-origin");
     let mut readable = served_acao.is_some();
     if credentials {
         // A credentialed request needs the exact origin echoed and Allow-Credentials: true.

@@ -221,23 +221,22 @@ impl Wrapper {
                 Some(off) => i += off,
                 None => break,
             }
-            if data[i] == 0xE2 {
-                match (data.get(i + 1), data.get(i + 2)) {
-                    (Some(0x80), Some(b @ (0xA8 | 0xA9))) => {
-                        out.extend_from_slice(&data[start..i]);
-                        out.extend_from_slice(if *b == 0xA8 { b"\\u2028" } else { b"\\u2029" });
-                        i += 3;
-                        start = i;
-                        continue;
-                    }
-                    // Cut at the chunk's end: keep the bytes for the next chunk.
-                    (None, _) | (Some(0x80), None) if !end => {
-                        out.extend_from_slice(&data[start..i]);
-                        self.held.extend_from_slice(&data[i..]);
-                        return;
-                    }
-                    _ => {}
+            // data[i] is 0xE2 here.
+            match (data.get(i + 1), data.get(i + 2)) {
+                (Some(0x80), Some(b @ (0xA8 | 0xA9))) => {
+                    out.extend_from_slice(&data[start..i]);
+                    out.extend_from_slice(if *b == 0xA8 { b"\\u2028" } else { b"\\u2029" });
+                    i += 3;
+                    start = i;
+                    continue;
                 }
+                // Cut at the chunk's end: keep the bytes for the next chunk.
+                (None, _) | (Some(0x80), None) if !end => {
+                    out.extend_from_slice(&data[start..i]);
+                    self.held.extend_from_slice(&data[i..]);
+                    return;
+                }
+                _ => {}
             }
             i += 1;
         }

@@ -170,7 +170,7 @@ fn check(path: &Path) -> Result<(), String> {
 }
 
 /// Binds each listen address once, so a busy port is a clear error before pingora starts.
-fn ensure_free(addrs: &[SocketAddr]) -> Result<(), String> {
+fn ensure_free(addrs: impl IntoIterator<Item = SocketAddr>) -> Result<(), String> {
     for a in addrs {
         TcpListener::bind(a).map_err(|e| format!("cannot listen on {a}: {e}\n  fix: stop what uses it, or change `listen:` in the config"))?;
     }
@@ -186,15 +186,8 @@ fn run(args: &RunArgs) -> Result<(), String> {
     };
     logging::init(format);
     if !args.upgrade {
-        ensure_free(&rules.listen)?;
-        ensure_free(rules.admin.as_slice())?;
-        ensure_free(
-            &rules
-                .tls_listeners
-                .iter()
-                .map(|l| l.addr)
-                .collect::<Vec<_>>(),
-        )?;
+        let tls = rules.tls_listeners.iter().map(|l| l.addr);
+        ensure_free(rules.listen.iter().copied().chain(rules.admin).chain(tls))?;
     }
     tracing::info!(config = %args.config.display(), listen = ?rules.listen, routes = rules.routes.len(), upgrade = args.upgrade, "crossgate starting");
     let options = Options {
@@ -208,8 +201,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
 fn run_demo(path: &Path) -> Result<(), String> {
     let rules = compile(path)?;
     logging::init(rules.log.format);
-    ensure_free(&rules.listen)?;
-    ensure_free(rules.admin.as_slice())?;
+    ensure_free(rules.listen.iter().copied().chain(rules.admin))?;
     let mut started = Vec::new();
     for up in &rules.upstreams {
         for b in up.servers.iter().filter(|b| b.addr.ip().is_loopback()) {

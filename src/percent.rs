@@ -8,18 +8,20 @@ pub fn decode(s: &str, plus_is_space: bool) -> (Vec<u8>, bool) {
     let mut valid = true;
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-            (b'%', None) => valid = false,
-            (b'+', _) if plus_is_space => {
+        match bytes[i] {
+            b'%' => match bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                Some(v) => {
+                    out.push(v);
+                    i += 3;
+                    continue;
+                }
+                None => valid = false,
+            },
+            b'+' if plus_is_space => {
                 out.push(b' ');
                 i += 1;
                 continue;

@@ -135,7 +135,7 @@ pub fn request_host(req: &RequestHeader) -> &str {
     strip_port(raw)
 }
 
-fn strip_port(host: &str) -> &str {
+pub(crate) fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.find(']').map_or(host, |i| &host[..=i]);
     }
@@ -171,14 +171,18 @@ fn send_text<'a>(
     })
 }
 
+/// The request's Origin, made safe for a log line.
+fn log_origin(req: &RequestHeader) -> Option<String> {
+    req.headers
+        .get(ORIGIN)
+        .map(|o| cors::sanitize(&String::from_utf8_lossy(o.as_bytes())))
+}
+
 /// Logs a request that a report-only policy would refuse, with its origin, so that ops can
 /// see who would break before enforcing.
 fn report_would_deny(req: &RequestHeader, route: &Route, policy: &CorsPolicy, check: &OriginCheck) {
     if let OriginCheck::WouldDeny { why, served } = check {
-        let origin = req
-            .headers
-            .get(ORIGIN)
-            .map(|o| cors::sanitize(&String::from_utf8_lossy(o.as_bytes())));
+        let origin = log_origin(req);
         tracing::warn!(
             target: "crossgate::report_only",
             route = %route.name,
@@ -337,7 +341,6 @@ async fn send_jsonp_error(
     session.write_response_body(Some(body), true).await
 }
 
-/// The status the proxy answers with when it cannot get a response from upstream.
 /// The head is in: its deadline stops ([`guard`]), and the body, response and next-request
 /// timeouts of the rules in force apply to this client.
 fn client_limits(session: &mut Session, limits: &ClientTimeouts) {
@@ -350,6 +353,7 @@ fn client_limits(session: &mut Session, limits: &ClientTimeouts) {
     }
 }
 
+/// The status the proxy answers with when it cannot get a response from upstream.
 fn error_status(e: &Error) -> u16 {
     match (e.esource(), e.etype()) {
         (_, ErrorType::HTTPStatus(code)) => *code,
@@ -371,7 +375,6 @@ fn error_status(e: &Error) -> u16 {
 
 static HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
 
-/// Serves the bridge page or one of its scripts (GET and HEAD only).
 /// 405 with the methods that are allowed.
 async fn method_not_allowed(session: &mut Session, allow: &'static str) -> Result<()> {
     let mut h = ResponseHeader::build_no_case(405, Some(2))?;
@@ -395,6 +398,7 @@ fn refuse_too_large(session: &mut Session) -> BoxFuture<'_, Result<()>> {
     )
 }
 
+/// Serves the bridge page or one of its scripts (GET and HEAD only).
 /// Boxed: a rare path, kept out of `request_filter`'s future.
 fn serve_bridge<'a>(
     session: &'a mut Session,
@@ -444,13 +448,14 @@ fn serve_bridge<'a>(
 }
 
 impl CrossGate {
-    /// The metrics of a finished request.
+    /// The route's metric handles, created on its first request.
     fn route_metrics<'r>(&self, route: &'r Route) -> &'r metrics::RouteMetrics {
         route.metrics.get_or_init(|| {
             metrics::RouteMetrics::new(&self.metrics, &route.name, &route.upstream.name)
         })
     }
 
+    /// The metrics of a finished request.
     fn record(&self, req: &RequestHeader, status: u16, e: Option<&Error>, ctx: &Ctx) {
         let m = &self.metrics;
         let Some(r) = ctx.route() else {
@@ -485,10 +490,15 @@ impl CrossGate {
             rm.jsonp(m, result);
         }
         if let Some(e) = e.filter(|e| *e.esource() == ErrorSource::Upstream) {
-            m.upstream_errors
-                .with_label_values(&[r.upstream.name.as_str(), metrics::upstream_error_kind(e)])
-                .inc();
+            self.count_upstream_error(r, e);
         }
+    }
+
+    fn count_upstream_error(&self, r: &Route, e: &Error) {
+        self.metrics
+            .upstream_errors
+            .with_label_values(&[r.upstream.name.as_str(), metrics::upstream_error_kind(e)])
+            .inc();
     }
 }
 
@@ -857,10 +867,7 @@ impl ProxyHttp for CrossGate {
         if let Some(r) = ctx.route().filter(|r| ctx.tries < r.upstream.servers.len()) {
             e.set_retry(true);
             // A retried error never reaches `logging`: count it here.
-            self.metrics
-                .upstream_errors
-                .with_label_values(&[r.upstream.name.as_str(), metrics::upstream_error_kind(&e)])
-                .inc();
+            self.count_upstream_error(r, &e);
         }
         e
     }
@@ -883,26 +890,17 @@ impl ProxyHttp for CrossGate {
         let resendable = session.req_header().method.is_idempotent()
             && !session.as_ref().retry_buffer_truncated()
             && ctx.upstream_time.is_none();
+        let route = ctx.route();
         let retry = match e.retry {
             RetryType::ReusedOnly if resendable => {
-                client_reused
-                    || ctx
-                        .route()
-                        .is_some_and(|r| ctx.tries < r.upstream.servers.len())
+                client_reused || route.is_some_and(|r| ctx.tries < r.upstream.servers.len())
             }
             _ => false,
         };
         e.set_retry(retry);
-        if retry {
-            if let Some(r) = ctx.route() {
-                self.metrics
-                    .upstream_errors
-                    .with_label_values(&[
-                        r.upstream.name.as_str(),
-                        metrics::upstream_error_kind(&e),
-                    ])
-                    .inc();
-            }
+        if let Some(r) = route.filter(|_| retry) {
+            // A retried error never reaches `logging`: count it here.
+            self.count_upstream_error(r, &e);
         }
         e
     }
@@ -1053,10 +1051,7 @@ impl ProxyHttp for CrossGate {
         if !rules.log.access_log {
             return;
         }
-        let origin = req
-            .headers
-            .get(ORIGIN)
-            .map(|o| cors::sanitize(&String::from_utf8_lossy(o.as_bytes())));
+        let origin = log_origin(req);
         tracing::info!(
             target: "crossgate::access",
             method = %req.method,

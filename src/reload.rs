@@ -28,16 +28,11 @@ pub struct Reloader {
     last: Mutex<u64>,
 }
 
-fn hash(text: &str) -> u64 {
-    let mut h = DefaultHasher::new();
-    text.hash(&mut h);
-    h.finish()
-}
-
-fn fingerprint(source: &str, rules: &Rules) -> u64 {
+/// The config text and the certificates it names: a renewed certificate is a change too.
+fn fingerprint(source: &str, tls_listeners: &[crate::rules::TlsListener]) -> u64 {
     let mut h = DefaultHasher::new();
     source.hash(&mut h);
-    for l in &rules.tls_listeners {
+    for l in tls_listeners {
         for c in &l.cert.cert {
             c.as_ref().hash(&mut h);
         }
@@ -61,7 +56,7 @@ impl Reloader {
         certs: Arc<Vec<(std::net::SocketAddr, Arc<crate::tls::SwappableCert>)>>,
     ) -> Reloader {
         let last = std::fs::read_to_string(&path)
-            .map(|t| fingerprint(&t, &rules.load()))
+            .map(|t| fingerprint(&t, &rules.load().tls_listeners))
             .unwrap_or(0);
         Reloader {
             path,
@@ -82,7 +77,7 @@ impl Reloader {
         let new = match rules::compile(&loaded) {
             Ok(r) => r,
             Err(e) => {
-                let h = hash(&loaded.source);
+                let h = fingerprint(&loaded.source, &[]);
                 if !force && h == *last {
                     return Outcome::Unchanged;
                 }
@@ -90,8 +85,7 @@ impl Reloader {
                 return self.failed(&e.to_string());
             }
         };
-        // The text and the certificates it names: a renewed certificate is a change too.
-        let h = fingerprint(&loaded.source, &new);
+        let h = fingerprint(&loaded.source, &new.tls_listeners);
         if !force && h == *last {
             return Outcome::Unchanged;
         }

@@ -381,25 +381,21 @@ impl Compiler<'_> {
             grace_period: cfg.server.grace_period.0,
             shutdown_timeout: cfg.server.shutdown_timeout.0,
             client: ClientTimeouts {
-                header: self.positive(
+                header: self.nonzero(
                     &server_path.key("client_header_timeout"),
-                    Some(cfg.server.client_header_timeout),
-                    Duration::ZERO,
+                    cfg.server.client_header_timeout,
                 )?,
-                body: self.positive(
+                body: self.nonzero(
                     &server_path.key("client_body_timeout"),
-                    Some(cfg.server.client_body_timeout),
-                    Duration::ZERO,
+                    cfg.server.client_body_timeout,
                 )?,
-                keepalive: self.positive(
+                keepalive: self.nonzero(
                     &server_path.key("client_keepalive_timeout"),
-                    Some(cfg.server.client_keepalive_timeout),
-                    Duration::ZERO,
+                    cfg.server.client_keepalive_timeout,
                 )?,
-                send: self.positive(
+                send: self.nonzero(
                     &server_path.key("client_send_timeout"),
-                    Some(cfg.server.client_send_timeout),
-                    Duration::ZERO,
+                    cfg.server.client_send_timeout,
                 )?,
             },
         };
@@ -822,15 +818,19 @@ impl Compiler<'_> {
         d: Option<Seconds>,
         default: Duration,
     ) -> Result<Duration, ConfigError> {
-        match d {
-            None => Ok(default),
-            Some(s) if s.0.is_zero() => Err(self.err(
+        d.map_or(Ok(default), |s| self.nonzero(path, s))
+    }
+
+    /// A configured duration that must not be zero.
+    fn nonzero(&self, path: &YamlPath, d: Seconds) -> Result<Duration, ConfigError> {
+        if d.0.is_zero() {
+            return Err(self.err(
                 path,
                 "the duration is 0".into(),
                 "give a positive duration such as 30s",
-            )),
-            Some(s) => Ok(s.0),
+            ));
         }
+        Ok(d.0)
     }
 
     fn jsonp(
