@@ -1,6 +1,9 @@
 //! Property tests: wildcard origins never match across a DNS label boundary, and the JSONP
 //! wrapper's output does not depend on how the body is split into chunks.
 
+#[path = "common/jsonp_oracle.rs"]
+mod jsonp_oracle;
+
 use crossgate::jsonp::{validate, Wrap, Wrapper};
 use crossgate::origin::{Origin, Wildcard};
 use proptest::prelude::*;
@@ -65,31 +68,10 @@ proptest! {
         };
         let whole = run(&[&body[..]]);
         // The expected output, computed independently of the wrapper.
-        let mut expected = b"/**/cb(".to_vec();
-        let mut i = 0;
-        while i < body.len() {
-            if body[i..].starts_with(&[0xE2, 0x80, 0xA8]) {
-                expected.extend_from_slice(b"\\u2028");
-                i += 3;
-            } else if body[i..].starts_with(&[0xE2, 0x80, 0xA9]) {
-                expected.extend_from_slice(b"\\u2029");
-                i += 3;
-            } else {
-                expected.push(body[i]);
-                i += 1;
-            }
-        }
-        expected.extend_from_slice(b");");
+        let expected = jsonp_oracle::expected(&body);
         prop_assert_eq!(&whole, &expected);
-        let mut points: Vec<usize> = cuts.iter().map(|c| c.index(body.len() + 1)).collect();
-        points.sort_unstable();
-        let mut chunks = Vec::new();
-        let mut last = 0;
-        for p in points {
-            chunks.push(&body[last..p]);
-            last = p;
-        }
-        chunks.push(&body[last..]);
+        let points = cuts.iter().map(|c| c.index(body.len() + 1)).collect();
+        let chunks = jsonp_oracle::split_at_points(&body, points);
         prop_assert_eq!(run(&chunks), expected);
     }
 }

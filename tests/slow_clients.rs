@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{client, free_addr, header, wait_until_listening, Backend, Proxy, Running};
+use common::{free_addr, normal_client_is_served, wait_until_listening, Backend, Proxy, Running};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -18,17 +18,6 @@ fn config(backend: &Backend, server: &str) -> String {
         "listen: LISTEN\nadmin: {{listen: ADMIN}}\nserver: {{{server}}}\nupstreams:\n  b: {{servers: [\"{}\"]}}\nroutes:\n  - {{name: api, upstream: b, websocket: {{}}, cors: {{allow_origins: [\"{ORIGIN}\"]}}}}\n",
         backend.addr
     )
-}
-
-async fn normal_client_is_served(addr: SocketAddr) {
-    let r = client()
-        .get(format!("http://{addr}/x"))
-        .header("origin", ORIGIN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(header(&r, "access-control-allow-origin"), Some(ORIGIN));
 }
 
 /// A kept-alive connection on which one GET has been answered (a small body, read whole).

@@ -2,28 +2,12 @@
 //! suffix. The first input byte picks the number of cuts, the next bytes where they fall.
 #![no_main]
 
+// The expected output, computed independently of the wrapper (shared with tests/properties.rs).
+#[path = "../../tests/common/jsonp_oracle.rs"]
+mod jsonp_oracle;
+
 use crossgate::jsonp::{validate, Wrap, Wrapper};
 use libfuzzer_sys::fuzz_target;
-
-/// The expected output, computed independently of the wrapper.
-fn expected(body: &[u8]) -> Vec<u8> {
-    let mut out = b"/**/cb(".to_vec();
-    let mut i = 0;
-    while i < body.len() {
-        if body[i..].starts_with(&[0xE2, 0x80, 0xA8]) {
-            out.extend_from_slice(b"\\u2028");
-            i += 3;
-        } else if body[i..].starts_with(&[0xE2, 0x80, 0xA9]) {
-            out.extend_from_slice(b"\\u2029");
-            i += 3;
-        } else {
-            out.push(body[i]);
-            i += 1;
-        }
-    }
-    out.extend_from_slice(b");");
-    out
-}
 
 fuzz_target!(|data: &[u8]| {
     let Some((&n, rest)) = data.split_first() else {
@@ -31,18 +15,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let n = usize::from(n % 16).min(rest.len());
     let (cuts, body) = rest.split_at(n);
-    let mut points: Vec<usize> = cuts
+    let points = cuts
         .iter()
         .map(|c| usize::from(*c) % (body.len() + 1))
         .collect();
-    points.sort_unstable();
-    let mut chunks = Vec::new();
-    let mut last = 0;
-    for p in points {
-        chunks.push(&body[last..p]);
-        last = p;
-    }
-    chunks.push(&body[last..]);
+    let chunks = jsonp_oracle::split_at_points(body, points);
 
     let cb = validate("cb").unwrap();
     let mut w = Wrapper::new(&cb, Wrap::Plain, 200);
@@ -54,5 +31,5 @@ fuzz_target!(|data: &[u8]| {
             out.extend_from_slice(&b);
         }
     }
-    assert_eq!(out, expected(body));
+    assert_eq!(out, jsonp_oracle::expected(body));
 });

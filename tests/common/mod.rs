@@ -495,6 +495,20 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// A normal cross-origin GET of `/x` from `https://app.example.com` is served, with CORS
+/// (the client that must be unaffected while a hostile or slow one is at work).
+pub async fn normal_client_is_served(addr: SocketAddr) {
+    let origin = "https://app.example.com";
+    let r = client()
+        .get(format!("http://{addr}/x"))
+        .header("origin", origin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "access-control-allow-origin"), Some(origin));
+}
+
 pub fn header<'a>(r: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     r.headers().get(name).map(|v| v.to_str().unwrap())
 }
