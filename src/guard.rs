@@ -10,6 +10,16 @@
 //! while a body or upgraded stream flows, nothing is timed here; pingora's own read, keep-alive
 //! and write timeouts apply. HTTP/2 connections are not wrapped (one stream per request: h2's
 //! own flow control and pingora's h2 timeouts apply).
+//!
+//! The same wrapper coalesces the sends of a chunked response. pingora 0.9 flushes the head of
+//! any response without a Content-Length, every chunk, and the last chunk, each in its own send,
+//! even when the head, the body and the end arrived from the upstream together: a small JSONP
+//! answer cost three sends where a Content-Length answer costs one. When the proxy knows that
+//! more of the same batch follows ([`hold_head_flush`], [`hold_until_last_chunk`], set from the
+//! body filter, which pingora runs for a whole batch before writing it), the flushes in between
+//! are held, and the batch leaves in one send. Nothing is held across a wait: a held flush is
+//! done before the next read of the connection (pingora reads the client while it waits for
+//! the upstream, and to get the next request) and at shutdown.
 
 use std::fmt;
 use std::future::Future;
@@ -40,6 +50,16 @@ const IDLE: u8 = 0;
 const HEAD: u8 = 1;
 const DONE: u8 = 2;
 
+/// Flushes pass.
+const PASS: u8 = 0;
+/// The next flush (a head's, with its body following in the same batch) is held.
+const HOLD_ONE: u8 = 1;
+/// Every flush is held until the last chunk of a chunked body is written.
+const HOLD_TO_END: u8 = 2;
+
+/// pingora's last chunk of a chunked body, written on its own.
+const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
 /// A connection's stream with a deadline on its request heads.
 pub struct HeadGuard {
     inner: Stream,
@@ -51,6 +71,10 @@ pub struct HeadGuard {
     /// usual case) costs no timer operation.
     timer: Option<Pin<Box<Sleep>>>,
     armed: bool,
+    /// PASS, HOLD_ONE or HOLD_TO_END.
+    hold: AtomicU8,
+    /// A flush was held: it is owed before the next read.
+    held: bool,
 }
 
 impl HeadGuard {
@@ -63,6 +87,8 @@ impl HeadGuard {
             started: Instant::now(),
             timer: None,
             armed: false,
+            hold: AtomicU8::new(PASS),
+            held: false,
         }
     }
 }
@@ -95,10 +121,47 @@ pub fn head_done(stream: Option<&Stream>) {
     }
 }
 
-/// The request is over: the clock starts again at the next request's first byte.
+/// The request is over: the clock starts again at the next request's first byte. Nothing more
+/// is held (a flush still owed is done before the next read, or at shutdown).
 pub fn idle(stream: Option<&Stream>) {
     if let Some(g) = guard(stream) {
         g.state.store(IDLE, Ordering::Relaxed);
+        g.hold.store(PASS, Ordering::Relaxed);
+    }
+}
+
+/// A chunked response's head and the first of its body are about to be written in one batch:
+/// hold the head's flush, so that both leave in the body's send.
+pub fn hold_head_flush(stream: Option<&Stream>) {
+    if let Some(g) = guard(stream) {
+        g.hold.store(HOLD_ONE, Ordering::Relaxed);
+    }
+}
+
+/// A chunked response's last batch (its head too, if not yet sent) is about to be written:
+/// hold every flush until the last chunk is written, so that the batch leaves in one send.
+pub fn hold_until_last_chunk(stream: Option<&Stream>) {
+    if let Some(g) = guard(stream) {
+        g.hold.store(HOLD_TO_END, Ordering::Relaxed);
+    }
+}
+
+impl HeadGuard {
+    /// Does a flush that was held, and stops holding: the connection is about to wait.
+    fn settle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.hold.store(PASS, Ordering::Relaxed);
+        if self.held {
+            std::task::ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
+            self.held = false;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// The last chunk ends a hold-to-end.
+    fn wrote(&self, first: &[u8]) {
+        if first == LAST_CHUNK && self.hold.load(Ordering::Relaxed) == HOLD_TO_END {
+            self.hold.store(PASS, Ordering::Relaxed);
+        }
     }
 }
 
@@ -109,6 +172,9 @@ impl AsyncRead for HeadGuard {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.held || this.hold.load(Ordering::Relaxed) != PASS {
+            std::task::ready!(this.settle(cx))?;
+        }
         let state = this.state.load(Ordering::Relaxed);
         if state == HEAD && this.armed && this.expired(cx) {
             return this.timed_out();
@@ -146,7 +212,9 @@ impl AsyncWrite for HeadGuard {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        this.wrote(buf);
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -154,7 +222,11 @@ impl AsyncWrite for HeadGuard {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        if let [one] = bufs {
+            this.wrote(one);
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -162,17 +234,36 @@ impl AsyncWrite for HeadGuard {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        match this.hold.load(Ordering::Relaxed) {
+            PASS => {
+                std::task::ready!(Pin::new(&mut this.inner).poll_flush(cx))?;
+                this.held = false;
+                Poll::Ready(Ok(()))
+            }
+            hold => {
+                if hold == HOLD_ONE {
+                    this.hold.store(PASS, Ordering::Relaxed);
+                }
+                this.held = true;
+                Poll::Ready(Ok(()))
+            }
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        std::task::ready!(this.settle(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
 
 #[async_trait]
 impl Shutdown for HeadGuard {
     async fn shutdown(&mut self) {
+        if let Err(e) = std::future::poll_fn(|cx| self.settle(cx)).await {
+            tracing::debug!(error = %e, "flushing before shutdown");
+        }
         self.inner.shutdown().await
     }
 }

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN};
-use http::{HeaderValue, Method};
+use http::{HeaderValue, Method, StatusCode};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -92,6 +92,9 @@ pub struct Ctx {
     jsonp_result: Option<&'static str>,
     /// Open WebSocket / SSE stream, counted while this request lives.
     stream_gauge: Option<ActiveGauge>,
+    /// The response goes to the client chunked over HTTP/1.1: its sends can be coalesced
+    /// (`guard::hold_head_flush`).
+    chunked_out: bool,
     _in_flight: InFlight,
 }
 
@@ -354,6 +357,25 @@ fn client_limits(session: &mut Session, limits: &ClientTimeouts) {
 }
 
 /// The status the proxy answers with when it cannot get a response from upstream.
+/// Whether pingora will send this response chunked on an HTTP/1.1 connection (it keeps the
+/// upstream's framing): a head, then chunks, then the last chunk, each flushed.
+fn chunked_h1(session: &Session, resp: &ResponseHeader) -> bool {
+    let req = session.req_header();
+    let s = resp.status;
+    !session.is_http2()
+        && req.version == http::Version::HTTP_11
+        && req.method != Method::HEAD
+        && !(s.is_informational() || s == StatusCode::NO_CONTENT || s == StatusCode::NOT_MODIFIED)
+        && !resp.headers.contains_key(CONTENT_LENGTH)
+        && resp
+            .headers
+            .get(http::header::TRANSFER_ENCODING)
+            .is_some_and(|v| {
+                let v = v.as_bytes().trim_ascii_end();
+                v.len() >= 7 && v[v.len() - 7..].eq_ignore_ascii_case(b"chunked")
+            })
+}
+
 fn error_status(e: &Error) -> u16 {
     match (e.esource(), e.etype()) {
         (_, ErrorType::HTTPStatus(code)) => *code,
@@ -634,6 +656,7 @@ impl ProxyHttp for CrossGate {
             beacon: None,
             jsonp_result: None,
             stream_gauge: None,
+            chunked_out: false,
             _in_flight: InFlight::new(&self.in_flight),
         })
     }
@@ -972,32 +995,43 @@ impl ProxyHttp for CrossGate {
                 ctx.stream_gauge = Some(ActiveGauge::new(g));
             }
         }
+        ctx.chunked_out = chunked_h1(session, resp);
         Ok(())
     }
 
     fn response_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut Box<Ctx>,
     ) -> Result<Option<Duration>> {
-        let Some(j) = ctx.jsonp.as_mut() else {
-            return Ok(None);
-        };
-        if let (Some(z), Some(chunk)) = (j.zstd.as_mut(), body.as_ref()) {
-            let plain = z.decode(chunk).map_err(|e| {
-                Error::because(
-                    ErrorType::InvalidHTTPHeader,
-                    "the upstream zstd body is corrupt",
-                    e,
-                )
-                .into_up()
-            })?;
-            *body = Some(plain);
+        if let Some(j) = ctx.jsonp.as_mut() {
+            if let (Some(z), Some(chunk)) = (j.zstd.as_mut(), body.as_ref()) {
+                let plain = z.decode(chunk).map_err(|e| {
+                    Error::because(
+                        ErrorType::InvalidHTTPHeader,
+                        "the upstream zstd body is corrupt",
+                        e,
+                    )
+                    .into_up()
+                })?;
+                *body = Some(plain);
+            }
+            if let Some(w) = j.wrapper.as_mut() {
+                *body = w.feed(body.as_deref(), end_of_stream);
+            }
         }
-        if let Some(w) = j.wrapper.as_mut() {
-            *body = w.feed(body.as_deref(), end_of_stream);
+        if ctx.chunked_out {
+            // pingora runs this filter over a whole batch of upstream data before writing any
+            // of it: say what follows in the batch, so that it leaves in one send.
+            if end_of_stream {
+                guard::hold_until_last_chunk(session.stream());
+            } else if session.response_written().is_none()
+                && body.as_ref().is_some_and(|b| !b.is_empty())
+            {
+                guard::hold_head_flush(session.stream());
+            }
         }
         Ok(None)
     }
