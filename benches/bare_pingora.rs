@@ -5,7 +5,12 @@
 //! the cheapest way pingora allows: `build_no_case`, static names, static values), so that the
 //! comparison is of answering a preflight, not of proxying one.
 //!
-//! Usage: bare_pingora --listen 127.0.0.1:8081 --upstream 127.0.0.1:8000 [--threads 1]
+//! With `--timeouts` it also sets the timeouts crossgate sets by default (upstream connect 5 s,
+//! read, write and idle 60 s; client keep-alive, body read and send 60 s), the pingora timers
+//! every request of a production proxy pays for: comparing with it separates crossgate's own
+//! work from the cost of those defences.
+//!
+//! Usage: bare_pingora --listen 127.0.0.1:8081 --upstream 127.0.0.1:8000 [--threads 1] [--timeouts]
 
 use async_trait::async_trait;
 use pingora::prelude::*;
@@ -16,18 +21,31 @@ use pingora::server::configuration::ServerConf;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-struct Bare(Box<HttpPeer>);
+struct Bare {
+    peer: Box<HttpPeer>,
+    timeouts: bool,
+}
+
+const MINUTE: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[async_trait]
 impl ProxyHttp for Bare {
     type CTX = ();
     fn new_ctx(&self) {}
     async fn upstream_peer(&self, _s: &mut Session, _c: &mut ()) -> Result<Box<HttpPeer>> {
-        Ok(self.0.clone())
+        Ok(self.peer.clone())
     }
 
     async fn request_filter(&self, session: &mut Session, _c: &mut ()) -> Result<bool> {
         use http::header::*;
+        if self.timeouts {
+            // What crossgate's request_filter sets (src/proxy.rs, client_limits).
+            session.set_read_timeout(Some(MINUTE));
+            session.set_write_timeout(Some(MINUTE));
+            if session.get_keepalive().is_some() {
+                session.set_keepalive(Some(MINUTE.as_secs()));
+            }
+        }
         use http::HeaderValue as V;
         let req = session.req_header();
         if req.method != http::Method::OPTIONS
@@ -93,10 +111,17 @@ fn main() {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut proxy = pingora::proxy::http_proxy_service(
-        &server.configuration,
-        Bare(Box::new(HttpPeer::new(upstream, false, String::new()))),
-    );
+    let timeouts = std::env::args().any(|a| a == "--timeouts");
+    let mut peer = Box::new(HttpPeer::new(upstream, false, String::new()));
+    if timeouts {
+        // crossgate's upstream defaults (src/rules.rs).
+        peer.options.connection_timeout = Some(std::time::Duration::from_secs(5));
+        peer.options.read_timeout = Some(MINUTE);
+        peer.options.write_timeout = Some(MINUTE);
+        peer.options.idle_timeout = Some(MINUTE);
+    }
+    let mut proxy =
+        pingora::proxy::http_proxy_service(&server.configuration, Bare { peer, timeouts });
     proxy.add_tcp(&listen);
     server.add_service(proxy);
     server.run_forever();

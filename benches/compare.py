@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Load comparison: crossgate against nginx and HAProxy doing the same CORS job, a bare pingora
-passthrough, and the backend directly. Run through benches/compare.sh (which installs what is
+passthrough (as is, and as `bare-timeouts` with crossgate's default timeouts set), and the
+backend directly. Run through benches/compare.sh (which installs what is
 missing and builds the binaries).
 
 Every proxy runs with one worker. Runs alternate between the proxies (A B A B ...) so that
@@ -180,13 +181,13 @@ def main():
     ap.add_argument("--modes", default="unpinned,pinned")
     ap.add_argument("--port-base", type=int, default=18000)
     ap.add_argument("--out", help="also write the report (Markdown) to this file")
-    ap.add_argument("--proxies", default="crossgate,nginx,haproxy,bare,direct", help="which to run, comma-separated")
+    ap.add_argument("--proxies", default="crossgate,nginx,haproxy,bare,bare-timeouts,direct", help="which to run, comma-separated")
     ap.add_argument("--baseline", help="another crossgate binary to run beside this one (before/after in one run)")
     ap.add_argument("--scenarios", default="", help="only the scenarios whose names contain one of these, comma-separated")
     args = ap.parse_args()
 
     base = args.port_base
-    ports = {"backend": base, "realtime": base + 1, "crossgate": base + 10, "nginx": base + 11, "haproxy": base + 12, "bare": base + 13, "baseline": base + 14}
+    ports = {"backend": base, "realtime": base + 1, "crossgate": base + 10, "nginx": base + 11, "haproxy": base + 12, "bare": base + 13, "baseline": base + 14, "bare-timeouts": base + 15}
     busy = [f"{n} ({p})" for n, p in ports.items() if n in ("backend", "realtime") or n in args.proxies.split(",") or (n == "baseline" and args.baseline)
             if not port_free(p)]
     if busy:
@@ -211,14 +212,15 @@ def main():
         "nginx": lambda: ["nginx", "-c", fill("nginx-cors.conf.in", f"{work}/nginx-cors.conf", DIR=work, LISTEN=addr("nginx"), BACKEND=addr("backend"), REALTIME=addr("realtime")), "-g", "daemon off;"],
         "haproxy": lambda: ["haproxy", "-db", "-f", fill("haproxy-cors.cfg.in", f"{work}/haproxy.cfg", LISTEN=addr("haproxy"), BACKEND=addr("backend"), REALTIME=addr("realtime"))],
         "bare": lambda: [args.bare, "--listen", addr("bare"), "--upstream", addr("backend")],
+        "bare-timeouts": lambda: [args.bare, "--listen", addr("bare-timeouts"), "--upstream", addr("backend"), "--timeouts"],
         "baseline": lambda: [args.baseline, "run", "--no-watch", "--config", fill("crossgate.yaml.in", f"{work}/baseline.yaml", LISTEN=addr("baseline"), BACKEND=addr("backend"), REALTIME=addr("realtime"))],
     }
     wanted = args.proxies.split(",") + (["baseline"] if args.baseline else [])
     origin = ["Origin: http://bench.example"]
     scenarios = [
-        ("preflight", "/api/json1k", [], os.path.join(HERE, "preflight.lua"), ["crossgate", "baseline", "nginx", "haproxy", "bare"]),
-        ("GET 1 KiB with Origin", "/api/json1k", origin, None, ["direct", "crossgate", "baseline", "nginx", "haproxy", "bare"]),
-        ("GET 64 KiB with Origin", "/api/json64k", origin, None, ["direct", "crossgate", "baseline", "nginx", "haproxy", "bare"]),
+        ("preflight", "/api/json1k", [], os.path.join(HERE, "preflight.lua"), ["crossgate", "baseline", "nginx", "haproxy", "bare", "bare-timeouts"]),
+        ("GET 1 KiB with Origin", "/api/json1k", origin, None, ["direct", "crossgate", "baseline", "nginx", "haproxy", "bare", "bare-timeouts"]),
+        ("GET 64 KiB with Origin", "/api/json64k", origin, None, ["direct", "crossgate", "baseline", "nginx", "haproxy", "bare", "bare-timeouts"]),
         ("JSONP 1 KiB", "/api/json1k?callback=cb", [], None, ["crossgate", "baseline"]),
     ]
     if args.scenarios:
@@ -229,7 +231,7 @@ def main():
         proxy_pin = 1 if mode == "pinned" else None
         client_pin = 0 if mode == "pinned" else None
         for rnd in range(args.rounds):
-            for name in [n for n in ["crossgate", "baseline", "nginx", "haproxy", "bare", "direct"] if n in wanted]:
+            for name in [n for n in ["crossgate", "baseline", "nginx", "haproxy", "bare", "bare-timeouts", "direct"] if n in wanted]:
                 proc = None
                 if name != "direct":
                     proc = start(configs[name](), name, ports[name], pin=proxy_pin)

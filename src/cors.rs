@@ -9,8 +9,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use http::header::{
-    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD,
-    ORIGIN, VARY,
+    ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS,
+    ACCESS_CONTROL_REQUEST_METHOD, ORIGIN, VARY,
 };
 use http::{HeaderName, HeaderValue, Method};
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -272,46 +273,52 @@ impl CorsPolicy {
         } else {
             403
         };
-        let mut h = ResponseHeader::build_no_case(status, Some(8)).expect("valid status");
-        h.insert_header("Vary", self.vary_preflight.clone())
-            .expect("static");
+        // Built as plain `http` parts with static names, then handed to pingora: its
+        // `insert_header` parses every name again (5% of a preflight's instructions). The wire
+        // form is what `build_no_case` gave: no case map, names as pingora titles them.
+        let (mut parts, ()) = http::Response::new(()).into_parts();
+        parts.status = http::StatusCode::from_u16(status).expect("valid status");
+        let h = &mut parts.headers;
+        h.reserve(8);
+        h.insert(VARY, self.vary_preflight.clone());
         let body = match &check {
             OriginCheck::Allowed(acao) => {
-                self.insert_common(&mut h, acao);
-                h.insert_header("Access-Control-Allow-Methods", self.methods_value.clone())
-                    .expect("static");
+                h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, acao.clone());
+                if self.credentials {
+                    h.insert(ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE.clone());
+                }
+                h.insert(ACCESS_CONTROL_ALLOW_METHODS, self.methods_value.clone());
                 match &self.headers {
                     AllowHeaders::Mirror => {
                         if let Some(v) = mirrored_headers(req) {
-                            h.insert_header("Access-Control-Allow-Headers", v)
-                                .expect("valid");
+                            h.insert(ACCESS_CONTROL_ALLOW_HEADERS, v);
                         }
                     }
                     AllowHeaders::List { value: Some(v), .. } => {
-                        h.insert_header("Access-Control-Allow-Headers", v.clone())
-                            .expect("static");
+                        h.insert(ACCESS_CONTROL_ALLOW_HEADERS, v.clone());
                     }
                     AllowHeaders::List { value: None, .. } => {}
                 }
                 if let Some(age) = &self.max_age {
-                    h.insert_header("Access-Control-Max-Age", age.clone())
-                        .expect("static");
+                    h.insert(ACCESS_CONTROL_MAX_AGE, age.clone());
                 }
                 if self.private_network && asks_private_network(req) {
-                    h.insert_header("Access-Control-Allow-Private-Network", TRUE.clone())
-                        .expect("static");
+                    h.insert(ALLOW_PRIVATE_NETWORK, TRUE.clone());
                 }
                 // 204: no Content-Length (RFC 9110 §8.6).
                 None
             }
             OriginCheck::Denied(why) => {
                 let body = format!("crossgate: CORS preflight refused: {why}\n");
-                h.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-                    .expect("static");
-                h.insert_header("x-content-type-options", "nosniff")
-                    .expect("static");
-                h.insert_header(http::header::CONTENT_LENGTH, body.len())
-                    .expect("number");
+                h.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+                h.insert(
+                    http::header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                );
+                h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
                 Some(body)
             }
             OriginCheck::NoOrigin | OriginCheck::WouldDeny { .. } => {
@@ -320,7 +327,7 @@ impl CorsPolicy {
         };
         Preflight {
             check,
-            header: h,
+            header: ResponseHeader::from(parts),
             body,
         }
     }
