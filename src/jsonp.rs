@@ -65,8 +65,12 @@ pub enum Ask {
 
 /// Looks for the callback parameter `param` in a raw query string.
 pub fn ask(query: Option<&str>, param: &str) -> Ask {
+    // Most requests on a JSONP route are plain ones: nothing to parse.
+    let Some(query) = query.filter(|q| !q.is_empty()) else {
+        return Ask::No;
+    };
     let mut found: Option<&str> = None;
-    for pair in query.unwrap_or("").split('&') {
+    for pair in query.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if percent_decode(k).as_deref() == Some(param) {
             if found.is_some() {
