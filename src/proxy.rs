@@ -1074,6 +1074,22 @@ impl ProxyHttp for CrossGate {
         }
     }
 
+    /// A client that leaves before its answer is complete (an EventSource closed, a page left,
+    /// a long poll given up) is ordinary traffic, not an error of the proxy: pingora's
+    /// "Fail to proxy" line at ERROR for each would bury real failures. The access log still
+    /// records it, with its status and error.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Box<Ctx>, e: &Error) -> bool {
+        let client_left = *e.esource() == ErrorSource::Downstream
+            && matches!(
+                e.etype(),
+                ErrorType::ConnectionClosed | ErrorType::WriteError
+            );
+        if client_left {
+            tracing::debug!(error = %e, "the client left before the response was complete");
+        }
+        client_left
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Box<Ctx>) {
         guard::idle(session.stream());
         let Some(rules) = ctx.rules.as_ref() else {

@@ -581,3 +581,54 @@ fn the_deployment_examples_are_consistent_with_the_binary() {
         assert!(root.join(path).exists(), "{path}");
     }
 }
+
+#[tokio::test]
+async fn a_client_leaving_an_event_stream_is_not_logged_as_an_error() {
+    let backend = Backend::start("b").await;
+    let proxy = free_addr();
+    let yaml = format!(
+        "listen: \"{proxy}\"\nupstreams:\n  b: {{servers: [\"{}\"], read_timeout: 1m}}\nroutes:\n  - {{name: events, upstream: b}}\n",
+        backend.addr
+    );
+    let (_child, rx) = run_capturing("sseleave", &yaml, &["run"]);
+    wait_until_listening(proxy).await;
+    {
+        // Event 1 arrives, then the client closes its socket while the backend holds event 2
+        // (a raw socket: an HTTP client library may keep it until more data comes).
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(proxy).await.unwrap();
+        s.write_all(b"GET /events/sse-gated HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        while !String::from_utf8_lossy(&got).contains("data: event 1") {
+            let mut buf = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+                .await
+                .expect("event 1 within 10 s")
+                .unwrap();
+            assert!(n > 0, "closed before event 1");
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    // The access line comes after pingora's error line, if there is one.
+    let mut before = Vec::new();
+    let line = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("no access log line within 10 s; before it: {before:?}"));
+        if line.contains("crossgate::access") {
+            break line;
+        }
+        before.push(line);
+    };
+    assert!(line.contains("path=/events/sse-gated"), "{line}");
+    assert!(
+        line.contains("error=") && line.contains("ConnectionClosed"),
+        "the access log keeps the reason: {line}"
+    );
+    assert!(
+        !before.iter().any(|l| l.contains("ERROR")),
+        "a client that left was logged as an error: {before:?}"
+    );
+}
