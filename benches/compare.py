@@ -222,6 +222,8 @@ def main():
         ("GET 1 KiB with Origin", "/api/json1k", origin, None, ["direct", "crossgate", "baseline", "nginx", "haproxy", "bare", "bare-timeouts"]),
         ("GET 64 KiB with Origin", "/api/json64k", origin, None, ["direct", "crossgate", "baseline", "nginx", "haproxy", "bare", "bare-timeouts"]),
         ("JSONP 1 KiB", "/api/json1k?callback=cb", [], None, ["crossgate", "baseline"]),
+        # Every request on a new client connection (the proxies keep theirs to the backend).
+        ("GET 1 KiB, new connection each", "/api/json1k", origin + ["Connection: close"], None, ["crossgate", "baseline", "nginx", "haproxy", "bare", "bare-timeouts"]),
     ]
     if args.scenarios:
         scenarios = [s for s in scenarios if any(w in s[0] for w in args.scenarios.split(","))]

@@ -23,14 +23,13 @@ use crate::upstream::HealthChecks;
 
 /// Whole seconds for pingora's settings, rounded up so that a configured 500ms is not 0.
 /// Client connections on plain TCP listeners read straight into pingora's own buffers, without
-/// its 64 KiB read buffer in between. pingora allocates that buffer zeroed for every accepted
-/// connection: measured with callgrind, the zeroing was 65k instructions per new connection
-/// (a new SSE stream cost 213k instructions, 144k without it), and once freed memory is
-/// reused, all 16 pages of every buffer are touched (idle WebSockets after a first batch had
-/// come and gone: 87 KiB each with it, 35 KiB without). pingora reads request heads and bodies
-/// into buffers of its own, so the extra buffer saved no system calls: per kept-alive request
-/// the instruction counts are the same. TLS listeners keep it (rustls reads in small pieces).
-/// Writes keep pingora's default buffer (1460 bytes).
+/// its 64 KiB read buffer in between. pingora allocates that buffer zero-filled for every
+/// accepted connection, and once freed memory is reused, all 16 pages of each one are written
+/// (idle WebSockets after a first batch had come and gone: 87 KiB each with it, 35 KiB
+/// without; `tests/slow_clients.rs` checks a second wave of idle connections). pingora reads
+/// request heads and bodies into buffers of its own, so the extra buffer saved no system
+/// calls: per kept-alive request the instruction counts are the same. TLS listeners keep it
+/// (rustls reads in small pieces). Writes keep pingora's default buffer (1460 bytes).
 pub(crate) const CLIENT_TCP_BUFFERS: pingora::listeners::L4BufferSettings =
     pingora::listeners::L4BufferSettings {
         read: Some(0),
