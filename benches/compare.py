@@ -265,6 +265,17 @@ def main():
     if args.out:
         with open(args.out, "w") as f:
             f.write(report)
+    # A comparison with failed requests or missing figures compares nothing: say so, exit 1.
+    problems = [f"{mode} {scen} {name}: {r['requests']} requests, {r['bad']} non-2xx, socket errors '{r['socket_errors']}'"
+                for (mode, scen, name), rs in results.items() for r in rs
+                if r["requests"] == 0 or r["bad"] or r["socket_errors"]]
+    problems += [f"{mode} {name}: no {what} figure" for (mode, name), e in extra.items()
+                 for what in ("ws", "sse") if not e[what]]
+    problems += [f"{mode} {name}: no idle WebSocket figure" for (mode, name), e in extra.items()
+                 if name != "direct" and e["idle"] != e["idle"]]
+    if problems:
+        sys.exit("compare: FAILED\n  " + "\n  ".join(problems))
+
 
 
 def med(xs, key):
