@@ -356,7 +356,6 @@ fn client_limits(session: &mut Session, limits: &ClientTimeouts) {
     }
 }
 
-/// The status the proxy answers with when it cannot get a response from upstream.
 /// Whether pingora will send this response chunked on an HTTP/1.1 connection (it keeps the
 /// upstream's framing): a head, then chunks, then the last chunk, each flushed.
 fn chunked_h1(session: &Session, resp: &ResponseHeader) -> bool {
@@ -376,6 +375,7 @@ fn chunked_h1(session: &Session, resp: &ResponseHeader) -> bool {
             })
 }
 
+/// The status the proxy answers with when it cannot get a response from upstream.
 fn error_status(e: &Error) -> u16 {
     match (e.esource(), e.etype()) {
         (_, ErrorType::HTTPStatus(code)) => *code,

@@ -21,7 +21,6 @@ use crate::reload::Reloader;
 use crate::rules::Rules;
 use crate::upstream::HealthChecks;
 
-/// Whole seconds for pingora's settings, rounded up so that a configured 500ms is not 0.
 /// Client connections on plain TCP listeners read straight into pingora's own buffers, without
 /// its 64 KiB read buffer in between. pingora allocates that buffer zero-filled for every
 /// accepted connection, and once freed memory is reused, all 16 pages of each one are written
@@ -30,12 +29,13 @@ use crate::upstream::HealthChecks;
 /// request heads and bodies into buffers of its own, so the extra buffer saved no system
 /// calls: per kept-alive request the instruction counts are the same. TLS listeners keep it
 /// (rustls reads in small pieces). Writes keep pingora's default buffer (1460 bytes).
-pub(crate) const CLIENT_TCP_BUFFERS: pingora::listeners::L4BufferSettings =
+const CLIENT_TCP_BUFFERS: pingora::listeners::L4BufferSettings =
     pingora::listeners::L4BufferSettings {
         read: Some(0),
         write: None,
     };
 
+/// Whole seconds for pingora's settings, rounded up so that a configured 500ms is not 0.
 fn ceil_secs(d: std::time::Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{client, free_addr, header, stdout_lines, wait_until_listening, Backend, Running};
+use common::{
+    client, free_addr, header, read_raw_until, stdout_lines, wait_until_listening, Backend, Running,
+};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_crossgate"))
@@ -295,14 +297,7 @@ async fn json_access_log_has_one_line_per_request_with_every_field() {
         .unwrap();
     assert_eq!(r.status(), 200);
 
-    let line = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("no access log line within 10 s");
-        if line.contains("crossgate::access") {
-            break line;
-        }
-    };
+    let (line, _) = next_log_line(&rx, "crossgate::access");
     let v: serde_json::Value =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
     assert_eq!(v["target"], "crossgate::access");
@@ -314,6 +309,21 @@ async fn json_access_log_has_one_line_per_request_with_every_field() {
     assert_eq!(v["cors"], "allowed");
     assert_eq!(v["host"], proxy.ip().to_string(), "{line}");
     assert!(v["upstream_ms"].as_f64().is_some(), "{line}");
+}
+
+/// The next log line of `target` on the captured stdout, and the lines before it; fails after
+/// 10 s.
+fn next_log_line(rx: &std::sync::mpsc::Receiver<String>, target: &str) -> (String, Vec<String>) {
+    let mut before = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("no {target} line within 10 s; before it: {before:?}"));
+        if line.contains(target) {
+            return (line, before);
+        }
+        before.push(line);
+    }
 }
 
 /// Starts `crossgate run` on `yaml` with stdout captured line by line.
@@ -351,14 +361,7 @@ async fn text_access_log_is_the_default() {
         .send()
         .await
         .unwrap();
-    let line = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("no access log line within 10 s");
-        if line.contains("crossgate::access") {
-            break line;
-        }
-    };
+    let (line, _) = next_log_line(&rx, "crossgate::access");
     assert!(!line.starts_with('{'), "{line}");
     for field in [
         "method=GET",
@@ -430,14 +433,7 @@ async fn beacon_hits_are_logged_with_bounded_fields() {
         .send()
         .await
         .unwrap();
-    let line = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("no beacon log line within 10 s");
-        if line.contains("crossgate::beacon") {
-            break line;
-        }
-    };
+    let (line, _) = next_log_line(&rx, "crossgate::beacon");
     assert!(line.contains("beacon=pv"), "{line}");
     assert!(line.contains("fields=ev=view page=/home"), "{line}");
     assert!(line.contains("fields_skipped=1"), "{line}");
@@ -459,14 +455,7 @@ async fn report_only_logs_who_would_be_refused() {
         .send()
         .await
         .unwrap();
-    let line = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("no report-only log line within 10 s");
-        if line.contains("crossgate::report_only") {
-            break line;
-        }
-    };
+    let (line, _) = next_log_line(&rx, "crossgate::report_only");
     assert!(
         line.contains("origin=https://old-partner.example"),
         "{line}"
@@ -595,33 +584,15 @@ async fn a_client_leaving_an_event_stream_is_not_logged_as_an_error() {
     {
         // Event 1 arrives, then the client closes its socket while the backend holds event 2
         // (a raw socket: an HTTP client library may keep it until more data comes).
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let mut s = tokio::net::TcpStream::connect(proxy).await.unwrap();
         s.write_all(b"GET /events/sse-gated HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
-        let mut got = Vec::new();
-        while !String::from_utf8_lossy(&got).contains("data: event 1") {
-            let mut buf = [0u8; 4096];
-            let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
-                .await
-                .expect("event 1 within 10 s")
-                .unwrap();
-            assert!(n > 0, "closed before event 1");
-            got.extend_from_slice(&buf[..n]);
-        }
+        read_raw_until(&mut s, &mut Vec::new(), b"data: event 1").await;
     }
     // The access line comes after pingora's error line, if there is one.
-    let mut before = Vec::new();
-    let line = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("no access log line within 10 s; before it: {before:?}"));
-        if line.contains("crossgate::access") {
-            break line;
-        }
-        before.push(line);
-    };
+    let (line, before) = next_log_line(&rx, "crossgate::access");
     assert!(line.contains("path=/events/sse-gated"), "{line}");
     assert!(
         line.contains("error=") && line.contains("ConnectionClosed"),

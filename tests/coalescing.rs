@@ -6,10 +6,9 @@
 mod common;
 
 use std::os::fd::AsRawFd;
-use std::time::Duration;
 
-use common::{Backend, Proxy};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use common::{read_raw_until, Backend, Proxy};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 fn config(backend: &Backend) -> String {
@@ -50,26 +49,6 @@ fn data_segments_in(s: &TcpStream) -> u32 {
     info.tcpi_data_segs_in
 }
 
-/// Reads until `got` ends with `end` (or contains `marker`), failing after 10 s with what came.
-async fn read_until(s: &mut TcpStream, got: &mut Vec<u8>, end: &[u8]) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !got.windows(end.len()).any(|w| w == end) {
-        let mut buf = [0u8; 16384];
-        let n = tokio::time::timeout_at(deadline, s.read(&mut buf))
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "waited 10 s for {:?}; got {:?}",
-                    String::from_utf8_lossy(end),
-                    String::from_utf8_lossy(got)
-                )
-            })
-            .unwrap();
-        assert!(n > 0, "closed; got {:?}", String::from_utf8_lossy(got));
-        got.extend_from_slice(&buf[..n]);
-    }
-}
-
 async fn request(s: &mut TcpStream, path: &str) {
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: api.example.com\r\nOrigin: https://app.example.com\r\n\r\n"
@@ -86,7 +65,7 @@ async fn a_small_jsonp_answer_leaves_in_one_send_and_the_next_one_too() {
         let before = data_segments_in(&s);
         request(&mut s, &format!("/items?callback=cb{i}")).await;
         let mut got = Vec::new();
-        read_until(&mut s, &mut got, b"\r\n0\r\n\r\n").await;
+        read_raw_until(&mut s, &mut got, b"\r\n0\r\n\r\n").await;
         let text = String::from_utf8_lossy(&got);
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");
         assert!(text.contains(&format!("/**/cb{i}(")), "{text}");
@@ -104,7 +83,7 @@ async fn a_small_jsonp_answer_leaves_in_one_send_and_the_next_one_too() {
     // A Content-Length answer on the same connection is untouched.
     request(&mut s, "/items").await;
     let mut got = Vec::new();
-    read_until(&mut s, &mut got, b"}").await;
+    read_raw_until(&mut s, &mut got, b"}").await;
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(
@@ -121,7 +100,7 @@ async fn an_event_streams_head_and_first_event_leave_together_and_nothing_is_hel
     request(&mut s, "/events/sse-gated?n=2").await;
     let mut got = Vec::new();
     // The backend holds event 2 until released: event 1 must come without it.
-    read_until(&mut s, &mut got, b"data: event 1\n\n").await;
+    read_raw_until(&mut s, &mut got, b"data: event 1\n\n").await;
     let text = String::from_utf8_lossy(&got).into_owned();
     assert!(text.contains("text/event-stream"), "{text}");
     assert_eq!(
@@ -130,11 +109,11 @@ async fn an_event_streams_head_and_first_event_leave_together_and_nothing_is_hel
         "the head and the first event came in more than one send: {text}"
     );
     backend.release_event();
-    read_until(&mut s, &mut got, b"data: event 2\n\n").await;
-    read_until(&mut s, &mut got, b"\r\n0\r\n\r\n").await;
+    read_raw_until(&mut s, &mut got, b"data: event 2\n\n").await;
+    read_raw_until(&mut s, &mut got, b"\r\n0\r\n\r\n").await;
     // The connection is kept alive and serves the next request.
     request(&mut s, "/items?callback=cb").await;
     let mut next = Vec::new();
-    read_until(&mut s, &mut next, b"\r\n0\r\n\r\n").await;
+    read_raw_until(&mut s, &mut next, b"\r\n0\r\n\r\n").await;
     assert!(String::from_utf8_lossy(&next).contains("/**/cb("));
 }

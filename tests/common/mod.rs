@@ -552,3 +552,24 @@ pub fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receive
     });
     rx
 }
+
+/// Reads from a raw connection until `got` holds `marker`, failing after 10 s with what came.
+pub async fn read_raw_until(s: &mut tokio::net::TcpStream, got: &mut Vec<u8>, marker: &[u8]) {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !got.windows(marker.len()).any(|w| w == marker) {
+        let mut buf = [0u8; 16384];
+        let n = tokio::time::timeout_at(deadline, s.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "waited 10 s for {:?}; got {:?}",
+                    String::from_utf8_lossy(marker),
+                    String::from_utf8_lossy(got)
+                )
+            })
+            .unwrap();
+        assert!(n > 0, "closed; got {:?}", String::from_utf8_lossy(got));
+        got.extend_from_slice(&buf[..n]);
+    }
+}
