@@ -38,6 +38,7 @@ impl ProxyHttp for Bare {
 
     async fn request_filter(&self, session: &mut Session, _c: &mut ()) -> Result<bool> {
         use http::header::*;
+        use http::HeaderValue as V;
         if self.timeouts {
             // What crossgate's request_filter sets (src/proxy.rs, client_limits).
             session.set_read_timeout(Some(MINUTE));
@@ -46,7 +47,6 @@ impl ProxyHttp for Bare {
                 session.set_keepalive(Some(MINUTE.as_secs()));
             }
         }
-        use http::HeaderValue as V;
         let req = session.req_header();
         if req.method != http::Method::OPTIONS
             || !req.headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD)
