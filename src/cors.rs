@@ -391,9 +391,12 @@ impl CorsPolicy {
             }
             return;
         }
+        // The backend's own CORS headers pass only for an origin the policy allows: a refused
+        // origin never leaves with CORS headers, whoever wrote them.
         let backend_has_cors = resp.headers.contains_key(ACCESS_CONTROL_ALLOW_ORIGIN);
         match self.upstream_headers {
-            UpstreamHeaders::Passthrough if backend_has_cors => {}
+            UpstreamHeaders::Passthrough
+                if backend_has_cors && !matches!(check, OriginCheck::Denied(_)) => {}
             _ => {
                 strip_cors_headers(resp);
                 if let OriginCheck::Allowed(acao) = check {
@@ -882,6 +885,25 @@ mod tests {
             get(&resp, "access-control-allow-origin"),
             Some("https://app.example.com")
         );
+    }
+
+    #[test]
+    fn passthrough_never_lets_the_backends_headers_out_to_a_refused_origin() {
+        let mut s = spec(list(&["https://app.example.com"]));
+        s.upstream_headers = UpstreamHeaders::Passthrough;
+        let p = CorsPolicy::new(s);
+        let check = p.check_origin(&req("GET", &[("origin", "https://evil.example")]));
+        assert!(matches!(check, OriginCheck::Denied(_)));
+        let mut resp = response(&[
+            ("access-control-allow-origin", "*"),
+            ("access-control-allow-credentials", "true"),
+            ("access-control-expose-headers", "x-secret"),
+        ]);
+        p.apply_actual(&mut resp, &check);
+        assert!(resp
+            .headers
+            .keys()
+            .all(|k| !k.as_str().starts_with("access-control-")));
     }
 
     #[test]

@@ -72,6 +72,7 @@ fn split_url(url: &str) -> Result<(&str, &str), String> {
         .find('/')
         .map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
     let host = crate::proxy::strip_port(authority);
+    let host = host.strip_suffix('.').unwrap_or(host);
     if host.is_empty() {
         return Err(format!("{url:?} has no host"));
     }
@@ -151,6 +152,26 @@ pub fn explain(
     }
 
     let mut out = String::new();
+    // The proxy decides the path before anything else (crate::path).
+    let target = match crate::path::target(path, true, rules.server.ambiguous_paths) {
+        Ok(t) => t,
+        Err(why) => {
+            let _ = writeln!(
+                out,
+                "path: {path} is refused with 400 by crossgate before routing: {why} (server.ambiguous_paths is reject)"
+            );
+            return Ok(Explanation {
+                report: out,
+                allowed: false,
+            });
+        }
+    };
+    if let Some(forward) = target.forward() {
+        let _ = writeln!(
+            out,
+            "path: routed and forwarded as {forward} (server.ambiguous_paths is forward_normalized)"
+        );
+    }
     if url_origin(url) == origin {
         let _ = writeln!(
             out,
@@ -176,7 +197,10 @@ pub fn explain(
             allowed: true,
         });
     }
-    let Some(route) = rules.find(host, path) else {
+    let Some(route) = rules
+        .find_index(host, target.key())
+        .map(|i| &rules.routes[i])
+    else {
         let _ = writeln!(
             out,
             "route: none matches host {host} path {path}: crossgate answers 404 itself"

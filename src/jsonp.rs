@@ -24,8 +24,32 @@ impl Callback {
     }
 }
 
-/// Validates a callback name. The error says why, for the 400 body.
+/// Which callback names a route accepts (`jsonp.callback_pattern`).
+///
+/// A dotted name (`app.handlers.done`) runs a method of whatever object the page has at that
+/// path, with the JSON as its argument. The answer is cross-origin script, so that is the
+/// including page's own code: but a page that includes JSONP from its own origin (or an
+/// allowed one) with an attacker-chosen callback lets the attacker call any reachable method
+/// of that page (Same Origin Method Execution). `identifier` closes that to plain global
+/// functions.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackPattern {
+    /// `^[A-Za-z_$][A-Za-z0-9_$]*(\.[A-Za-z_$][A-Za-z0-9_$]*)*$` (jQuery's and most
+    /// libraries' names).
+    #[default]
+    Dotted,
+    /// `^[A-Za-z_$][A-Za-z0-9_$]*$`: a plain function name, no member access.
+    Identifier,
+}
+
+/// Validates a callback name under the default grammar (dotted names).
 pub fn validate(name: &str) -> Result<Callback, String> {
+    validate_with(name, CallbackPattern::Dotted)
+}
+
+/// Validates a callback name. The error says why, for the 400 body.
+pub fn validate_with(name: &str, pattern: CallbackPattern) -> Result<Callback, String> {
     if name.is_empty() {
         return Err("the callback is empty".into());
     }
@@ -34,6 +58,11 @@ pub fn validate(name: &str) -> Result<Callback, String> {
     }
     let ident_start = |b: u8| b.is_ascii_alphabetic() || b == b'_' || b == b'$';
     let ident = |b: u8| ident_start(b) || b.is_ascii_digit();
+    if pattern == CallbackPattern::Identifier && name.contains('.') {
+        return Err(
+            "the callback must be a plain function name such as handle (this route's jsonp.callback_pattern is identifier)".into(),
+        );
+    }
     for part in name.split('.') {
         let bytes = part.as_bytes();
         if bytes.is_empty() || !ident_start(bytes[0]) || !bytes.iter().all(|b| ident(*b)) {
@@ -64,7 +93,7 @@ pub enum Ask {
 }
 
 /// Looks for the callback parameter `param` in a raw query string.
-pub fn ask(query: Option<&str>, param: &str) -> Ask {
+pub fn ask(query: Option<&str>, param: &str, pattern: CallbackPattern) -> Ask {
     // Most requests on a JSONP route are plain ones: nothing to parse.
     let Some(query) = query.filter(|q| !q.is_empty()) else {
         return Ask::No;
@@ -83,7 +112,7 @@ pub fn ask(query: Option<&str>, param: &str) -> Ask {
         None => Ask::No,
         Some(raw) => match percent_decode(raw) {
             None => Ask::Invalid("the callback is not valid percent-encoded UTF-8".into()),
-            Some(name) => match validate(&name) {
+            Some(name) => match validate_with(&name, pattern) {
                 Ok(cb) => Ask::Yes(cb),
                 Err(why) => Ask::Invalid(why),
             },
@@ -330,26 +359,62 @@ mod tests {
     }
 
     #[test]
+    fn the_identifier_pattern_refuses_member_access() {
+        let id = CallbackPattern::Identifier;
+        for ok in ["cb", "_x", "$", "jQuery123_456"] {
+            assert!(validate_with(ok, id).is_ok(), "{ok}");
+        }
+        for bad in ["a.b", "a.b.c", "window.opener.close", "1a", "a-b"] {
+            assert!(validate_with(bad, id).is_err(), "{bad:?}");
+        }
+        assert!(matches!(
+            ask(Some("callback=a.b"), "callback", id),
+            Ask::Invalid(_)
+        ));
+        assert_eq!(ask(Some("callback=cb"), "callback", id), Ask::Yes(cb("cb")));
+    }
+
+    #[test]
     fn finds_the_callback_in_the_query() {
-        assert_eq!(ask(Some("callback=cb&x=1"), "callback"), Ask::Yes(cb("cb")));
-        assert_eq!(ask(Some("x=1"), "callback"), Ask::No);
-        assert_eq!(ask(None, "callback"), Ask::No);
-        assert_eq!(ask(Some("jsonp=a.b"), "jsonp"), Ask::Yes(cb("a.b")));
-        assert_eq!(ask(Some("callback=%24cb"), "callback"), Ask::Yes(cb("$cb")));
+        assert_eq!(
+            ask(Some("callback=cb&x=1"), "callback", CallbackPattern::Dotted),
+            Ask::Yes(cb("cb"))
+        );
+        assert_eq!(
+            ask(Some("x=1"), "callback", CallbackPattern::Dotted),
+            Ask::No
+        );
+        assert_eq!(ask(None, "callback", CallbackPattern::Dotted), Ask::No);
+        assert_eq!(
+            ask(Some("jsonp=a.b"), "jsonp", CallbackPattern::Dotted),
+            Ask::Yes(cb("a.b"))
+        );
+        assert_eq!(
+            ask(Some("callback=%24cb"), "callback", CallbackPattern::Dotted),
+            Ask::Yes(cb("$cb"))
+        );
         assert!(matches!(
-            ask(Some("callback=alert(1)//"), "callback"),
+            ask(
+                Some("callback=alert(1)//"),
+                "callback",
+                CallbackPattern::Dotted
+            ),
             Ask::Invalid(_)
         ));
         assert!(matches!(
-            ask(Some("callback="), "callback"),
+            ask(Some("callback="), "callback", CallbackPattern::Dotted),
             Ask::Invalid(_)
         ));
         assert!(matches!(
-            ask(Some("callback=a&callback=b"), "callback"),
+            ask(
+                Some("callback=a&callback=b"),
+                "callback",
+                CallbackPattern::Dotted
+            ),
             Ask::Invalid(_)
         ));
         assert!(matches!(
-            ask(Some("callback=%ZZ"), "callback"),
+            ask(Some("callback=%ZZ"), "callback", CallbackPattern::Dotted),
             Ask::Invalid(_)
         ));
     }

@@ -14,6 +14,7 @@ pub mod jsonp;
 pub mod logging;
 pub mod metrics;
 pub mod origin;
+pub mod path;
 pub mod percent;
 pub mod proxy;
 pub mod reload;

@@ -9,11 +9,7 @@ pub fn decode(s: &str, plus_is_space: bool) -> (Vec<u8>, bool) {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'%' => match bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
+            b'%' => match escape_at(bytes, i) {
                 Some(v) => {
                     out.push(v);
                     i += 3;
@@ -34,6 +30,24 @@ pub fn decode(s: &str, plus_is_space: bool) -> (Vec<u8>, bool) {
     (out, valid)
 }
 
+/// The value of a hex digit.
+fn hex(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// The byte that the escape at `s[i]` (a `%`) stands for, if exactly two hex digits follow.
+/// (`u8::from_str_radix` would also take `%+f`: it accepts a sign.)
+pub fn escape_at(s: &[u8], i: usize) -> Option<u8> {
+    let hi = hex(*s.get(i + 1)?)?;
+    let lo = hex(*s.get(i + 2)?)?;
+    Some(hi << 4 | lo)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,5 +58,7 @@ mod tests {
         assert_eq!(decode("a+b", true), (b"a b".to_vec(), true));
         assert_eq!(decode("a+b", false), (b"a+b".to_vec(), true));
         assert_eq!(decode("%ZZ%2", false), (b"%ZZ%2".to_vec(), false));
+        // Only two hex digits form an escape: no sign, no space.
+        assert_eq!(decode("%+f%-1% f", false), (b"%+f%-1% f".to_vec(), false));
     }
 }

@@ -95,6 +95,9 @@ pub struct Ctx {
     /// The response goes to the client chunked over HTTP/1.1: its sends can be coalesced
     /// (`guard::hold_head_flush`).
     chunked_out: bool,
+    /// The normalized path that replaces the client's upstream (`ambiguous_paths:
+    /// forward_normalized`), so that what was routed is what is forwarded.
+    forward_path: Option<String>,
     _in_flight: InFlight,
 }
 
@@ -126,16 +129,20 @@ impl Ctx {
 /// The request's host without its port: the request target's authority when it has one
 /// (HTTP/2's `:authority`, or an absolute-form HTTP/1.1 target, which RFC 9112 §3.2.2 says
 /// wins over `Host`), else `Host`.
+///
+/// A fully qualified name's trailing dot is dropped (`api.example.com.` is
+/// `api.example.com`), so that it cannot miss its route and fall to a later one.
 pub fn request_host(req: &RequestHeader) -> &str {
-    if let Some(h) = req.uri.host() {
-        return h;
-    }
-    let raw = req
-        .headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    strip_port(raw)
+    let host = match req.uri.host() {
+        Some(h) => h,
+        None => strip_port(
+            req.headers
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or(""),
+        ),
+    };
+    host.strip_suffix('.').unwrap_or(host)
 }
 
 pub(crate) fn strip_port(host: &str) -> &str {
@@ -172,6 +179,18 @@ fn send_text<'a>(
         }
         Ok(())
     })
+}
+
+/// An origin-form request target of `path` and `query`.
+pub(crate) fn origin_form(path: &str, query: Option<&str>) -> Result<http::Uri> {
+    let target = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    http::Uri::builder()
+        .path_and_query(target)
+        .build()
+        .map_err(|e| Error::because(ErrorType::InternalError, "rewriting the request target", e))
 }
 
 /// The request's Origin, made safe for a log line.
@@ -657,6 +676,7 @@ impl ProxyHttp for CrossGate {
             jsonp_result: None,
             stream_gauge: None,
             chunked_out: false,
+            forward_path: None,
             _in_flight: InFlight::new(&self.in_flight),
         })
     }
@@ -666,6 +686,22 @@ impl ProxyHttp for CrossGate {
         client_limits(session, &rules.server.client);
         let req = session.req_header();
         let (host, path) = (request_host(req), req.uri.path());
+        let target = match crate::path::target(
+            path,
+            req.raw_path_is_utf8(),
+            rules.server.ambiguous_paths,
+        ) {
+            Ok(t) => t,
+            Err(why) => {
+                ctx.rules = Some(rules.clone());
+                let message = format!(
+                    "crossgate: ambiguous request path refused: {why} (server.ambiguous_paths is reject)"
+                );
+                send_text(session, 400, message, None).await?;
+                // Answered: what would be routed is not what the backend would get.
+                return Ok(true);
+            }
+        };
         if let Some(asset) = rules.bridge.as_ref().and_then(|b| b.asset(path)) {
             ctx.rules = Some(rules.clone());
             serve_bridge(
@@ -684,11 +720,35 @@ impl ProxyHttp for CrossGate {
             // Answered: beacons are the proxy's own endpoints.
             return Ok(true);
         }
-        ctx.route = rules.find_index(host, path);
+        ctx.route = rules.find_index(host, target.key());
+        ctx.forward_path = target.forward().map(str::to_owned);
         ctx.rules = Some(rules.clone());
 
         let Some(route) = ctx.route.map(|i| &rules.routes[i]) else {
             let req = session.req_header();
+            if let Some(policy) = rules
+                .default_cors
+                .as_deref()
+                .filter(|_| cors::is_preflight(req))
+            {
+                // A 404 is no answer to a preflight (the browser reports a CORS error, not the
+                // status): answer it from default_cors, so that the actual request goes out and
+                // its 404 is readable.
+                let preflight = policy.preflight(req);
+                ctx.preflight = true;
+                ctx.origin = preflight.check;
+                let end = preflight.body.is_none();
+                session
+                    .write_response_header(Box::new(preflight.header), end)
+                    .await?;
+                if let Some(body) = preflight.body {
+                    session
+                        .write_response_body(Some(Bytes::from(body)), true)
+                        .await?;
+                }
+                // Answered: a preflight for a path no route serves.
+                return Ok(true);
+            }
             ctx.origin = match ctx.policy() {
                 Some(p) => p.check_origin(req),
                 None => OriginCheck::NoOrigin,
@@ -769,6 +829,7 @@ impl ProxyHttp for CrossGate {
                     session,
                     &self.connector,
                     &peer,
+                    ctx.forward_path.as_deref(),
                     heartbeat,
                     silence,
                     |resp| {
@@ -788,7 +849,7 @@ impl ProxyHttp for CrossGate {
         }
         if let Some(j) = &route.jsonp {
             if req.method == Method::GET {
-                match jsonp::ask(req.uri.query(), &j.param) {
+                match jsonp::ask(req.uri.query(), &j.param, j.callback_pattern) {
                     jsonp::Ask::No => {}
                     jsonp::Ask::Invalid(why) => {
                         ctx.jsonp_result = Some("rejected");
@@ -837,23 +898,30 @@ impl ProxyHttp for CrossGate {
         upstream: &mut RequestHeader,
         ctx: &mut Box<Ctx>,
     ) -> Result<()> {
+        if let Some(path) = ctx.forward_path.as_deref() {
+            // ambiguous_paths: forward_normalized: the routed path is the forwarded one.
+            let uri = origin_form(path, upstream.uri.query())?;
+            upstream.set_uri(uri);
+        }
         if ctx.jsonp.is_some() {
-            let param = ctx
+            let (param, credentials) = match ctx
                 .route()
-                .and_then(|r| r.jsonp.as_ref())
-                .map_or("callback", |j| j.param.as_str());
+                .and_then(|r| r.jsonp.as_ref().zip(r.cors.as_deref()))
+            {
+                Some((j, policy)) => (j.param.as_str(), policy.credentials),
+                None => ("callback", false),
+            };
             if let Some(query) = upstream.uri.query() {
-                let path_and_query = match jsonp::strip_query(query, param) {
-                    Some(q) => format!("{}?{q}", upstream.uri.path()),
-                    None => upstream.uri.path().to_owned(),
-                };
-                let uri = http::Uri::builder()
-                    .path_and_query(path_and_query)
-                    .build()
-                    .map_err(|e| {
-                        Error::because(ErrorType::InternalError, "rewriting the JSONP query", e)
-                    })?;
+                let query = jsonp::strip_query(query, param);
+                let uri = origin_form(upstream.uri.path(), query.as_deref())?;
                 upstream.set_uri(uri);
+            }
+            // A <script> carries the user's cookies whatever the CORS policy says, and the
+            // answer is readable by the including page: unless the policy allows credentials,
+            // the backend must not see them (it would answer as the user).
+            if !credentials {
+                upstream.remove_header(&http::header::COOKIE);
+                upstream.remove_header(&http::header::AUTHORIZATION);
             }
             // pingora decodes what the upstream request does not accept: with no Accept-Encoding,
             // whatever the backend compresses anyway (gzip, br) arrives decoded.

@@ -4,7 +4,6 @@
 //! without any further check, or the first [`ConfigError`]. Warnings (values browsers will cap,
 //! unused policies) are collected beside the rules.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -24,7 +23,9 @@ use crate::config::{
     YamlPath,
 };
 use crate::cors::{AllowOrigin, CorsPolicy, PolicySpec};
+use crate::jsonp::CallbackPattern;
 use crate::origin::{anchored_regex, canonical_exact, OriginList, Wildcard};
+use crate::path::AmbiguousPaths;
 use crate::upstream::{HealthSpec, Timeouts, Upstream, UpstreamTls};
 
 /// Browsers cap `Access-Control-Max-Age`: Chromium at 2 hours, Firefox at 24.
@@ -105,6 +106,7 @@ pub struct JsonpRoute {
     pub param: String,
     pub envelope: bool,
     pub allow_without_referer: bool,
+    pub callback_pattern: CallbackPattern,
 }
 
 /// An HTTPS listener.
@@ -125,6 +127,7 @@ pub struct ServerSettings {
     pub grace_period: Duration,
     pub shutdown_timeout: Duration,
     pub client: ClientTimeouts,
+    pub ambiguous_paths: AmbiguousPaths,
 }
 
 /// Limits on how slowly a client may send or read (see `server:` in config.example.yaml).
@@ -160,63 +163,22 @@ pub struct Rules {
 }
 
 impl Rules {
-    /// The first route that serves `host` (without port) and `path`.
+    /// The route a request for `host` (without port) and the raw `path` (as sent, no query)
+    /// is served by, under `server.ambiguous_paths`; None when no route serves it or the path
+    /// is refused. What `explain` and tests ask; the proxy calls [`crate::path::target`] and
+    /// [`Rules::find_index`] itself, to keep the forwarded path.
     pub fn find(&self, host: &str, path: &str) -> Option<&Route> {
-        self.find_index(host, path).map(|i| &self.routes[i])
+        let target = crate::path::target(path, true, self.server.ambiguous_paths).ok()?;
+        self.find_index(host, target.key()).map(|i| &self.routes[i])
     }
 
-    /// The index of [`Rules::find`]'s route in `routes`.
-    pub fn find_index(&self, host: &str, path: &str) -> Option<usize> {
-        let path = normalize_path(path);
+    /// The index of the first route that serves `host` and the routed path `key` (a
+    /// [`crate::path::Target`]'s key: already decoded and checked).
+    pub fn find_index(&self, host: &str, key: &str) -> Option<usize> {
         self.routes
             .iter()
-            .position(|r| r.host.matches(host) && r.path.matches(&path))
+            .position(|r| r.host.matches(host) && r.path.matches(key))
     }
-}
-
-/// The path routes are matched against: percent-decoded (`%2F` included), backslashes read as
-/// slashes, dot segments resolved (also Tomcat's `..;param`) and repeated slashes merged. A
-/// request cannot reach a path under another route's rules by spelling it differently
-/// (`/public/..%2Fadmin`): it is routed as the most path-resolving backend would read it. The
-/// request is still forwarded as the client wrote it.
-pub fn normalize_path(raw: &str) -> Cow<'_, str> {
-    // One pass over the bytes (this runs for every request): nothing to decode or resolve.
-    let b = raw.as_bytes();
-    let simple = b.iter().enumerate().all(|(i, c)| match c {
-        b'%' | b'\\' | b';' => false,
-        b'/' => !matches!(b.get(i + 1), Some(b'.' | b'/')),
-        _ => true,
-    });
-    if simple {
-        return Cow::Borrowed(raw);
-    }
-    let (decoded, _) = crate::percent::decode(raw, false);
-    let decoded = String::from_utf8_lossy(&decoded).replace('\\', "/");
-    let mut segments: Vec<&str> = Vec::new();
-    let mut trailing_slash = false;
-    for seg in decoded.split('/') {
-        trailing_slash = true;
-        match seg.split(';').next().unwrap_or("") {
-            "" if seg.is_empty() => {}
-            "." => {}
-            ".." => {
-                segments.pop();
-            }
-            _ => {
-                segments.push(seg);
-                trailing_slash = false;
-            }
-        }
-    }
-    let mut out = String::with_capacity(decoded.len());
-    for seg in &segments {
-        out.push('/');
-        out.push_str(seg);
-    }
-    if trailing_slash || out.is_empty() {
-        out.push('/');
-    }
-    Cow::Owned(out)
 }
 
 /// Whether every host `b` matches is matched by `a`.
@@ -404,7 +366,15 @@ impl Compiler<'_> {
                     cfg.server.client_send_timeout,
                 )?,
             },
+            ambiguous_paths: cfg.server.ambiguous_paths,
         };
+        if server.ambiguous_paths == AmbiguousPaths::Keep {
+            self.warn(
+                &server_path.key("ambiguous_paths"),
+                "ambiguous_paths is keep: a path such as /public/..%2F..%2Fapi/x is routed as /api/x but forwarded as sent, so a backend that resolves it differently serves it under another route's rules".into(),
+                "use reject (the default) or forward_normalized",
+            );
+        }
 
         let mut upstreams = BTreeMap::new();
         for (name, up) in &cfg.upstreams {
@@ -474,6 +444,28 @@ impl Compiler<'_> {
                 Some(ws) => {
                     if cors.is_none() {
                         return Err(self.err(&path.key("websocket"), "websocket needs the route's cors policy: browsers do not apply CORS to WebSockets, so crossgate checks the upgrade's Origin against its allow_origins".into(), "add cors: to this route (a policy name or an inline policy)"));
+                    }
+                    let any = cors
+                        .as_deref()
+                        .is_some_and(|p| matches!(p.origins, AllowOrigin::Any));
+                    let ws_path = path.key("websocket");
+                    match (any, ws.allow_any_origin) {
+                        (true, false) => return Err(self.err(
+                            &ws_path,
+                            format!("websocket on route {:?}, whose policy allows any origin: handshakes always carry the user's cookies, so any site could open this socket as the user (cross-site WebSocket hijacking)", r.name),
+                            "list the origins in the route's policy, or, for a socket that needs no user's credentials, opt in with websocket: {allow_any_origin: true}",
+                        )),
+                        (true, true) => self.warn(
+                            &ws_path.key("allow_any_origin"),
+                            format!("route {:?} lets any site open its WebSocket with the user's cookies", r.name),
+                            "keep it only if the socket serves nothing per user",
+                        ),
+                        (false, true) => self.warn(
+                            &ws_path.key("allow_any_origin"),
+                            "allow_any_origin has no effect: the route's policy lists its origins".into(),
+                            "remove it",
+                        ),
+                        (false, false) => {}
                     }
                     Some(WebSocketRoute {
                         idle_timeout: self.positive(
@@ -876,6 +868,7 @@ impl Compiler<'_> {
             param,
             envelope: j.envelope,
             allow_without_referer: j.without_referer == Permission::Allow,
+            callback_pattern: j.callback_pattern,
         })
     }
 
@@ -883,6 +876,8 @@ impl Compiler<'_> {
         let Some(h) = host else {
             return Ok(HostMatch::Any);
         };
+        // A fully qualified name (`api.example.com.`) is the same host.
+        let h = h.strip_suffix('.').unwrap_or(h);
         let (m, bare) = match h.strip_prefix("*.") {
             Some(suffix) => (
                 HostMatch::Suffix(format!(".{}", suffix.to_ascii_lowercase())),
@@ -1203,29 +1198,16 @@ mod tests {
     }
 
     #[test]
-    fn paths_are_normalized_before_matching() {
-        for (raw, norm) in [
-            ("/api/items", "/api/items"),
-            ("/public/../admin", "/admin"),
-            ("/public/..%2Fadmin", "/admin"),
-            ("/public/%2e%2e/admin", "/admin"),
-            ("/public/..;x=1/admin", "/admin"),
-            ("/public\\..\\admin", "/admin"),
-            ("//api//items/", "/api/items/"),
-            ("/api/./items/.", "/api/items/"),
-            ("/..", "/"),
-            ("/a/b/..", "/a/"),
-            ("/file.json", "/file.json"),
-            ("/a%20b", "/a b"),
-        ] {
-            assert_eq!(normalize_path(raw), norm, "{raw}");
-        }
-    }
-
-    #[test]
-    fn a_dotted_path_is_routed_where_it_resolves() {
+    fn a_dotted_path_is_refused_by_default_and_routed_where_it_resolves_when_normalized() {
+        let routes = "routes:\n  - {name: public, path: /public/, upstream: api}\n  - {name: admin, path: /admin/, upstream: api}\n";
+        let rules = compile_str(&format!("{BASE}{routes}")).unwrap();
+        assert!(rules.find("x", "/public/..%2Fadmin/x").is_none());
+        assert_eq!(
+            rules.find("x", "/public/a%20b").map(|r| r.name.as_str()),
+            Some("public")
+        );
         let rules = compile_str(&format!(
-            "{BASE}routes:\n  - {{name: public, path: /public/, upstream: api}}\n  - {{name: admin, path: /admin/, upstream: api}}\n"
+            "{BASE}server: {{ambiguous_paths: forward_normalized}}\n{routes}"
         ))
         .unwrap();
         assert_eq!(
@@ -1240,6 +1222,45 @@ mod tests {
                 .map(|r| r.name.as_str()),
             None
         );
+    }
+
+    #[test]
+    fn keep_is_a_warning_that_names_the_risk() {
+        let rules = compile_str(&format!(
+            "{BASE}server: {{ambiguous_paths: keep}}\nroutes:\n  - {{name: a, upstream: api}}\n"
+        ))
+        .unwrap();
+        let w = rules
+            .warnings
+            .iter()
+            .find(|w| w.path == "server.ambiguous_paths")
+            .expect("a warning");
+        assert!(w.to_string().contains("forwarded as sent"), "{w}");
+    }
+
+    #[test]
+    fn hosts_compare_without_a_trailing_dot() {
+        let rules = compile_str(&format!(
+            "{BASE}routes:\n  - {{name: a, host: api.example.com., upstream: api}}\n"
+        ))
+        .unwrap();
+        assert!(rules.find("api.example.com", "/").is_some());
+    }
+
+    #[test]
+    fn a_websocket_under_an_any_policy_needs_an_explicit_opt_in() {
+        let route = |ws: &str| {
+            format!("{BASE}routes:\n  - name: live\n    upstream: api\n    cors: {{allow_origins: any}}\n    websocket: {ws}\n")
+        };
+        let e = compile_str(&route("{}")).err().expect("refused");
+        assert_eq!(e.path, "routes[0].websocket");
+        assert!(e.to_string().contains("hijacking"), "{e}");
+        assert!(e.to_string().contains("allow_any_origin: true"), "{e}");
+        let rules = compile_str(&route("{allow_any_origin: true}")).unwrap();
+        assert!(rules
+            .warnings
+            .iter()
+            .any(|w| w.path == "routes[0].websocket.allow_any_origin"));
     }
 
     #[test]

@@ -77,6 +77,7 @@ pub struct Streamed {
 }
 
 /// Proxies one request, streaming the response with heartbeats while the upstream is silent.
+/// `path` replaces the client's path upstream (`ambiguous_paths: forward_normalized`).
 /// `decorate` adds the route's headers (CORS) to the response header. An error before the
 /// response header was written leaves the answer to the caller (502/504 with CORS).
 ///
@@ -86,6 +87,7 @@ pub fn stream<'a>(
     session: &'a mut Session,
     connector: &'a Connector,
     peer: &'a HttpPeer,
+    path: Option<&'a str>,
     heartbeat: Duration,
     silence_limit: Duration,
     decorate: impl FnOnce(&mut ResponseHeader) + Send + 'a,
@@ -111,7 +113,11 @@ pub fn stream<'a>(
                 req.insert_header(header::HOST, authority)?;
             }
         }
-        if req.uri.authority().is_some() {
+        if let Some(path) = path {
+            // ambiguous_paths: forward_normalized: the routed path is the forwarded one.
+            let uri = crate::proxy::origin_form(path, req.uri.query())?;
+            req.set_uri(uri);
+        } else if req.uri.authority().is_some() {
             let target = req
                 .uri
                 .path_and_query()

@@ -75,3 +75,26 @@ proptest! {
         prop_assert_eq!(run(&chunks), expected);
     }
 }
+
+#[path = "common/path_oracle.rs"]
+mod path_oracle;
+
+proptest! {
+    /// For any raw path made of separators, dots, escapes and names: what crossgate forwards,
+    /// decided again, lands on the same route; a backend that decodes it once reads exactly
+    /// the routed path; and `explain` names the same route (`reject` and
+    /// `forward_normalized`; `keep` only the first).
+    #[test]
+    fn the_forwarded_path_routes_where_the_request_was_routed(
+        pieces in prop::collection::vec(prop::sample::select(path_oracle::PIECES), 0..12),
+    ) {
+        let raw = format!("/{}", pieces.concat());
+        for (mode, name) in [
+            (crossgate::path::AmbiguousPaths::Reject, "reject"),
+            (crossgate::path::AmbiguousPaths::ForwardNormalized, "forward_normalized"),
+            (crossgate::path::AmbiguousPaths::Keep, "keep"),
+        ] {
+            path_oracle::check(&path_oracle::rules(name), mode, &raw);
+        }
+    }
+}

@@ -32,13 +32,13 @@ fuzz_target!(|data: &[u8]| {
         ),
     }
     // The same text as a query string.
-    match ask(Some(s), "callback") {
+    match ask(Some(s), "callback", Default::default()) {
         Ask::Yes(cb) => assert!(is_name(cb.as_str())),
         Ask::No | Ask::Invalid(_) => {}
     }
     if let Some(rest) = strip_query(s, "callback") {
         assert!(rest.len() <= s.len());
-        assert!(matches!(ask(Some(&rest), "callback"), Ask::No));
+        assert!(matches!(ask(Some(&rest), "callback", Default::default()), Ask::No));
     }
     if let Some(o) = referer_origin(s) {
         assert!(s.starts_with(o));

@@ -160,6 +160,11 @@ pub struct FileServer {
     /// stops reading, a WebSocket that never reads).
     #[serde(default = "default_client_timeout")]
     pub client_send_timeout: Seconds,
+    /// A path whose percent-decoding or dot resolution changes what it routes to
+    /// (`%2F`, `..`, `%2e`, `..;`, backslashes): `reject` (default, 400), `forward_normalized`
+    /// (the normalized path goes upstream) or `keep` (forwarded as sent: unsafe).
+    #[serde(default)]
+    pub ambiguous_paths: crate::path::AmbiguousPaths,
 }
 
 fn default_header_timeout() -> Seconds {
@@ -198,6 +203,7 @@ impl Default for FileServer {
             upgrade_sock: default_upgrade_sock(),
             client_header_timeout: default_header_timeout(),
             client_body_timeout: default_client_timeout(),
+            ambiguous_paths: Default::default(),
             client_keepalive_timeout: default_client_timeout(),
             client_send_timeout: default_client_timeout(),
         }
@@ -306,6 +312,11 @@ pub struct FileWebSocket {
     /// Upgrade requests without an Origin (non-browser clients): `deny` (default) or `allow`.
     #[serde(default)]
     pub without_origin: Permission,
+    /// Lets the route's policy be `allow_origins: any`. Handshakes always carry cookies, so
+    /// that lets any site open a socket as the user (cross-site WebSocket hijacking): only for
+    /// sockets that need no user's credentials.
+    #[serde(default)]
+    pub allow_any_origin: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -336,6 +347,10 @@ pub struct FileJsonp {
     /// cookies and CORS cannot restrict who reads the script.
     #[serde(default)]
     pub acknowledge_credentials: bool,
+    /// Which callback names are accepted: `dotted` (default: `handle`, `app.handlers.done`)
+    /// or `identifier` (plain function names only).
+    #[serde(default)]
+    pub callback_pattern: crate::jsonp::CallbackPattern,
 }
 
 /// allow | deny.

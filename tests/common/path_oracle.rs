@@ -1,0 +1,96 @@
+//! "What is routed is what is forwarded", checked for one raw path: shared by
+//! tests/properties.rs and fuzz/fuzz_targets/path.rs (included with `#[path]`).
+
+use crossgate::config::{parse_yaml, Loaded};
+use crossgate::path::{normalize, target, AmbiguousPaths};
+use crossgate::rules::{compile, Rules};
+
+/// Routes of every kind (prefix, exact, regex, host) and no catch-all, under `mode`.
+pub fn rules(mode: &str) -> Rules {
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nserver: {{ambiguous_paths: {mode}}}\nupstreams:\n  b: {{servers: [127.0.0.1:9]}}\ncors_policies:\n  app: {{allow_origins: [https://app.example.com]}}\n  public: {{allow_origins: any}}\nroutes:\n  - {{name: api, path: /api/, upstream: b, cors: app}}\n  - {{name: exact, path: {{exact: /public/users}}, upstream: b, cors: app}}\n  - {{name: re, path: {{regex: '/re/[a-z]+'}}, upstream: b, cors: app}}\n  - {{name: public, path: /public/, upstream: b, cors: public}}\n"
+    );
+    let path = std::path::Path::new("oracle.yaml");
+    let config = parse_yaml(path, &yaml).unwrap();
+    compile(&Loaded {
+        path: path.into(),
+        source: yaml,
+        config,
+    })
+    .unwrap()
+}
+
+/// The one decoding of a path, as a backend that decodes once reads it.
+fn decode_once(s: &str) -> Vec<u8> {
+    crossgate::percent::decode(s, false).0
+}
+
+/// For `raw` under `rules` (of `mode`): the path crossgate forwards, decided again, routes
+/// to the same route; a backend that decodes it once reads exactly the routed path; and
+/// `explain` names the same route.
+pub fn check(rules: &Rules, mode: AmbiguousPaths, raw: &str) {
+    let name = |key: &str| {
+        rules
+            .find_index("x", key)
+            .map(|i| rules.routes[i].name.clone())
+    };
+    let Ok(t) = target(raw, true, mode) else {
+        assert!(
+            mode != AmbiguousPaths::Keep,
+            "keep refuses nothing: {raw:?}"
+        );
+        assert!(rules.find("x", raw).is_none());
+        return;
+    };
+    let forwarded = t.forward().unwrap_or(raw);
+    let again = target(forwarded, true, mode)
+        .unwrap_or_else(|why| panic!("{raw:?} forwarded as {forwarded:?} is refused: {why}"));
+    assert_eq!(
+        name(again.key()),
+        name(t.key()),
+        "{raw:?} forwarded as {forwarded:?}"
+    );
+    if mode != AmbiguousPaths::Keep {
+        assert_eq!(
+            String::from_utf8_lossy(&decode_once(forwarded)),
+            t.key(),
+            "{raw:?} forwarded as {forwarded:?}"
+        );
+    }
+    if mode == AmbiguousPaths::ForwardNormalized {
+        // Even the most path-resolving backend reads the routed path.
+        assert_eq!(
+            String::from_utf8_lossy(&normalize(forwarded.as_bytes())),
+            t.key(),
+            "{raw:?} forwarded as {forwarded:?}"
+        );
+    }
+    // explain takes a URL: only paths that a URL carries as they are.
+    if raw.starts_with('/') && !raw.contains(['?', '#']) && !raw.contains(char::is_whitespace) {
+        let e = crossgate::explain::explain(
+            rules,
+            &format!("http://x{raw}"),
+            "https://app.example.com",
+            "GET",
+            &[],
+            false,
+        )
+        .unwrap();
+        match name(t.key()) {
+            Some(n) => assert!(
+                e.report.contains(&format!("route: {n} ")),
+                "{raw:?}: {}",
+                e.report
+            ),
+            None => assert!(e.report.contains("route: none"), "{raw:?}: {}", e.report),
+        }
+    }
+}
+
+/// The pieces raw paths are made of in the property test: separators, dots, escapes of
+/// each kind, parameters and plain names.
+pub const PIECES: &[&str] = &[
+    "/", "//", ".", "..", "api", "public", "users", "re", "x", "%2F", "%2f", "%2E", "%2e", "%5C",
+    "%5c", "\\", ";", ";x=1", "%25", "%252F", "%20", "%C3%A9", "%", "%+f", "%00", "%3B", "%3F",
+    "é", "*",
+];
