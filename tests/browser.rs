@@ -8,7 +8,9 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{dead_addr, Backend, Proxy};
@@ -129,6 +131,33 @@ async fn page_server() -> String {
     format!("http://{addr}")
 }
 
+/// A backend that moved a page: `/api/moved/...` (under the bridge's `allow_paths`) answers
+/// 302 to `/private/secret` (outside them, on a route no page may read), which answers
+/// [`SECRET`]. Gives back its address and the paths it was asked for, in order.
+async fn redirecting_backend() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use axum::response::IntoResponse;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let log = asked.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let log = log.clone();
+        async move {
+            log.lock().unwrap().push(uri.path().to_owned());
+            if uri.path().starts_with("/api/moved/") {
+                let location = [(axum::http::header::LOCATION, "/private/secret")];
+                (axum::http::StatusCode::FOUND, location, "moved").into_response()
+            } else {
+                SECRET.into_response()
+            }
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, asked)
+}
+
+const SECRET: &str = "s3cr3t: only for pages on this origin";
+
 /// Runs `body` (the body of an async JS function with `P`, the proxy's base URL, in scope) in
 /// the page; returns what it returned, or the error it threw as `{"error": "..."}`.
 async fn run(client: &Client, proxy: &str, body: &str) -> Value {
@@ -142,12 +171,13 @@ async fn run(client: &Client, proxy: &str, body: &str) -> Value {
     }
 }
 
-fn config(backend: &Backend, page: &str) -> String {
+fn config(backend: &Backend, redirecting: SocketAddr, page: &str) -> String {
     format!(
         r#"
 listen: LISTEN
 upstreams:
   b: {{servers: ["{b}"]}}
+  r: {{servers: ["{redirecting}"]}}
   dead: {{servers: ["{dead}"]}}
 cors_policies:
   app:
@@ -163,6 +193,8 @@ routes:
   - {{name: ws, path: /ws/, upstream: b, cors: app, websocket: {{}}}}
   - {{name: public, path: /public/, upstream: b, cors: public}}
   - {{name: dead, path: /dead/, upstream: dead, cors: app}}
+  - {{name: moved, path: /api/moved/, upstream: r, cors: app}}
+  - {{name: private, path: /private/, upstream: r}}
   - {{name: api, path: /, upstream: b, cors: app}}
 beacons:
   - {{name: pv, path: /b/pv, forward: {{upstream: b, path: /collect}}}}
@@ -195,7 +227,8 @@ async fn every_channel_works_in_a_real_browser() {
     let backend = Backend::start("b").await;
     let page = page_server().await;
     let foreign = page_server().await;
-    let proxy = Proxy::start(&config(&backend, &page)).await;
+    let (redirecting, asked) = redirecting_backend().await;
+    let proxy = Proxy::start(&config(&backend, redirecting, &page)).await;
     let p = format!("http://{}", proxy.addr);
     let browser = start_browser().await;
     let c = &browser.client;
@@ -318,6 +351,20 @@ async fn every_channel_works_in_a_real_browser() {
                 && v["headers"]["x-backend"].is_null()
         },
     );
+    let r = run(c, &p, "const b = await CrossgateBridge.connect(); try { const r = await b.fetch('/api/moved/to-private'); return { status: r.status, body: r.body }; } catch (e) { return { refused: e.message }; }").await;
+    let asked_for = asked.lock().unwrap().clone();
+    s.check(
+        "bridge refuses a redirect, and its target outside allow_paths is never requested",
+        &json!({ "ok": { "answer": r, "asked": asked_for } }),
+        |v| {
+            v["answer"]["ok"]["refused"]
+                .as_str()
+                .is_some_and(|m| m.contains("redirect refused"))
+                && !v.to_string().contains("s3cr3t")
+                && v["asked"] == json!(["/api/moved/to-private"])
+        },
+    );
+
     // The frame's own origin check (not only CSP's frame-ancestors): a popup is not framed.
     let popup = "const w = window.open(P + '/_crossgate/bridge'); const answer = await new Promise(res => { const t0 = Date.now(); const onMsg = ev => { if (ev.source === w && ev.data && ev.data.type === 'ready') { window.removeEventListener('message', onMsg); res('ready'); } }; window.addEventListener('message', onMsg); const tick = () => { if (Date.now() - t0 > 3000) { window.removeEventListener('message', onMsg); res('no answer'); return; } try { w.postMessage({ crossgate: 1, id: 0, type: 'hello' }, new URL(P).origin); } catch (e) {} setTimeout(tick, 100); }; tick(); }); w.close(); return answer;";
     let r = run(c, &p, popup).await;

@@ -1,7 +1,8 @@
 // crossgate postMessage bridge: the frame side. Served from the proxy's origin inside an
 // iframe; pages on allowed origins send it requests with postMessage. It answers only origins
 // in the bridge's allow_origins (the same YAML allowlist as CORS), fetches only paths under
-// allow_paths, same-origin, and posts the result back to the asking origin, never to "*".
+// allow_paths, same-origin and without following redirects, and posts the result back to the
+// asking origin, never to "*".
 (function () {
   'use strict';
   var cfg = JSON.parse(document.getElementById('crossgate-config').textContent);
@@ -97,8 +98,16 @@
       body: method === 'GET' || method === 'HEAD' ? undefined : (init.body == null ? undefined : String(init.body)),
       credentials: cfg.credentials ? 'same-origin' : 'omit',
       cache: 'no-store',
-      redirect: 'follow'
+      // A redirect is never followed: its target may be outside allow_paths, and would be
+      // fetched with the user's cookies and handed to the page. 'manual' rather than 'error':
+      // the answer is an opaque-redirect response, which says what happened, where 'error'
+      // rejects with the same TypeError as a network failure. The target is never requested.
+      redirect: 'manual'
     }).then(function (r) {
+      if (r.type === 'opaqueredirect') {
+        reply({ error: 'crossgate bridge: redirect refused: ' + m.path + ' answered with a redirect, which the bridge does not follow (its target may be outside allow_paths); fetch the target path itself' });
+        return;
+      }
       return r.text().then(function (body) {
         var headers = {};
         r.headers.forEach(function (v, k) { if (readable(k)) headers[k] = v; });

@@ -2,10 +2,11 @@
 //! allowed origins embed in an iframe and talk to with `postMessage`
 //! (<https://html.spec.whatwg.org/multipage/web-messaging.html>). The frame checks
 //! `event.origin` against the bridge's CORS allowlist and the path against `allow_paths`,
-//! fetches same-origin, and posts the answer back to that exact origin. Everything is built at
-//! load time and served from the binary: the page (with the allowlist as a JSON data block),
-//! its script, the client library, and a `Content-Security-Policy` whose `frame-ancestors`
-//! is the same allowlist.
+//! fetches same-origin without following redirects (a redirect's target could be outside
+//! `allow_paths`: the page gets an error saying the redirect was refused), and posts the answer
+//! back to that exact origin. Everything is built at load time and served from the binary:
+//! the page (with the allowlist as a JSON data block), its script, the client library, and a
+//! `Content-Security-Policy` whose `frame-ancestors` is the same allowlist.
 
 use bytes::Bytes;
 use http::HeaderValue;
