@@ -195,6 +195,7 @@ routes:
   - {{name: dead, path: /dead/, upstream: dead, cors: app}}
   - {{name: moved, path: /api/moved/, upstream: r, cors: app}}
   - {{name: private, path: /private/, upstream: r}}
+  - {{name: plain, path: /plain/, upstream: b, cors: {{allow_origins: ["{page}"]}}}}
   - {{name: api, path: /, upstream: b, cors: app}}
 beacons:
   - {{name: pv, path: /b/pv, forward: {{upstream: b, path: /collect}}}}
@@ -363,6 +364,77 @@ async fn every_channel_works_in_a_real_browser() {
                 && !v.to_string().contains("s3cr3t")
                 && v["asked"] == json!(["/api/moved/to-private"])
         },
+    );
+
+    // Each case goes through the bridge and, as a cross-origin fetch, to a route whose policy
+    // allows the page but no request header (as the bridge's): Chromium preflights exactly the
+    // cases the Fetch standard does not safelist, and crossgate refuses those preflights.
+    let cases = json!([
+        {"content-type": "text/plain"},
+        {"content-type": "application/json"},
+        {"Content-Type": "  TEXT/Plain ; charset=utf-8 "},
+        {"content-type": "multipart/form-data; boundary=x"},
+        {"content-type": "application/x-www-form-urlencoded"},
+        {"content-type": "text/plain; charset=\"utf-8\""},
+        {"content-type": "text/plain, application/json"},
+        {"content-type": "text /plain"},
+        {"content-type": "text/plain;a=[b]"},
+        {"content-type": "text/plain; x=é"},
+        {"content-type": format!("text/plain;x={}", "a".repeat(115))},
+        {"content-type": format!("text/plain;x={}", "a".repeat(116))},
+        {"accept": "application/json, text/*;q=0.5"},
+        {"accept": "a\"b"},
+        {"accept": "a{b}"},
+        {"accept": "a".repeat(128)},
+        {"accept": "a".repeat(129)},
+        {"accept-language": "en-US,en;q=0.9"},
+        {"accept-language": "en_US"},
+        {"content-language": "de-DE, fr"},
+        {"content-language": "de/DE"},
+        {"range": "bytes=0-99"},
+        {"range": "bytes=10-"},
+        {"range": "bytes=-500"},
+        {"range": "bytes=5-1"},
+        {"range": "bytes=0-1,3-4"},
+        {"range": "bytes = 0-1"},
+        {"x-custom": "1"},
+        {"accept": "*/*", "content-language": "en", "x-custom": "1"},
+    ]);
+    let r = run(c, &p, &format!("const b = await CrossgateBridge.connect(); const cases = {cases}; const out = []; for (const [i, h] of cases.entries()) {{ let bridge, browser; try {{ await b.fetch('/api/headers/' + i, {{ method: 'POST', headers: h, body: 'x' }}); bridge = 'relayed'; }} catch (e) {{ bridge = e.message; }} try {{ await fetch(P + '/plain/headers/' + i, {{ method: 'POST', headers: h, body: 'x' }}); browser = 'sent'; }} catch (e) {{ browser = 'preflighted and refused: ' + e.name; }} out.push({{ headers: h, bridge, browser }}); }} return out;")).await;
+    s.check(
+        "bridge refuses content-type: application/json and relays text/plain",
+        &r,
+        |v| {
+            v[0]["bridge"] == "relayed"
+                && v[1]["bridge"].as_str().is_some_and(|m| {
+                    m.contains("header not allowed: content-type: application/json")
+                })
+        },
+    );
+    let disagree = r["ok"].as_array().map(|cases| {
+        cases
+            .iter()
+            .filter(|x| (x["bridge"] == "relayed") != (x["browser"] == "sent"))
+            .cloned()
+            .collect::<Vec<_>>()
+    });
+    s.check(
+        "bridge relays exactly the request headers Chromium sends without a preflight",
+        &json!({ "ok": disagree }),
+        |v| v.as_array().is_some_and(Vec::is_empty),
+    );
+    let seen = backend.requests();
+    let sent_as = |path: &str| {
+        seen.iter().find(|x| x.path == path).map(|x| {
+            x.headers
+                .get("content-type")
+                .map(|h| h.to_str().unwrap().to_owned())
+        })
+    };
+    s.check(
+        "the backend got the text/plain request, never the application/json one",
+        &json!({ "ok": { "text": sent_as("/api/headers/0"), "json": sent_as("/api/headers/1") } }),
+        |v| v["text"] == "text/plain" && v["json"].is_null(),
     );
 
     // The frame's own origin check (not only CSP's frame-ancestors): a popup is not framed.

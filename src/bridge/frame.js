@@ -39,23 +39,104 @@
     return cfg.paths.some(function (prefix) { return url.pathname.indexOf(prefix) === 0; });
   }
 
+  // Header values as fetch() will send them: leading and trailing HTTP whitespace removed
+  // (https://fetch.spec.whatwg.org/#concept-header-value-normalize), so that the value checked
+  // is the value sent.
   function plainHeaders(h) {
     var out = {};
     if (!h || typeof h !== 'object') return out;
-    Object.keys(h).forEach(function (k) { out[String(k).toLowerCase()] = String(h[k]); });
+    Object.keys(h).forEach(function (k) {
+      out[String(k).toLowerCase()] = String(h[k]).replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, '');
+    });
     return out;
   }
 
-  // What CORS would let a cross-origin page do, applied to the bridge too.
-  var SAFELISTED_REQUEST = ['accept', 'accept-language', 'content-language', 'content-type'];
+  // What CORS would let a cross-origin page do, applied to the bridge too: the frame's fetch is
+  // same-origin, so the browser runs no preflight for it and the frame must refuse whatever a
+  // preflight against the bridge's policy would refuse.
   var SAFELISTED_RESPONSE = ['cache-control', 'content-language', 'content-length', 'content-type', 'expires', 'last-modified', 'pragma'];
 
-  function headersAllowed(headers) {
-    if (cfg.headers === null) return null; // mirror: any
-    var bad = Object.keys(headers).filter(function (k) {
-      return SAFELISTED_REQUEST.indexOf(k) < 0 && cfg.headers.indexOf(k) < 0;
+  // https://fetch.spec.whatwg.org/#cors-safelisted-request-header and the definitions it uses.
+  // Values are byte strings: fetch() throws on a code unit above 0xFF, so a value's length in
+  // code units is its length in bytes.
+  var SAFELISTED_CONTENT_TYPES = ['application/x-www-form-urlencoded', 'multipart/form-data', 'text/plain'];
+  // https://fetch.spec.whatwg.org/#cors-unsafe-request-header-byte
+  var CORS_UNSAFE_BYTE = /[\x00-\x08\x0a-\x1f"():<>?@[\\\]{}\x7f]/;
+  var UNSAFE_BYTE_WHY = 'its value has a CORS-unsafe byte: a control, DEL or one of "():<>?@[\\]{}';
+  var LANGUAGE_VALUE = /^[0-9A-Za-z *,\-.;=]*$/;
+  var HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+  // The essence ("type/subtype", lowercase) of a MIME type, or null when it does not parse
+  // (https://mimesniff.spec.whatwg.org/#parse-a-mime-type: parameters never make it fail).
+  function mimeEssence(value) {
+    var v = value.replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, '');
+    var slash = v.indexOf('/');
+    if (slash < 0) return null;
+    var type = v.slice(0, slash);
+    var subtype = v.slice(slash + 1).split(';')[0].replace(/[\t\n\r ]+$/, '');
+    if (!HTTP_TOKEN.test(type) || !HTTP_TOKEN.test(subtype)) return null;
+    return (type + '/' + subtype).toLowerCase();
+  }
+
+  // One `bytes=start-` or `bytes=start-end` range with start <= end
+  // (https://fetch.spec.whatwg.org/#simple-range-header-value, without whitespace; a suffix
+  // range such as bytes=-500 is not safelisted).
+  function singleBytesRange(value) {
+    var m = /^bytes=([0-9]+)-([0-9]*)$/.exec(value);
+    if (!m) return false;
+    if (m[2] === '') return true;
+    // Compared as decimal strings: the digits may be more than a double holds.
+    var start = m[1].replace(/^0+(?=.)/, '');
+    var end = m[2].replace(/^0+(?=.)/, '');
+    return start.length < end.length || (start.length === end.length && start <= end);
+  }
+
+  // Why (name, value) is not a CORS-safelisted request-header, or null when it is.
+  function notSafelisted(name, value) {
+    if (value.length > 128) return 'its value is longer than 128 bytes';
+    switch (name) {
+      case 'accept':
+        return CORS_UNSAFE_BYTE.test(value) ? UNSAFE_BYTE_WHY : null;
+      case 'accept-language':
+      case 'content-language':
+        return LANGUAGE_VALUE.test(value) ? null : 'its value has a byte other than 0-9 A-Z a-z space * , - . ; =';
+      case 'content-type':
+        if (CORS_UNSAFE_BYTE.test(value)) return UNSAFE_BYTE_WHY;
+        return SAFELISTED_CONTENT_TYPES.indexOf(mimeEssence(value)) >= 0 ? null
+          : 'only ' + SAFELISTED_CONTENT_TYPES.join(', ') + ' are safelisted';
+      case 'range':
+        return singleBytesRange(value) ? null : 'only a single bytes=start-[end] range is safelisted';
+      default:
+        return 'it is not a CORS-safelisted request header';
+    }
+  }
+
+  // The first header a preflight would have to allow and the policy does not, with why, or
+  // null (https://fetch.spec.whatwg.org/#cors-unsafe-request-header-names).
+  function headerRefused(headers) {
+    if (cfg.headers === null) return null; // allow_headers: mirror allows every name
+    var unsafe = [];
+    var safelisted = [];
+    var size = 0;
+    Object.keys(headers).sort().forEach(function (k) {
+      var why = notSafelisted(k, headers[k]);
+      if (why) {
+        unsafe.push({ name: k, why: why });
+      } else {
+        safelisted.push(k);
+        size += headers[k].length;
+      }
     });
-    return bad.length ? bad[0] : null;
+    // With one value per name the sum stays under 5 x 128 = 640 bytes; the rule is kept whole
+    // so that it still holds if the bridge ever takes lists of (name, value) pairs.
+    if (size > 1024) {
+      safelisted.forEach(function (k) {
+        unsafe.push({ name: k, why: 'the safelisted header values add up to more than 1024 bytes' });
+      });
+    }
+    var bad = unsafe.filter(function (u) { return cfg.headers.indexOf(u.name) < 0; });
+    if (!bad.length) return null;
+    return bad[0].name + ': ' + headers[bad[0].name] + ' (' + bad[0].why + ', and allow_headers does not list it)';
   }
 
   function readable(name) {
@@ -87,7 +168,7 @@
       return;
     }
     var headers = plainHeaders(init.headers);
-    var badHeader = headersAllowed(headers);
+    var badHeader = headerRefused(headers);
     if (badHeader) {
       reply({ error: 'crossgate bridge: header not allowed: ' + badHeader });
       return;

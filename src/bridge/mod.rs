@@ -1,12 +1,14 @@
 //! The postMessage bridge: an HTML page served from the proxy's own origin that pages on
 //! allowed origins embed in an iframe and talk to with `postMessage`
 //! (<https://html.spec.whatwg.org/multipage/web-messaging.html>). The frame checks
-//! `event.origin` against the bridge's CORS allowlist and the path against `allow_paths`,
-//! fetches same-origin without following redirects (a redirect's target could be outside
-//! `allow_paths`: the page gets an error saying the redirect was refused), and posts the answer
-//! back to that exact origin. Everything is built at load time and served from the binary:
-//! the page (with the allowlist as a JSON data block), its script, the client library, and a
-//! `Content-Security-Policy` whose `frame-ancestors` is the same allowlist.
+//! `event.origin` against the bridge's CORS allowlist, the path against `allow_paths`, and the
+//! method and request headers as a preflight against the policy would (header values by the
+//! Fetch standard's CORS-safelisted request-header rules); it fetches same-origin without
+//! following redirects (a redirect's target could be outside `allow_paths`: the page gets an
+//! error saying the redirect was refused) and posts the answer back to that exact origin.
+//! Everything is built at load time and served from the binary: the page (with the allowlist
+//! as a JSON data block), its script, the client library, and a `Content-Security-Policy`
+//! whose `frame-ancestors` is the same allowlist.
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -70,6 +72,10 @@ impl Bridge {
                 (false, exact, wildcards, sources)
             }
         };
+        // The names a preflight against this policy allows, whatever their values (the engine
+        // checks `Access-Control-Request-Headers` by name only); `null` for `mirror`, which
+        // allows every name. The frame lets any other header through only if the Fetch standard
+        // safelists it, name and value, as a browser would without a preflight.
         let headers = match &policy.headers {
             AllowHeaders::Mirror => serde_json::Value::Null,
             AllowHeaders::List { names, .. } => {
@@ -185,6 +191,27 @@ mod tests {
             page.contains(r#"<script src="/_crossgate/bridge/bridge-frame.js">"#),
             "{page}"
         );
+    }
+
+    #[test]
+    fn the_page_lists_the_request_headers_a_preflight_would_allow() {
+        let mut p = policy(OriginList::default(), false);
+        let page = |p: &CorsPolicy| {
+            let b = Bridge::new("/b", p, &["/api/".into()]).unwrap();
+            String::from_utf8(b.page.to_vec()).unwrap()
+        };
+        assert!(page(&p).contains(r#""headers":[]"#), "{}", page(&p));
+        p.headers = AllowHeaders::List {
+            names: ["x-b".to_owned(), "content-type".to_owned()].into(),
+            value: None,
+        };
+        assert!(
+            page(&p).contains(r#""headers":["content-type","x-b"]"#),
+            "sorted, lowercase as the frame compares them: {}",
+            page(&p)
+        );
+        p.headers = AllowHeaders::Mirror;
+        assert!(page(&p).contains(r#""headers":null"#), "{}", page(&p));
     }
 
     #[test]
