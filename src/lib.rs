@@ -22,4 +22,5 @@ pub mod rules;
 pub mod server;
 pub mod sse;
 pub mod tls;
+pub mod upgrade_sock;
 pub mod upstream;

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crossgate::config::{self, LogFormat};
 use crossgate::rules::{self, Rules};
 use crossgate::server::{Gateway, Options};
-use crossgate::{demo, describe, explain, logging};
+use crossgate::{demo, describe, explain, logging, upgrade_sock};
 
 /// jemalloc: measured here at about 5% less CPU per proxied GET than glibc's malloc, and
 /// less memory per idle WebSocket (mimalloc was faster still but used 4x the memory per
@@ -189,10 +189,21 @@ fn run(args: &RunArgs) -> Result<(), String> {
         let tls = rules.tls_listeners.iter().map(|l| l.addr);
         ensure_free(rules.listen.iter().copied().chain(rules.admin).chain(tls))?;
     }
-    tracing::info!(config = %args.config.display(), listen = ?rules.listen, routes = rules.routes.len(), upgrade = args.upgrade, "crossgate starting");
+    // Before pingora binds the socket (--upgrade) or may connect to it (SIGQUIT).
+    let upgrade_sock = match upgrade_sock::prepare(&rules.server.upgrade_sock) {
+        Ok(path) => path,
+        // Serving needs no upgrade socket; a later SIGQUIT refuses and says why.
+        Err(why @ upgrade_sock::Refusal::CannotCreate { .. }) if !args.upgrade => {
+            tracing::warn!(fix = %why.fix(), "{why}; SIGQUIT upgrades will be refused");
+            rules.server.upgrade_sock.clone()
+        }
+        Err(why) => return Err(format!("{why}\n  fix: {}", why.fix())),
+    };
+    tracing::info!(config = %args.config.display(), listen = ?rules.listen, routes = rules.routes.len(), upgrade = args.upgrade, upgrade_sock = %upgrade_sock.display(), "crossgate starting");
     let options = Options {
         upgrade: args.upgrade,
         watch: !args.no_watch,
+        upgrade_sock: Some(upgrade_sock),
     };
     Gateway::with_options(rules, &options).run_with_signals(args.config.clone());
     Ok(())

@@ -228,7 +228,7 @@ mod tests {
         let same = compile_str(&format!("listen: 127.0.0.1:8080\n{base}"));
         assert!(needs_restart(&old, &same).is_empty());
         let new = compile_str(&format!(
-            "listen: 127.0.0.1:8081\nadmin: {{listen: 127.0.0.1:9091}}\nserver: {{threads: 2, upgrade_sock: /tmp/other.sock}}\nlog: {{format: json}}\n{base}"
+            "listen: 127.0.0.1:8081\nadmin: {{listen: 127.0.0.1:9091}}\nserver: {{threads: 2, upgrade_sock: /nonexistent-crossgate/other.sock}}\nlog: {{format: json}}\n{base}"
         ));
         assert_eq!(
             needs_restart(&old, &new),

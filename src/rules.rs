@@ -342,6 +342,11 @@ impl Compiler<'_> {
                 "use 1 or more",
             ));
         }
+        // Its directory is checked here so that `check` (ExecStartPre) refuses it; `run`
+        // creates a missing one and checks again (`upgrade_sock::prepare`).
+        crate::upgrade_sock::check_config(&cfg.server.upgrade_sock).map_err(|why| {
+            self.err(&server_path.key("upgrade_sock"), why.to_string(), why.fix())
+        })?;
         let server = ServerSettings {
             beacon_queue: cfg.server.beacon_queue,
             upgrade_sock: cfg.server.upgrade_sock.clone(),

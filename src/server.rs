@@ -47,6 +47,9 @@ pub struct Options {
     pub upgrade: bool,
     /// Reload when the config file changes (SIGHUP always reloads).
     pub watch: bool,
+    /// The upgrade socket as `upgrade_sock::prepare` checked and resolved it; None: the
+    /// config's path as it is (embedders and tests that never upgrade).
+    pub upgrade_sock: Option<PathBuf>,
 }
 
 /// Everything pingora needs to run crossgate; `run` blocks until shutdown.
@@ -67,11 +70,15 @@ impl Gateway {
     }
 
     pub fn with_options(rules: Rules, options: &Options) -> Gateway {
+        let upgrade_sock = options
+            .upgrade_sock
+            .clone()
+            .unwrap_or_else(|| rules.server.upgrade_sock.clone());
         let conf = ServerConf {
             threads: rules.server.threads,
             grace_period_seconds: Some(ceil_secs(rules.server.grace_period)),
             graceful_shutdown_timeout_seconds: Some(ceil_secs(rules.server.shutdown_timeout)),
-            upgrade_sock: rules.server.upgrade_sock.display().to_string(),
+            upgrade_sock: upgrade_sock.display().to_string(),
             ..ServerConf::default()
         };
         let opt = Opt {

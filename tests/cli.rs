@@ -122,6 +122,99 @@ fn check_reports_a_missing_file() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the config file"));
 }
 
+/// A config naming `dir/upgrade.sock`, on line 3 column 17.
+fn upgrade_sock_config(name: &str, dir: &std::path::Path) -> PathBuf {
+    write_config(
+        name,
+        &format!(
+            "listen: 127.0.0.1:0\nserver:\n  upgrade_sock: {}/upgrade.sock\nupstreams:\n  a: {{servers: [127.0.0.1:9]}}\nroutes:\n  - {{name: r, upstream: a}}\n",
+            dir.display()
+        ),
+    )
+}
+
+#[test]
+fn an_upgrade_sock_in_a_directory_others_can_write_is_refused_by_check_and_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let shared = std::env::temp_dir().join(format!("crossgate-cli-{}-shared", std::process::id()));
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let path = upgrade_sock_config("opensock", &shared);
+    let out = check(&path);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        format!("{}:3:17: at server.upgrade_sock", path.display()),
+        format!(
+            "the directory {} of server.upgrade_sock is open to other users (mode 0777)",
+            shared.display()
+        ),
+        "can bind the socket first and receive the listening sockets on SIGQUIT".into(),
+        format!(
+            "fix: chmod 700 {} if only crossgate uses it",
+            shared.display()
+        ),
+    ] {
+        assert!(stderr.contains(&expected), "{expected:?} in {stderr}");
+    }
+    // `run --upgrade` refuses it before pingora binds anything there.
+    let out = bin()
+        .args(["run", "--upgrade", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is open to other users (mode 0777)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!shared.join("upgrade.sock").exists());
+
+    // The old default's directory, the sticky /tmp: the fix is another path, not chmod.
+    let out = check(&upgrade_sock_config(
+        "tmpsock",
+        std::path::Path::new("/tmp"),
+    ));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the directory /tmp of server.upgrade_sock is open to other users"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("fix: set server.upgrade_sock to a path in a directory that only crossgate's user can enter"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_upgrade_sock_in_a_directory_of_another_user_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    if nix::unistd::geteuid().as_raw() != 0 {
+        eprintln!("skipped: giving a directory to another uid needs root (chown)");
+        return;
+    }
+    let theirs = std::env::temp_dir().join(format!("crossgate-cli-{}-theirs", std::process::id()));
+    std::fs::create_dir_all(&theirs).unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), None).unwrap();
+    let out = check(&upgrade_sock_config("theirsock", &theirs));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "the directory {} of server.upgrade_sock is owned by uid 65534, neither crossgate's user (uid 0) nor root",
+            theirs.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("fix: chown 0 {}", theirs.display())),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn demo_serves_the_example_api_through_the_proxy() {
     let (proxy, backend) = (free_addr(), free_addr());

@@ -12,35 +12,46 @@ use std::time::Duration;
 
 use common::{free_addr, stdout_lines, wait_until_listening, Backend, Running};
 
+/// A fresh directory of this test, private (mode 0700) as an upgrade socket's must be.
 fn dir(name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
     let d = std::env::temp_dir().join(format!("crossgate-reload-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
     d
 }
 
+/// `sock: None` leaves `server.upgrade_sock` at its default.
 fn config(
     proxy: std::net::SocketAddr,
     admin: std::net::SocketAddr,
     backend: &Backend,
     origin: &str,
-    sock: &Path,
+    sock: Option<&Path>,
 ) -> String {
+    let sock = sock.map_or(String::new(), |s| {
+        format!(", upgrade_sock: \"{}\"", s.display())
+    });
     format!(
-        "listen: \"{proxy}\"\nadmin: {{listen: \"{admin}\"}}\nserver: {{grace_period: 1s, shutdown_timeout: 1s, upgrade_sock: \"{}\"}}\nupstreams:\n  b: {{servers: [\"{}\"]}}\nroutes:\n  - {{name: api, upstream: b, cors: {{allow_origins: [\"{origin}\"]}}}}\n",
-        sock.display(),
+        "listen: \"{proxy}\"\nadmin: {{listen: \"{admin}\"}}\nserver: {{grace_period: 1s, shutdown_timeout: 1s{sock}}}\nupstreams:\n  b: {{servers: [\"{}\"]}}\nroutes:\n  - {{name: api, upstream: b, cors: {{allow_origins: [\"{origin}\"]}}}}\n",
         backend.addr
     )
 }
 
 fn start(path: &Path, extra: &[&str]) -> Running {
+    start_with(path, extra, &[], Stdio::null())
+}
+
+fn start_with(path: &Path, extra: &[&str], env: &[(&str, &Path)], stdout: Stdio) -> Running {
     Running(
         Command::new(env!("CARGO_BIN_EXE_crossgate"))
             .arg("run")
             .args(extra)
             .arg("--config")
             .arg(path)
-            .stdout(Stdio::null())
+            .envs(env.iter().copied())
+            .stdout(stdout)
             .spawn()
             .unwrap(),
     )
@@ -180,7 +191,7 @@ async fn sighup_reloads_without_failing_a_request_and_in_flight_requests_keep_th
     let sock = d.join("upgrade.sock");
     std::fs::write(
         &path,
-        config(proxy, admin, &backend, "https://old.example", &sock),
+        config(proxy, admin, &backend, "https://old.example", Some(&sock)),
     )
     .unwrap();
     // --no-watch: only SIGHUP may reload in this test.
@@ -198,7 +209,7 @@ async fn sighup_reloads_without_failing_a_request_and_in_flight_requests_keep_th
     backend.wait_for(1, |s| s.path == "/api/slow").await;
     std::fs::write(
         &path,
-        config(proxy, admin, &backend, "https://new.example", &sock),
+        config(proxy, admin, &backend, "https://new.example", Some(&sock)),
     )
     .unwrap();
     signal(&child, "-HUP");
@@ -225,7 +236,7 @@ async fn a_file_replaced_by_rename_is_reloaded() {
     let sock = d.join("upgrade.sock");
     std::fs::write(
         &path,
-        config(proxy, admin, &backend, "https://old.example", &sock),
+        config(proxy, admin, &backend, "https://old.example", Some(&sock)),
     )
     .unwrap();
     let _child = start(&path, &[]);
@@ -235,7 +246,7 @@ async fn a_file_replaced_by_rename_is_reloaded() {
     let tmp = d.join(".config.yaml.tmp");
     std::fs::write(
         &tmp,
-        config(proxy, admin, &backend, "https://new.example", &sock),
+        config(proxy, admin, &backend, "https://new.example", Some(&sock)),
     )
     .unwrap();
     std::fs::rename(&tmp, &path).unwrap();
@@ -254,7 +265,7 @@ async fn a_kubernetes_configmap_update_is_reloaded() {
     std::fs::create_dir(d.join("..v1")).unwrap();
     std::fs::write(
         d.join("..v1/config.yaml"),
-        config(proxy, admin, &backend, "https://old.example", &sock),
+        config(proxy, admin, &backend, "https://old.example", Some(&sock)),
     )
     .unwrap();
     symlink("..v1", d.join("..data")).unwrap();
@@ -266,7 +277,7 @@ async fn a_kubernetes_configmap_update_is_reloaded() {
     std::fs::create_dir(d.join("..v2")).unwrap();
     std::fs::write(
         d.join("..v2/config.yaml"),
-        config(proxy, admin, &backend, "https://new.example", &sock),
+        config(proxy, admin, &backend, "https://new.example", Some(&sock)),
     )
     .unwrap();
     symlink("..v2", d.join("..data_tmp")).unwrap();
@@ -284,7 +295,7 @@ async fn a_broken_file_is_reported_and_the_old_rules_stay() {
     let sock = d.join("upgrade.sock");
     std::fs::write(
         &path,
-        config(proxy, admin, &backend, "https://new.example", &sock),
+        config(proxy, admin, &backend, "https://new.example", Some(&sock)),
     )
     .unwrap();
     let mut child = Running(
@@ -300,7 +311,7 @@ async fn a_broken_file_is_reported_and_the_old_rules_stay() {
     let traffic = Traffic::start(proxy, false);
     traffic.wait_for_new_rule().await;
 
-    let broken = config(proxy, admin, &backend, "https://new.example", &sock)
+    let broken = config(proxy, admin, &backend, "https://new.example", Some(&sock))
         .replace("allow_origins", "allow_orgins");
     std::fs::write(&path, broken).unwrap();
     signal(&child, "-HUP");
@@ -340,26 +351,33 @@ async fn a_broken_file_is_reported_and_the_old_rules_stay() {
         .contains("crossgate_config_reloads_total{result=\"failure\"} 1"));
 }
 
+/// The default socket, in systemd's `$RUNTIME_DIRECTORY` (here one that does not exist yet:
+/// the old process creates it, private).
 #[tokio::test]
 async fn an_upgrade_hands_the_sockets_over_without_failing_a_request() {
+    use std::os::unix::fs::PermissionsExt;
     let backend = Backend::start("b").await;
     let (proxy, admin) = (free_addr(), free_addr());
     let d = dir("upgrade");
     let path = d.join("config.yaml");
-    let sock = d.join("upgrade.sock");
+    let runtime = d.join("run");
+    let sock = runtime.join("upgrade.sock");
     std::fs::write(
         &path,
-        config(proxy, admin, &backend, "https://new.example", &sock),
+        config(proxy, admin, &backend, "https://new.example", None),
     )
     .unwrap();
-    let mut old = start(&path, &["--no-watch"]);
+    let env = [("RUNTIME_DIRECTORY", runtime.as_path())];
+    let mut old = start_with(&path, &["--no-watch"], &env, Stdio::null());
     wait_until_listening(proxy).await;
+    let mode = std::fs::metadata(&runtime).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{} is {mode:o}", runtime.display());
     // New connections for every request, so that each one is accepted by whichever process
     // holds the socket at that moment.
     let traffic = Traffic::start(proxy, true);
     traffic.wait_for_new_rule().await;
 
-    let new = start(&path, &["--upgrade", "--no-watch"]);
+    let new = start_with(&path, &["--upgrade", "--no-watch"], &env, Stdio::null());
     // The new process waits for the sockets on the upgrade socket.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !sock.exists() {

@@ -175,8 +175,9 @@ fn default_client_timeout() -> Seconds {
     Seconds::from_secs(60)
 }
 
+/// A private runtime directory, never a shared one such as /tmp (see `crate::upgrade_sock`).
 fn default_upgrade_sock() -> PathBuf {
-    PathBuf::from("/tmp/crossgate-upgrade.sock")
+    crate::upgrade_sock::default_path()
 }
 
 fn default_beacon_queue() -> usize {
