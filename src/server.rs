@@ -62,6 +62,7 @@ pub struct Gateway {
     pub certs: Arc<Vec<(std::net::SocketAddr, Arc<crate::tls::SwappableCert>)>>,
     grace_period: Duration,
     watch: bool,
+    upgrade_sock: PathBuf,
 }
 
 impl Gateway {
@@ -158,6 +159,7 @@ impl Gateway {
             certs: Arc::new(certs),
             grace_period,
             watch: options.watch,
+            upgrade_sock,
         }
     }
 
@@ -172,7 +174,8 @@ impl Gateway {
     /// Runs with Unix signals and reloads `config` on SIGHUP and when it changes:
     /// SIGTERM drains (the process exits as soon as no request is in flight, and at the latest
     /// after the grace period), SIGINT stops at once, SIGQUIT hands the listening sockets to a
-    /// new process started with `--upgrade`.
+    /// new process started with `--upgrade` once `upgrade_sock::check_handover` passes (else it
+    /// logs why and keeps serving).
     pub fn run_with_signals(self, config: PathBuf) {
         let reloader = Arc::new(Reloader::new(
             config,
@@ -194,6 +197,7 @@ impl Gateway {
         let (tx, watch) = ChannelShutdown::pair();
         let in_flight = self.in_flight.clone();
         let grace = self.grace_period;
+        let upgrade_sock = self.upgrade_sock.clone();
         std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
@@ -201,7 +205,7 @@ impl Gateway {
                     .enable_all()
                     .build()
                     .expect("a runtime for signal handling");
-                rt.block_on(handle_signals(tx, in_flight, grace, reloader));
+                rt.block_on(handle_signals(tx, in_flight, grace, reloader, upgrade_sock));
             })
             .expect("a thread for signal handling");
         self.run(Box::new(watch));
@@ -213,6 +217,7 @@ async fn handle_signals(
     in_flight: Arc<AtomicUsize>,
     grace: Duration,
     reloader: Arc<Reloader>,
+    upgrade_sock: PathBuf,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int), Ok(mut quit), Ok(mut hup)) = (
@@ -227,7 +232,14 @@ async fn handle_signals(
     let stop = loop {
         tokio::select! {
             _ = term.recv() => { tracing::info!(grace_period = ?grace, "SIGTERM: draining in-flight requests"); break ShutdownSignal::GracefulTerminate }
-            _ = quit.recv() => { tracing::info!("SIGQUIT: handing the listening sockets over"); break ShutdownSignal::GracefulUpgrade }
+            _ = quit.recv() => {
+                // pingora sends the sockets to whatever listens at the path, and shuts down
+                // even when sending fails: decide here, before it is told anything.
+                match crate::upgrade_sock::wait_for_handover(&upgrade_sock).await {
+                    Ok(()) => { tracing::info!(socket = %upgrade_sock.display(), "SIGQUIT: handing the listening sockets over"); break ShutdownSignal::GracefulUpgrade }
+                    Err(why) => tracing::error!(socket = %upgrade_sock.display(), fix = %why.fix(), "SIGQUIT: not handing the listening sockets over, still serving: {why}"),
+                }
+            }
             _ = int.recv() => { tracing::info!("SIGINT: stopping now"); break ShutdownSignal::FastShutdown }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the config");

@@ -1,6 +1,7 @@
 //! Hot reload and binary upgrade of the real binary, with a client sending requests the whole
 //! time: SIGHUP, a file replaced by rename, a Kubernetes ConfigMap's symlink swap, a broken
-//! file, and `run --upgrade` + SIGQUIT. Every test asserts zero failed requests.
+//! file, and `run --upgrade` + SIGQUIT. Every test asserts zero failed requests. Then SIGQUIT
+//! refusing to hand the sockets to a socket that is not a `run --upgrade` of the same user.
 
 mod common;
 
@@ -405,4 +406,95 @@ async fn an_upgrade_hands_the_sockets_over_without_failing_a_request() {
     }
     traffic.finish().await;
     drop(new);
+}
+
+/// Starts crossgate on a private socket directory (after `plant` has put there what it wants)
+/// with its log captured, sends it SIGQUIT and returns the ERROR line that refuses the
+/// hand-over, after checking that the process still answers.
+async fn sigquit_refusal<T>(name: &str, plant: impl FnOnce(&Path) -> T) -> (String, T) {
+    let backend = Backend::start("b").await;
+    let (proxy, admin) = (free_addr(), free_addr());
+    let d = dir(name);
+    let path = d.join("config.yaml");
+    let sock = d.join("upgrade.sock");
+    let planted = plant(&sock);
+    std::fs::write(
+        &path,
+        config(proxy, admin, &backend, "https://new.example", Some(&sock)),
+    )
+    .unwrap();
+    let mut old = start_with(&path, &["--no-watch"], &[], Stdio::piped());
+    let rx = stdout_lines(&mut old.0);
+    wait_until_listening(proxy).await;
+    signal(&old, "-QUIT");
+    // Longer than the 5 s the old process waits for a socket to appear.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let line = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("no refusal of the hand-over in the log");
+        if line.contains("SIGQUIT") {
+            break line;
+        }
+    };
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(
+        line.contains("not handing the listening sockets over, still serving"),
+        "{line}"
+    );
+    // Still serving: the same process answers a new connection.
+    let r = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+        .get(format!("http://{proxy}/api/x"))
+        .header("origin", "https://new.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://new.example"
+    );
+    assert!(old.0.try_wait().unwrap().is_none(), "the old process left");
+    (line, planted)
+}
+
+#[tokio::test]
+async fn sigquit_keeps_the_sockets_from_a_socket_planted_by_another_user_and_keeps_serving() {
+    if nix::unistd::geteuid().as_raw() != 0 {
+        eprintln!("skipped: planting a socket of another uid needs root (chown)");
+        return;
+    }
+    let (line, listener) = sigquit_refusal("planted", |sock| {
+        // What a local attacker does: bind the path before `run --upgrade` does.
+        let listener = std::os::unix::net::UnixListener::bind(sock).unwrap();
+        std::os::unix::fs::chown(sock, Some(65534), None).unwrap();
+        listener
+    })
+    .await;
+    assert!(line.contains("belongs to uid 65534"), "{line}");
+    assert!(line.contains("not to crossgate's user (uid 0)"), "{line}");
+    // Nothing connected to the planted socket (the refusal comes before any connect).
+    listener.set_nonblocking(true).unwrap();
+    let accepted = listener.accept();
+    assert!(
+        accepted
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock),
+        "the planted socket got a connection: {accepted:?}"
+    );
+}
+
+/// pingora shuts the old process down even when it could not send the sockets: without a
+/// new process waiting, SIGQUIT used to leave no one serving.
+#[tokio::test]
+async fn sigquit_without_a_process_waiting_for_the_sockets_keeps_serving() {
+    let (line, ()) = sigquit_refusal("nobody", |_| {}).await;
+    assert!(
+        line.contains("no process started with `run --upgrade` is waiting"),
+        "{line}"
+    );
 }
