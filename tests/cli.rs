@@ -664,6 +664,119 @@ fn the_deployment_examples_are_consistent_with_the_binary() {
     }
 }
 
+/// The admin listener (`/metrics`, `/readyz`: no authentication) is not published by the
+/// shipped examples: the image keeps it on loopback and does not EXPOSE it, and in Kubernetes
+/// no Service or hostPort carries it and the NetworkPolicy admits it only from a selected
+/// namespace (the kubelet's probes come from the node, which NetworkPolicy always admits).
+#[test]
+fn the_deploy_examples_never_publish_the_admin_listener() {
+    use serde::Deserialize;
+    use serde_yaml::Value;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    // `listen: A` or `listen: [A, B]`.
+    let addrs = |v: &Value| -> Vec<std::net::SocketAddr> {
+        let one = |v: &Value| v.as_str().expect("an address").parse().expect("ip:port");
+        match v.as_sequence() {
+            Some(list) => list.iter().map(one).collect(),
+            None => vec![one(v)],
+        }
+    };
+    let addr = |v: &Value| addrs(v)[0];
+
+    // The image's config: config.example.yaml with the Dockerfile's own `sed -e 's/A/B/'`s.
+    let dockerfile = read("deploy/Dockerfile");
+    let mut image_config = read("config.example.yaml");
+    let mut substitutions = 0;
+    for line in dockerfile.lines().filter(|l| l.contains("sed ")) {
+        for expr in line.split(" -e ").skip(1) {
+            let parts: Vec<&str> = expr.trim_start_matches('\'').split('/').collect();
+            assert_eq!(parts[0], "s", "{line}");
+            image_config = image_config.replace(parts[1], parts[2]);
+            substitutions += 1;
+        }
+    }
+    assert!(
+        substitutions > 0,
+        "the Dockerfile no longer seds the config"
+    );
+    let image_config: Value = serde_yaml::from_str(&image_config).unwrap();
+    assert!(
+        addrs(&image_config["listen"])
+            .iter()
+            .all(|a| !a.ip().is_loopback()),
+        "the proxy must listen on all interfaces for -p"
+    );
+    let admin = addr(&image_config["admin"]["listen"]);
+    assert!(
+        admin.ip().is_loopback(),
+        "the image's admin listener is on {admin}"
+    );
+    let admin_port = admin.port().to_string();
+    for line in dockerfile.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.first() == Some(&"EXPOSE") {
+            assert!(
+                !words
+                    .iter()
+                    .any(|w| w.split('/').next() == Some(&admin_port)),
+                "{line}"
+            );
+        }
+        // A documented `-p` of the admin port binds the host's loopback only.
+        for w in words.windows(2).filter(|w| w[0] == "-p") {
+            let spec = w[1].trim_end_matches(|c: char| !c.is_ascii_digit());
+            let published = spec.rsplit(':').next() == Some(admin_port.as_str());
+            assert!(!published || spec.starts_with("127.0.0.1:"), "{line}");
+        }
+    }
+
+    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&read("deploy/kubernetes.yaml"))
+        .map(|doc| Value::deserialize(doc).unwrap())
+        .collect();
+    let of_kind = |k: &'static str| docs.iter().filter(move |d| d["kind"] == k);
+    let config: Value = of_kind("ConfigMap")
+        .find_map(|d| d["data"]["config.yaml"].as_str())
+        .map(|c| serde_yaml::from_str(c).unwrap())
+        .expect("a ConfigMap with config.yaml");
+    let admin = addr(&config["admin"]["listen"]).port();
+    let deployment = of_kind("Deployment").next().expect("a Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_ne!(pod["hostNetwork"], Value::Bool(true));
+    let ports = pod["containers"][0]["ports"].as_sequence().unwrap();
+    let admin_port = ports
+        .iter()
+        .find(|p| p["containerPort"].as_u64() == Some(admin.into()))
+        .expect("the admin port is named for the probes");
+    assert!(admin_port["hostPort"].is_null(), "{admin_port:?}");
+    let name = admin_port["name"].as_str().unwrap();
+    let is_admin = |p: &Value| p.as_str() == Some(name) || p.as_u64() == Some(admin.into());
+    for service in of_kind("Service") {
+        for p in service["spec"]["ports"].as_sequence().unwrap() {
+            assert!(
+                !is_admin(&p["port"]) && !is_admin(&p["targetPort"]),
+                "{p:?}"
+            );
+        }
+    }
+    let policy = of_kind("NetworkPolicy")
+        .find(|p| p["spec"]["podSelector"] == deployment["spec"]["selector"])
+        .expect("a NetworkPolicy for the Deployment's pods");
+    assert!(policy["spec"]["policyTypes"]
+        .as_sequence()
+        .unwrap()
+        .contains(&"Ingress".into()));
+    for rule in policy["spec"]["ingress"].as_sequence().unwrap() {
+        // A rule without ports admits every port; without `from`, every source.
+        let covers_admin = match rule["ports"].as_sequence() {
+            None => true,
+            Some(ports) => ports.iter().any(|p| is_admin(&p["port"])),
+        };
+        let from_anywhere = rule["from"].as_sequence().map_or(true, |f| f.is_empty());
+        assert!(!(covers_admin && from_anywhere), "{rule:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_client_leaving_an_event_stream_is_not_logged_as_an_error() {
     let backend = Backend::start("b").await;
