@@ -244,6 +244,9 @@ async fn main() {
     let (proxy, backend, admin) = (free_addr(), free_addr(), free_addr());
     let dir = std::env::temp_dir().join(format!("crossgate-soak-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // The upgrade socket's directory must be private, or crossgate refuses the config.
+    let private = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700);
+    std::fs::set_permissions(&dir, private).unwrap();
     let path = dir.join("config.yaml");
     let sock = dir.join("upgrade.sock");
     let addrs = [proxy, backend, admin];
