@@ -6,9 +6,16 @@
 //! first byte (for the first request, from the connect) until the proxy has the whole head
 //! ([`head_done`], called from `request_filter`), reads fail once `client_header_timeout` has
 //! passed, and pingora closes the connection. The timer is armed only when a head has to wait
-//! for more bytes, so a head that arrives in one read costs a clock read and no timer. Between requests ([`idle`], from `logging`) and
-//! while a body or upgraded stream flows, nothing is timed here; pingora's own read, keep-alive
-//! and write timeouts apply. HTTP/2 connections are not wrapped (one stream per request: h2's
+//! for more bytes, so a head that arrives in one read costs a clock read and no timer. Between
+//! requests ([`idle`], from `logging`) and while a body or upgraded stream flows, nothing is
+//! timed here; pingora's own read, keep-alive and write timeouts apply.
+//!
+//! Pipelined requests (HTTP/1.1 pipelining is on, see `proxy::client_limits`) arrive in reads
+//! made for an earlier request, and pingora keeps them in its own buffer: a head that is whole
+//! there is parsed without a read and never waits on this clock, however long the requests
+//! before it took. A head of which only the start came that way is timed from the next byte
+//! that arrives for it; the wait for that byte is bounded by `client_keepalive_timeout`, as on
+//! any kept-alive connection. HTTP/2 connections are not wrapped (one stream per request: h2's
 //! own flow control and pingora's h2 timeouts apply).
 //!
 //! The same wrapper coalesces the sends of a chunked response. pingora 0.9 flushes the head of

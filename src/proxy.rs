@@ -367,6 +367,12 @@ async fn send_jsonp_error(
 /// timeouts of the rules in force apply to this client.
 fn client_limits(session: &mut Session, limits: &ClientTimeouts) {
     guard::head_done(session.stream());
+    // HTTP/1.1 pipelining (RFC 9112 §9.3.2): bytes that come after this request (the next
+    // requests, sent before this one is answered) are kept and parsed as the next request once
+    // this one is answered, so that answers go out in order. Without it pingora closes the
+    // connection after this answer and the requests behind it get none. (pingora carries the
+    // setting to the connection's next request; setting it again costs nothing.)
+    session.set_pipelining_enabled(true);
     session.set_read_timeout(Some(limits.body));
     session.set_write_timeout(Some(limits.send));
     // Only where pingora keeps the connection (not `Connection: close`, not HTTP/1.0).

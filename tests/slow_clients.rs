@@ -77,6 +77,23 @@ async fn a_slow_loris_head_after_a_kept_alive_request_is_cut_too() {
     normal_client_is_served(proxy.addr).await;
 }
 
+#[tokio::test]
+async fn a_slow_loris_head_pipelined_behind_a_request_is_cut_too() {
+    let backend = Backend::start("b").await;
+    let proxy = Proxy::start(&config(&backend, "client_header_timeout: 700ms")).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    // The start of the second head comes in the same write as the first request (and is kept
+    // for after its answer); the rest of it byte by byte.
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\nGET /y HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut first = Vec::new();
+    common::read_raw_until(&mut s, &mut first, b"\"path\":\"/x\"}").await;
+    trickle_until_cut(&mut s).await;
+    assert_eq!(backend.requests().len(), 1);
+    normal_client_is_served(proxy.addr).await;
+}
+
 /// Sends one more header byte every 50 ms (every single read is quick, the head never ends)
 /// until the proxy closes the connection, which must be after the trickle began and not before
 /// the 700 ms header timeout (less a margin for the clock).
