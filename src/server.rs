@@ -107,18 +107,14 @@ impl Gateway {
                 metrics: metrics.clone(),
             },
         );
-        let mut proxy = pingora::services::listening::Service::new(
-            "crossgate".into(),
-            crate::guard::Guarded {
-                app: Arc::new(app),
-                rules: rules.clone(),
-            },
-        );
+        let mut listeners = Vec::new();
+        let mut endpoints = Vec::new();
         for addr in &listen {
-            proxy.add_listener(
+            endpoints.push(
                 pingora::listeners::ListenerConfig::tcp(addr.to_string())
                     .l4_buffer(CLIENT_TCP_BUFFERS),
             );
+            listeners.push((*addr, None));
         }
         let mut certs = Vec::new();
         for l in &rules.load().tls_listeners {
@@ -129,8 +125,22 @@ impl Gateway {
             if l.http2 {
                 settings.enable_h2();
             }
-            proxy.add_tls_with_settings(&l.addr.to_string(), None, settings);
+            // A TCP listener for pingora: the handshake is done in `Guarded`, within
+            // client_header_timeout (pingora's TLS listener would allow it 60 s).
+            endpoints.push(pingora::listeners::ListenerConfig::tcp(l.addr.to_string()));
+            listeners.push((l.addr, Some(settings.build())));
             certs.push((l.addr, resolver));
+        }
+        let mut proxy = pingora::services::listening::Service::new(
+            "crossgate".into(),
+            crate::guard::Guarded {
+                app: Arc::new(app),
+                rules: rules.clone(),
+                listeners,
+            },
+        );
+        for endpoint in endpoints {
+            proxy.add_listener(endpoint);
         }
         server.add_service(proxy);
         if let Some(addr) = admin_addr {

@@ -1,6 +1,6 @@
 //! TLS both ways, with certificates generated here: HTTPS listeners offering HTTP/2 by ALPN
-//! (every channel over h2, JSONP included), HTTPS upstreams verified against a CA file, and a
-//! certificate swapped by a reload.
+//! (every channel over h2, JSONP included), HTTPS upstreams verified against a CA file, a
+//! certificate swapped by a reload, and slow TLS and HTTP/2 clients cut at the header timeout.
 
 mod common;
 
@@ -312,4 +312,283 @@ async fn a_reload_swaps_the_certificate() {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+// Slow TLS and HTTP/2 clients: `server.client_header_timeout` bounds the TLS handshake, the
+// HTTP/2 preface and the first request's head together from the connect, and each later h2
+// request head (a HEADERS frame and its CONTINUATIONs) from its first byte, as it does for
+// HTTP/1. pingora alone gives a handshake 60 s and an h2 connection forever.
+
+const HEADER_TIMEOUT: Duration = Duration::from_secs(1);
+
+fn slow_config(backend: &Backend, tls_addr: SocketAddr, pki: &Pki) -> String {
+    format!(
+        "listen: LISTEN\nserver: {{client_header_timeout: 1s}}\ntls:\n  - {{listen: \"{tls_addr}\", cert: \"{}\", key: \"{}\"}}\nupstreams:\n  b: {{servers: [\"{}\"]}}\nroutes:\n  - {{name: api, upstream: b, cors: {{allow_origins: [https://app.example.com]}}}}\n",
+        pki.cert.display(),
+        pki.key.display(),
+        backend.addr
+    )
+}
+
+/// A proxy with a 1 s header timeout and its TLS listener.
+async fn slow_setup(name: &str) -> (Backend, Proxy, SocketAddr, Pki) {
+    let pki = pki(&tmp(name), "front");
+    let backend = Backend::start("b").await;
+    let tls_addr = free_addr();
+    let proxy = Proxy::start(&slow_config(&backend, tls_addr, &pki)).await;
+    wait_until_listening(tls_addr).await;
+    (backend, proxy, tls_addr, pki)
+}
+
+fn client_tls_config(ca_pem: &str, alpn: &[&[u8]]) -> tokio_rustls::rustls::ClientConfig {
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(x509_der(ca_pem).into()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
+}
+
+/// A TLS connection to `localhost` at `addr` that negotiated HTTP/2.
+async fn h2_connect(
+    addr: SocketAddr,
+    ca_pem: &str,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use tokio_rustls::rustls::pki_types::ServerName;
+    let config = client_tls_config(ca_pem, &[b"h2"]);
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    tls
+}
+
+/// The bytes of a real TLS ClientHello for `localhost`.
+fn client_hello(ca_pem: &str) -> Vec<u8> {
+    use tokio_rustls::rustls::{pki_types::ServerName, ClientConnection};
+    let config = std::sync::Arc::new(client_tls_config(ca_pem, &[b"h2", b"http/1.1"]));
+    let mut c = ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
+    let mut out = Vec::new();
+    while c.wants_write() {
+        c.write_tls(&mut out).unwrap();
+    }
+    out
+}
+
+/// Reads (and drops) what comes until the proxy closes the connection (EOF, a reset, or a TLS
+/// stream that ends without close_notify); how long that took. Fails after 10 s.
+async fn time_until_closed(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> Duration {
+    use tokio::io::AsyncReadExt;
+    let started = tokio::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    let read_all = async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read_all)
+        .await
+        .expect("the proxy kept the connection open for 10 s");
+    started.elapsed()
+}
+
+/// Sends `bytes` one every 50 ms (each read of the proxy is quick, the whole never ends in
+/// time) until the proxy closes the connection; how long after the first byte that was. Fails
+/// if all of `bytes` went through, or after 10 s.
+async fn trickle_until_closed(
+    s: &mut (impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin),
+    bytes: &[u8],
+) -> Duration {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut buf = [0u8; 4096];
+    for b in bytes {
+        tick.tick().await;
+        if s.write_all(&[*b]).await.is_err() || s.flush().await.is_err() {
+            return started.elapsed();
+        }
+        // Whatever the proxy sent meanwhile (h2 SETTINGS), then its close, if it has come.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed(),
+                Ok(Ok(_)) => {}
+                Err(_) => break,
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the trickle was never cut"
+        );
+    }
+    panic!("the whole of {} bytes went through", bytes.len());
+}
+
+fn assert_cut_at_the_header_timeout(after: Duration) {
+    assert!(
+        after >= HEADER_TIMEOUT - Duration::from_millis(300) && after < 5 * HEADER_TIMEOUT,
+        "cut after {after:?}, the header timeout is {HEADER_TIMEOUT:?}"
+    );
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const HEADERS: u8 = 0x1;
+const SETTINGS: u8 = 0x4;
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+
+/// An HTTP/2 frame (RFC 9113 §4.1).
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = len.to_be_bytes()[1..].to_vec();
+    f.extend_from_slice(&[kind, flags]);
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// The HPACK block of `GET https://localhost{path}` (static table entries and literals
+/// without indexing, so that blocks do not depend on each other).
+fn get_block(path: &str) -> Vec<u8> {
+    let mut b = vec![0x82, 0x87, 0x04, path.len() as u8];
+    b.extend_from_slice(path.as_bytes());
+    b.extend_from_slice(&[0x01, 9]);
+    b.extend_from_slice(b"localhost");
+    b
+}
+
+/// Reads frames until a HEADERS frame on `stream`, acknowledging the proxy's SETTINGS.
+async fn read_headers_frame(
+    s: &mut (impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin),
+    stream: u32,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let read = async {
+        loop {
+            let mut head = [0u8; 9];
+            s.read_exact(&mut head).await.unwrap();
+            let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+            let mut payload = vec![0u8; len];
+            s.read_exact(&mut payload).await.unwrap();
+            let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+            match head[3] {
+                SETTINGS if head[4] & 0x1 == 0 => {
+                    s.write_all(&frame(SETTINGS, 0x1, 0, &[])).await.unwrap();
+                }
+                HEADERS if id == stream => return,
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("no response head within 10 s");
+}
+
+#[tokio::test]
+async fn a_tls_client_that_sends_nothing_is_closed_at_the_header_timeout() {
+    let (_backend, _proxy, tls_addr, pki) = slow_setup("silent").await;
+    let mut s = tokio::net::TcpStream::connect(tls_addr).await.unwrap();
+    assert_cut_at_the_header_timeout(time_until_closed(&mut s).await);
+    assert_eq!(
+        https_client(&pki, tls_addr)
+            .get(format!("https://localhost:{}/x", tls_addr.port()))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_client_hello_trickled_byte_by_byte_is_cut_at_the_header_timeout() {
+    let (_backend, _proxy, tls_addr, pki) = slow_setup("hello").await;
+    let hello = client_hello(&pki.ca_pem);
+    assert!(hello.len() > 100, "{} bytes", hello.len());
+    let mut s = tokio::net::TcpStream::connect(tls_addr).await.unwrap();
+    assert_cut_at_the_header_timeout(trickle_until_closed(&mut s, &hello).await);
+}
+
+#[tokio::test]
+async fn an_h2_client_that_never_sends_a_request_is_closed_at_the_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let (backend, _proxy, tls_addr, pki) = slow_setup("h2-silent").await;
+    let started = tokio::time::Instant::now();
+    let mut s = h2_connect(tls_addr, &pki.ca_pem).await;
+    // The preface and SETTINGS, as every h2 client sends them; then no request.
+    s.write_all(&[H2_PREFACE, &frame(SETTINGS, 0, 0, &[])].concat())
+        .await
+        .unwrap();
+    time_until_closed(&mut s).await;
+    assert_cut_at_the_header_timeout(started.elapsed());
+    assert!(backend.requests().is_empty());
+}
+
+#[tokio::test]
+async fn an_h2_request_head_trickled_byte_by_byte_is_cut_at_the_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let (backend, _proxy, tls_addr, pki) = slow_setup("h2-trickle").await;
+    let mut s = h2_connect(tls_addr, &pki.ca_pem).await;
+    s.write_all(&[H2_PREFACE, &frame(SETTINGS, 0, 0, &[])].concat())
+        .await
+        .unwrap();
+    // A HEADERS frame whose block (a request with one long header) comes a byte at a time.
+    let mut block = get_block("/x");
+    block.extend_from_slice(&[0x00, 6]);
+    block.extend_from_slice(b"x-slow");
+    block.extend_from_slice(&[100]);
+    block.extend_from_slice(&[b'a'; 100]);
+    let f = frame(HEADERS, END_HEADERS | END_STREAM, 1, &block);
+    assert_cut_at_the_header_timeout(trickle_until_closed(&mut s, &f).await);
+    assert!(backend.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_later_h2_request_head_that_never_completes_is_cut_at_the_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let (backend, _proxy, tls_addr, pki) = slow_setup("h2-continuation").await;
+    let mut s = h2_connect(tls_addr, &pki.ca_pem).await;
+    let first = frame(HEADERS, END_HEADERS | END_STREAM, 1, &get_block("/first"));
+    s.write_all(&[H2_PREFACE, &frame(SETTINGS, 0, 0, &[]), &first].concat())
+        .await
+        .unwrap();
+    read_headers_frame(&mut s, 1).await;
+    assert_eq!(backend.requests().len(), 1);
+    // The second request's HEADERS frame says that CONTINUATION frames follow; none comes.
+    let started = tokio::time::Instant::now();
+    s.write_all(&frame(HEADERS, END_STREAM, 3, &get_block("/second")))
+        .await
+        .unwrap();
+    time_until_closed(&mut s).await;
+    assert_cut_at_the_header_timeout(started.elapsed());
+    assert_eq!(backend.requests().len(), 1);
+}
+
+/// Once its head is in, a request on an h2 connection may take longer than the header timeout
+/// (the deadline is for heads, not answers): it is served, and so is the next one.
+#[tokio::test]
+async fn an_h2_request_slower_than_the_header_timeout_is_served() {
+    let (_backend, _proxy, tls_addr, pki) = slow_setup("h2-slow-answer").await;
+    let c = https_client(&pki, tls_addr);
+    let base = format!("https://localhost:{}", tls_addr.port());
+    let r = c.get(format!("{base}/slow?ms=1500")).send().await.unwrap();
+    assert_eq!(
+        (r.version(), r.status().as_u16()),
+        (reqwest::Version::HTTP_2, 200)
+    );
+    assert_eq!(r.text().await.unwrap(), "{\"waited_ms\":1500}");
+    let r = c.get(format!("{base}/again")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
 }

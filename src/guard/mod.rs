@@ -2,7 +2,7 @@
 //!
 //! pingora times out each read of a request head separately (and not at all between requests
 //! on a kept-alive connection), so a client that trickles one header byte at a time holds a
-//! connection forever. [`HeadGuard`] wraps every HTTP/1 connection's stream: from a request's
+//! connection forever. [`HeadGuard`] wraps every connection's stream: from a request's
 //! first byte (for the first request, from the connect) until the proxy has the whole head
 //! ([`head_done`], called from `request_filter`), reads fail once `client_header_timeout` has
 //! passed, and pingora closes the connection. The timer is armed only when a head has to wait
@@ -15,8 +15,14 @@
 //! there is parsed without a read and never waits on this clock, however long the requests
 //! before it took. A head of which only the start came that way is timed from the next byte
 //! that arrives for it; the wait for that byte is bounded by `client_keepalive_timeout`, as on
-//! any kept-alive connection. HTTP/2 connections are not wrapped (one stream per request: h2's
-//! own flow control and pingora's h2 timeouts apply).
+//! any kept-alive connection.
+//!
+//! The first head's deadline covers what comes before it too: on a TLS listener the
+//! handshake ([`Guarded`] does it, as pingora's listeners give it a fixed 60 s), on HTTP/2 the
+//! connection preface. An HTTP/2 connection carries many requests at once, and its heads are
+//! header blocks (a HEADERS frame and its CONTINUATIONs, RFC 9113 §6.10) that the guard sees in
+//! the client's frames (`h2.rs`): each must be whole within `client_header_timeout` of the read
+//! that brought its HEADERS frame's header. Nothing else on an h2 connection is timed here.
 //!
 //! The same wrapper coalesces the sends of a chunked response. pingora 0.9 flushes the head of
 //! any response without a Content-Length, every chunk, and the last chunk, each in its own send,
@@ -31,6 +37,7 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -40,6 +47,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
+use pingora::listeners::tls::Acceptor;
+use pingora::protocols::l4::stream::Stream as L4Stream;
 
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::tls::TlsRef;
@@ -52,6 +61,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use crate::rules::Rules;
+
+mod h2;
 
 const IDLE: u8 = 0;
 const HEAD: u8 = 1;
@@ -82,20 +93,36 @@ pub struct HeadGuard {
     hold: AtomicU8,
     /// A flush was held: it is owed before the next read.
     held: bool,
+    /// HTTP/2: the client's frames, followed to see its request heads.
+    h2: Option<h2::Frames>,
 }
 
 impl HeadGuard {
-    /// The clock starts now: the first request's head must arrive within `limit`.
-    pub fn new(inner: Stream, limit: Duration) -> HeadGuard {
+    /// An HTTP/1 connection whose first request's head must be whole within `limit` of
+    /// `connected`.
+    pub fn new(inner: Stream, limit: Duration, connected: Instant) -> HeadGuard {
         HeadGuard {
             inner,
             limit,
             state: AtomicU8::new(HEAD),
-            started: Instant::now(),
+            started: connected,
             timer: None,
             armed: false,
             hold: AtomicU8::new(PASS),
             held: false,
+            h2: None,
+        }
+    }
+
+    /// An HTTP/2 connection: the preface and the first request's head must be whole within
+    /// `limit` of `connected`, each later head (a HEADERS frame and its CONTINUATIONs) within
+    /// `limit` of the read that brought its HEADERS frame's header. pingora's session code
+    /// never calls [`head_done`] or [`idle`] for h2 streams (they have no stream of their
+    /// own); the frames say when a head is in.
+    pub fn h2(inner: Stream, limit: Duration, connected: Instant) -> HeadGuard {
+        HeadGuard {
+            h2: Some(h2::Frames::new()),
+            ..HeadGuard::new(inner, limit, connected)
         }
     }
 }
@@ -189,11 +216,24 @@ impl AsyncRead for HeadGuard {
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         match polled {
-            Poll::Ready(Ok(())) if state == IDLE && buf.filled().len() > before => {
-                // The first bytes of the next request: its head has `limit` from now.
-                this.state.store(HEAD, Ordering::Relaxed);
-                this.started = Instant::now();
-                this.armed = false;
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                let new_head = match this.h2.as_mut() {
+                    None => state == IDLE,
+                    Some(frames) => {
+                        let fed = frames.feed(&buf.filled()[before..]);
+                        if fed.ended {
+                            this.state.store(IDLE, Ordering::Relaxed);
+                        }
+                        // A head from connect (none has ended yet) keeps its clock.
+                        fed.began && frames.in_block() && (fed.ended || state == IDLE)
+                    }
+                };
+                if new_head {
+                    // The first bytes of the next request: its head has `limit` from now.
+                    this.state.store(HEAD, Ordering::Relaxed);
+                    this.started = Instant::now();
+                    this.armed = false;
+                }
             }
             Poll::Pending if state == HEAD && !this.armed => {
                 // The head is incomplete and the client is silent: start the clock.
@@ -345,11 +385,69 @@ impl fmt::Debug for HeadGuard {
     }
 }
 
-/// Wraps a pingora app so that each HTTP/1 connection it gets is a [`HeadGuard`], with the
-/// `client_header_timeout` of the rules in force when the connection arrives.
+/// Wraps a pingora app so that each connection it gets is a [`HeadGuard`], with the
+/// `client_header_timeout` of the rules in force when the connection arrives; for a TLS
+/// listener, the TLS handshake is done here first, within the first head's deadline.
+///
+/// pingora's TLS listeners do the handshake before the app sees the connection, with a fixed
+/// 60 s timeout (`Service::run_endpoint` in pingora-core 0.9.1) and no hook to shorten it, so
+/// crossgate's TLS addresses are plain TCP listeners for pingora, and the handshake is pingora's
+/// own (`Acceptor::tls_handshake`, the acceptor its listener would have built from the same
+/// `TlsSettings`), under the deadline.
 pub struct Guarded<A> {
     pub app: Arc<A>,
     pub rules: Arc<ArcSwap<Rules>>,
+    /// Every listener of the service by its address, with its acceptor if it is a TLS one.
+    pub listeners: Vec<(SocketAddr, Option<Acceptor>)>,
+}
+
+impl<A> Guarded<A> {
+    /// The TLS acceptor of the listener that `stream` came in on, if that is a TLS listener.
+    /// A listener on an unspecified address (`0.0.0.0`, `[::]`) takes the connections that no
+    /// listener on the exact address takes, as the kernel decides.
+    fn acceptor_for(&self, stream: &Stream) -> Option<&Acceptor> {
+        if self.listeners.iter().all(|(_, tls)| tls.is_none()) {
+            return None;
+        }
+        let local = *stream.get_socket_digest()?.local_addr()?.as_inet()?;
+        let exact = self.listeners.iter().find(|(a, _)| *a == local);
+        let (_, tls) = exact.or_else(|| {
+            self.listeners.iter().find(|(a, _)| {
+                a.ip().is_unspecified()
+                    && a.port() == local.port()
+                    && a.is_ipv4() == local.is_ipv4()
+            })
+        })?;
+        tls.as_ref()
+    }
+}
+
+/// The TLS handshake, cut at `deadline`; `None` when it failed or took too long (the
+/// connection is closed).
+async fn tls_handshake(acceptor: &Acceptor, stream: Stream, deadline: Instant) -> Option<Stream> {
+    let peer = stream
+        .get_socket_digest()
+        .and_then(|d| d.peer_addr().cloned());
+    // pingora's listeners hand over their own TCP stream type, the one its TLS listeners
+    // wrap too.
+    let tcp = match stream.into_any().downcast::<L4Stream>() {
+        Ok(tcp) => *tcp,
+        Err(_) => {
+            tracing::error!("a connection to a TLS listener is not a TCP stream: closed");
+            return None;
+        }
+    };
+    match tokio::time::timeout_at(deadline, acceptor.tls_handshake(tcp)).await {
+        Ok(Ok(tls)) => Some(Box::new(tls)),
+        Ok(Err(e)) => {
+            tracing::debug!(peer = ?peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(peer = ?peer, "TLS handshake cut at client_header_timeout");
+            None
+        }
+    }
 }
 
 #[async_trait]
@@ -359,13 +457,20 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let stream: Stream = if stream.selected_alpn_proto() == Some(ALPN::H2) {
-            stream
-        } else {
-            let limit = self.rules.load().server.client.header;
-            Box::new(HeadGuard::new(stream, limit))
+        // pingora calls this as soon as it has accepted the connection: the first head's
+        // clock (which covers a TLS handshake too) starts now.
+        let connected = Instant::now();
+        let limit = self.rules.load().server.client.header;
+        let stream = match self.acceptor_for(&stream) {
+            Some(acceptor) => tls_handshake(acceptor, stream, connected + limit).await?,
+            None => stream,
         };
-        self.app.process_new(stream, shutdown).await
+        let guard = if stream.selected_alpn_proto() == Some(ALPN::H2) {
+            HeadGuard::h2(stream, limit, connected)
+        } else {
+            HeadGuard::new(stream, limit, connected)
+        };
+        self.app.process_new(Box::new(guard), shutdown).await
     }
 
     async fn cleanup(&self) {
