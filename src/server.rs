@@ -97,7 +97,7 @@ impl Gateway {
         let (beacon_queue, forwarder) = crate::beacon::Queue::new(rules.server.beacon_queue);
         let rules = Arc::new(ArcSwap::from_pointee(rules));
 
-        let app = pingora::proxy::http_proxy(
+        let mut app = pingora::proxy::http_proxy(
             &server.configuration,
             CrossGate {
                 rules: rules.clone(),
@@ -107,6 +107,13 @@ impl Gateway {
                 metrics: metrics.clone(),
             },
         );
+        // An HTTP/2 connection with no request in flight is closed after
+        // client_keepalive_timeout, as an idle HTTP/1 one is (pingora leaves it open forever
+        // by default). pingora reads this option per connection from a field fixed here: a
+        // reload does not change it.
+        let mut http = pingora::apps::HttpServerOptions::default();
+        http.h2_idle_timeout = Some(rules.load().server.client.keepalive);
+        app.server_options = Some(http);
         let mut listeners = Vec::new();
         let mut endpoints = Vec::new();
         for addr in &listen {

@@ -320,17 +320,18 @@ async fn a_reload_swaps_the_certificate() {
 // HTTP/1. pingora alone gives a handshake 60 s and an h2 connection forever.
 
 const HEADER_TIMEOUT: Duration = Duration::from_secs(1);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn slow_config(backend: &Backend, tls_addr: SocketAddr, pki: &Pki) -> String {
     format!(
-        "listen: LISTEN\nserver: {{client_header_timeout: 1s}}\ntls:\n  - {{listen: \"{tls_addr}\", cert: \"{}\", key: \"{}\"}}\nupstreams:\n  b: {{servers: [\"{}\"]}}\nroutes:\n  - {{name: api, upstream: b, cors: {{allow_origins: [https://app.example.com]}}}}\n",
+        "listen: LISTEN\nserver: {{client_header_timeout: 1s, client_keepalive_timeout: 2s}}\ntls:\n  - {{listen: \"{tls_addr}\", cert: \"{}\", key: \"{}\"}}\nupstreams:\n  b: {{servers: [\"{}\"]}}\nroutes:\n  - {{name: api, upstream: b, cors: {{allow_origins: [https://app.example.com]}}}}\n",
         pki.cert.display(),
         pki.key.display(),
         backend.addr
     )
 }
 
-/// A proxy with a 1 s header timeout and its TLS listener.
+/// A proxy with a 1 s header timeout, a 2 s keep-alive timeout and its TLS listener.
 async fn slow_setup(name: &str) -> (Backend, Proxy, SocketAddr, Pki) {
     let pki = pki(&tmp(name), "front");
     let backend = Backend::start("b").await;
@@ -574,6 +575,26 @@ async fn a_later_h2_request_head_that_never_completes_is_cut_at_the_header_timeo
     time_until_closed(&mut s).await;
     assert_cut_at_the_header_timeout(started.elapsed());
     assert_eq!(backend.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn an_idle_h2_connection_is_closed_at_the_keepalive_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let (backend, _proxy, tls_addr, pki) = slow_setup("h2-idle").await;
+    let mut s = h2_connect(tls_addr, &pki.ca_pem).await;
+    let first = frame(HEADERS, END_HEADERS | END_STREAM, 1, &get_block("/first"));
+    s.write_all(&[H2_PREFACE, &frame(SETTINGS, 0, 0, &[]), &first].concat())
+        .await
+        .unwrap();
+    read_headers_frame(&mut s, 1).await;
+    assert_eq!(backend.requests().len(), 1);
+    // Answered; then no request and nothing in flight.
+    let after = time_until_closed(&mut s).await;
+    assert!(
+        after >= KEEPALIVE_TIMEOUT - Duration::from_millis(300)
+            && after < KEEPALIVE_TIMEOUT + Duration::from_secs(3),
+        "closed after {after:?}, the keep-alive timeout is {KEEPALIVE_TIMEOUT:?}"
+    );
 }
 
 /// Once its head is in, a request on an h2 connection may take longer than the header timeout
