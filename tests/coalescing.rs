@@ -1,6 +1,6 @@
 //! A chunked response whose parts reach the proxy together leaves in one send: pingora 0.9
 //! flushes the head, each chunk and the last chunk separately, and crossgate holds the flushes
-//! in between (`src/guard.rs`). Counted on the client's socket (`TCP_INFO`'s data segments
+//! in between (`src/guard/mod.rs`). Counted on the client's socket (`TCP_INFO`'s data segments
 //! received, exact on loopback), and checked never to hold anything while the proxy waits.
 
 mod common;

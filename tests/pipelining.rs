@@ -1,7 +1,7 @@
 //! HTTP/1.1 pipelining (RFC 9112 §9.3.2) on raw sockets: requests written at once, before any
 //! answer, are each answered, in the order they were sent, on the same connection. Proxied
 //! requests, a request with a body and requests the proxy answers itself (a preflight) mix in
-//! one pipeline, and neither the head deadline nor the held flushes of `src/guard.rs` get in
+//! one pipeline, and neither the head deadline nor the held flushes of `src/guard/mod.rs` get in
 //! the way of requests that are already buffered.
 
 mod common;
@@ -168,7 +168,7 @@ async fn a_buffered_head_is_not_timed_while_the_request_before_it_is_served() {
     .await;
 }
 
-/// A chunked JSONP answer (whose sends `src/guard.rs` coalesces) followed in the pipeline by
+/// A chunked JSONP answer (whose sends `src/guard/mod.rs` coalesces) followed in the pipeline by
 /// an event stream that waits on the backend: the first answer arrives whole, last chunk
 /// included, while the second is still waiting; nothing of it is held back.
 #[tokio::test]
