@@ -18,6 +18,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 
 use crate::config::UpstreamHeaders;
 use crate::origin::OriginList;
+use crate::refusal::Refusal;
 
 // Header names are inserted as `&'static str` in title case: pingora's case-preserving
 // header maps copy a `HeaderName` they do not know into a new buffer on every insert.
@@ -80,11 +81,11 @@ pub enum OriginCheck {
     /// Allowed: the value to send as `Access-Control-Allow-Origin`.
     Allowed(HeaderValue),
     /// Refused, and why (for the log and the preflight's 403 body).
-    Denied(String),
+    Denied(Refusal),
     /// A report-only policy would refuse (why), and `served` is what its fallback decided.
     WouldDeny {
         served: Box<OriginCheck>,
-        why: String,
+        why: Refusal,
     },
 }
 
@@ -198,24 +199,22 @@ impl CorsPolicy {
             };
         };
         if values.next().is_some() {
-            return OriginCheck::Denied("the request has several Origin headers".into());
+            return OriginCheck::Denied(Refusal::SeveralOrigins);
         }
         match &self.origins {
             AllowOrigin::Any => OriginCheck::Allowed(STAR.clone()),
             AllowOrigin::List(list) => {
                 let Ok(text) = origin.to_str() else {
-                    return OriginCheck::Denied(format!(
-                        "the Origin is not ASCII, which no browser sends (policy {})",
-                        self.name
-                    ));
+                    return OriginCheck::Denied(Refusal::OriginNotAscii {
+                        policy: self.name.clone(),
+                    });
                 };
                 match list.find(text) {
                     Some(_) => OriginCheck::Allowed(origin.clone()),
-                    None => OriginCheck::Denied(format!(
-                        "origin {} is not in allow_origins of policy {}",
-                        printable(text),
-                        self.name
-                    )),
+                    None => OriginCheck::Denied(Refusal::OriginNotListed {
+                        origin: text.to_owned(),
+                        policy: self.name.clone(),
+                    }),
                 }
             }
         }
@@ -334,29 +333,27 @@ impl CorsPolicy {
 
     /// Refuses what the browser would refuse anyway, so that the 403 says why: a method that is
     /// neither listed nor CORS-safelisted, or a header that is not listed.
-    fn check_request_method_and_headers(&self, req: &RequestHeader) -> Result<(), String> {
+    fn check_request_method_and_headers(&self, req: &RequestHeader) -> Result<(), Refusal> {
         let method = req
             .headers
             .get(ACCESS_CONTROL_REQUEST_METHOD)
             .and_then(|v| v.to_str().ok())
             .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
-            .ok_or_else(|| "Access-Control-Request-Method is not a method".to_owned())?;
+            .ok_or(Refusal::RequestMethodInvalid)?;
         let safelisted = method == Method::GET || method == Method::HEAD || method == Method::POST;
         if !safelisted && !self.methods.contains(&method) {
-            return Err(format!(
-                "method {method} is not in allow_methods of policy {} ({})",
-                self.name,
-                self.methods_value.to_str().unwrap_or_default()
-            ));
+            return Err(Refusal::Method {
+                method: method.to_string(),
+                policy: self.name.clone(),
+                allowed: self.methods_value.to_str().unwrap_or_default().to_owned(),
+            });
         }
         let asked = req.headers.get_all(ACCESS_CONTROL_REQUEST_HEADERS);
         match &self.headers {
             AllowHeaders::Mirror => {
                 for v in asked {
                     if !v.to_str().is_ok_and(is_header_name_list) {
-                        return Err(
-                            "Access-Control-Request-Headers is not a list of header names".into(),
-                        );
+                        return Err(Refusal::RequestHeadersInvalid { not_ascii: false });
                     }
                 }
             }
@@ -364,14 +361,13 @@ impl CorsPolicy {
                 for v in asked {
                     let text = v
                         .to_str()
-                        .map_err(|_| "Access-Control-Request-Headers is not ASCII".to_owned())?;
+                        .map_err(|_| Refusal::RequestHeadersInvalid { not_ascii: true })?;
                     for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
                         if !names.contains(&name.to_ascii_lowercase()) {
-                            return Err(format!(
-                                "header {} is not in allow_headers of policy {}",
-                                printable(name),
-                                self.name
-                            ));
+                            return Err(Refusal::Header {
+                                header: name.to_owned(),
+                                policy: self.name.clone(),
+                            });
                         }
                     }
                 }

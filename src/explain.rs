@@ -7,6 +7,7 @@ use http::{HeaderName, Method};
 use pingora::http::{RequestHeader, ResponseHeader};
 
 use crate::cors::{is_preflight, CorsPolicy, OriginCheck};
+use crate::dispatch::{dispatch, Action, Routed, Serve};
 use crate::rules::Rules;
 
 /// The answer: the report to print and whether the browser would let the page read the
@@ -125,7 +126,23 @@ fn origin_reason(policy: &CorsPolicy, origin: &str) -> String {
     }
 }
 
-/// Explains what a page on `origin` gets for `method url` with `headers` ("Name: value").
+/// A request head for `explain` (built the way a browser would send it).
+fn request(
+    method: &str,
+    target: &str,
+    headers: &[(&str, Option<&str>)],
+) -> Result<RequestHeader, String> {
+    let mut req =
+        RequestHeader::build(method, target.as_bytes(), None).map_err(|e| e.to_string())?;
+    for (n, v) in headers {
+        req.append_header(n.to_string(), v.unwrap_or(""))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(req)
+}
+
+/// Explains what a page on `origin` gets for `method url` with `headers` ("Name: value"),
+/// by asking [`dispatch`] what the proxy would do with the browser's requests.
 pub fn explain(
     rules: &Rules,
     url: &str,
@@ -135,8 +152,9 @@ pub fn explain(
     credentials: bool,
 ) -> Result<Explanation, String> {
     let (host, target) = split_url(url)?;
-    // Routes match the path; the query goes along to the backend.
-    let path = target.split(['?', '#']).next().unwrap_or("/");
+    // The request target keeps its query (JSONP reads it); routes match the path.
+    let target = target.split('#').next().unwrap_or("/");
+    let path = target.split('?').next().unwrap_or("/");
     let method = normalize_method(method);
     let method =
         Method::from_bytes(method.as_bytes()).map_err(|_| format!("{method:?} is not a method"))?;
@@ -150,23 +168,28 @@ pub fn explain(
             .map_err(|_| format!("{name:?} is not a header name"))?;
         parsed.push((name, value.map(str::to_owned)));
     }
+    let mut sent: Vec<(&str, Option<&str>)> = vec![("origin", Some(origin))];
+    sent.extend(parsed.iter().map(|(n, v)| (n.as_str(), v.as_deref())));
+    let actual = request(method.as_str(), target, &sent)?;
+    let action = dispatch(rules, host, &actual);
 
+    let own_endpoint = matches!(action, Action::Bridge(_) | Action::Beacon(_));
     let mut out = String::new();
-    // The proxy decides the path before anything else (crate::path).
-    let target = match crate::path::target(path, true, rules.server.ambiguous_paths) {
-        Ok(t) => t,
-        Err(why) => {
+    let routed = match action {
+        Action::BadPath(why) => {
             let _ = writeln!(
                 out,
-                "path: {path} is refused with 400 by crossgate before routing: {why} (server.ambiguous_paths is reject)"
+                "path: {path} is refused with 400 by crossgate before routing: {why}"
             );
             return Ok(Explanation {
                 report: out,
                 allowed: false,
             });
         }
+        Action::Route(r) => Some(r),
+        _ => None,
     };
-    if let Some(forward) = target.forward() {
+    if let Some(forward) = routed.as_ref().and_then(|r| r.forward_path.as_deref()) {
         let _ = writeln!(
             out,
             "path: routed and forwarded as {forward} (server.ambiguous_paths is forward_normalized)"
@@ -182,34 +205,24 @@ pub fn explain(
             allowed: true,
         });
     }
-    if rules
-        .bridge
-        .as_ref()
-        .is_some_and(|b| b.asset(path).is_some())
-        || rules.beacons.iter().any(|b| b.matches(host, path))
-    {
-        let _ = writeln!(
-            out,
-            "{path} is served by crossgate itself (the bridge or a beacon), not by a route"
-        );
+    let Some(routed) = routed else {
+        let _ = if own_endpoint {
+            writeln!(
+                out,
+                "{path} is served by crossgate itself (the bridge or a beacon), not by a route"
+            )
+        } else {
+            writeln!(
+                out,
+                "route: none matches host {host} path {path}: crossgate answers 404 itself"
+            )
+        };
         return Ok(Explanation {
             report: out,
-            allowed: true,
-        });
-    }
-    let Some(route) = rules
-        .find_index(host, target.key())
-        .map(|i| &rules.routes[i])
-    else {
-        let _ = writeln!(
-            out,
-            "route: none matches host {host} path {path}: crossgate answers 404 itself"
-        );
-        return Ok(Explanation {
-            report: out,
-            allowed: false,
+            allowed: own_endpoint,
         });
     };
+    let route = &rules.routes[routed.route];
     let _ = writeln!(
         out,
         "route: {} (upstream {})",
@@ -223,6 +236,40 @@ pub fn explain(
         });
     };
     let _ = writeln!(out, "{}", origin_reason(policy, origin));
+    match &routed.serve {
+        Serve::JsonpRefused { why, .. } => {
+            let _ = writeln!(out, "jsonp: refused by crossgate: {why}");
+            return Ok(Explanation {
+                report: out,
+                allowed: false,
+            });
+        }
+        Serve::Jsonp { callback, .. } => {
+            let _ = writeln!(
+                out,
+                "jsonp: a 2xx JSON answer is wrapped as {}(...), readable by the including page",
+                callback.as_str()
+            );
+        }
+        Serve::WebSocketRefused(why) => {
+            let _ = writeln!(out, "websocket: the upgrade is refused with 403: {why}");
+            return Ok(Explanation {
+                report: out,
+                allowed: false,
+            });
+        }
+        Serve::WebSocket(_) => {
+            let _ = writeln!(
+                out,
+                "websocket: the upgrade goes through (browsers apply no CORS to WebSockets)"
+            );
+            return Ok(Explanation {
+                report: out,
+                allowed: true,
+            });
+        }
+        _ => {}
+    }
 
     // Would the browser send a preflight?
     let mut reasons = Vec::new();
@@ -245,18 +292,23 @@ pub fn explain(
         let _ = writeln!(out, "preflight: no (a simple request)");
     } else {
         let _ = writeln!(out, "preflight: yes ({})", reasons.join("; "));
-        let mut req =
-            RequestHeader::build("OPTIONS", path.as_bytes(), None).map_err(|e| e.to_string())?;
-        req.insert_header("origin", origin)
-            .map_err(|e| e.to_string())?;
-        req.insert_header("access-control-request-method", method.as_str())
-            .map_err(|e| e.to_string())?;
+        let asked = unsafe_names.join(",");
+        let mut pre = vec![
+            ("origin", Some(origin)),
+            ("access-control-request-method", Some(method.as_str())),
+        ];
         if !unsafe_names.is_empty() {
-            req.insert_header("access-control-request-headers", unsafe_names.join(","))
-                .map_err(|e| e.to_string())?;
+            pre.push(("access-control-request-headers", Some(asked.as_str())));
         }
-        debug_assert!(is_preflight(&req));
-        let p = policy.preflight(&req);
+        let preflight = request("OPTIONS", target, &pre)?;
+        debug_assert!(is_preflight(&preflight));
+        let Action::Route(Routed {
+            serve: Serve::Preflight(p),
+            ..
+        }) = dispatch(rules, host, &preflight)
+        else {
+            return Err("the preflight was not answered by the route's policy".into());
+        };
         let _ = writeln!(
             out,
             "preflight answer: {} (by crossgate; never forwarded)",
@@ -271,15 +323,11 @@ pub fn explain(
         }
     }
 
-    let mut req =
-        RequestHeader::build(method.as_str(), path.as_bytes(), None).map_err(|e| e.to_string())?;
-    req.insert_header("origin", origin)
-        .map_err(|e| e.to_string())?;
-    for (n, v) in &parsed {
-        req.insert_header(n.clone(), v.as_deref().unwrap_or(""))
-            .map_err(|e| e.to_string())?;
-    }
-    let check = policy.check_origin(&req);
+    let check = routed
+        .serve
+        .origin()
+        .cloned()
+        .unwrap_or(OriginCheck::NoOrigin);
     let mut resp = ResponseHeader::build(200, None).map_err(|e| e.to_string())?;
     policy.apply_actual(&mut resp, &check);
     let _ = writeln!(out, "response: forwarded to the backend; crossgate sets these headers on its answer (errors included):");

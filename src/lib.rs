@@ -2,25 +2,28 @@
 //! HTTP APIs (CORS first; JSONP, Comet, WebSocket, beacons and a postMessage bridge build on it).
 
 pub mod admin;
-pub mod beacon;
-pub mod bridge;
+pub mod channels;
 pub mod config;
 pub mod cors;
 pub mod demo;
 pub mod describe;
+pub mod dispatch;
 pub mod explain;
 pub mod guard;
-pub mod jsonp;
 pub mod logging;
 pub mod metrics;
 pub mod origin;
 pub mod path;
 pub mod percent;
 pub mod proxy;
+pub mod refusal;
 pub mod reload;
 pub mod rules;
 pub mod server;
-pub mod sse;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
 pub mod tls;
 pub mod upgrade_sock;
 pub mod upstream;
+
+pub use channels::{beacon, bridge, jsonp, sse};

@@ -10,6 +10,8 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use crate::cors::OriginCheck;
+use crate::jsonp::JsonpResult;
 use crate::rules::Rules;
 
 /// The registry and every metric. One per running gateway.
@@ -134,6 +136,13 @@ const METHODS: [&str; 10] = [
 ];
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
 const KINDS: [&str; 2] = ["preflight", "actual"];
+
+/// Which CORS decision is counted (the `kind` label, in `KINDS`' order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionKind {
+    Preflight = 0,
+    Actual = 1,
+}
 const DECISIONS: [&str; 4] = ["allowed", "denied", "would_deny", "no_origin"];
 const JSONP: [&str; 3] = ["wrapped", "rejected", "passthrough"];
 
@@ -164,9 +173,14 @@ impl RouteMetrics {
     }
 
     /// `kind`: "preflight" or "actual"; `decision`: an `OriginCheck` label.
-    pub fn decision(&self, m: &Metrics, kind: &str, decision: &str) {
-        let ki = KINDS.iter().position(|k| *k == kind).unwrap_or(1);
-        let di = DECISIONS.iter().position(|d| *d == decision).unwrap_or(1);
+    pub fn decision(&self, m: &Metrics, kind: DecisionKind, check: &OriginCheck) {
+        let ki = kind as usize;
+        let di = match check {
+            OriginCheck::Allowed(_) => 0,
+            OriginCheck::Denied(_) => 1,
+            OriginCheck::WouldDeny { .. } => 2,
+            OriginCheck::NoOrigin => 3,
+        };
         self.decisions[ki * DECISIONS.len() + di]
             .get_or_init(|| {
                 m.cors_decisions
@@ -175,8 +189,12 @@ impl RouteMetrics {
             .inc();
     }
 
-    pub fn jsonp(&self, m: &Metrics, result: &str) {
-        let i = JSONP.iter().position(|r| *r == result).unwrap_or(2);
+    pub fn jsonp(&self, m: &Metrics, result: JsonpResult) {
+        let i = match result {
+            JsonpResult::Wrapped => 0,
+            JsonpResult::Rejected => 1,
+            JsonpResult::Passthrough => 2,
+        };
         self.jsonp[i]
             .get_or_init(|| m.jsonp.with_label_values(&[self.route.as_str(), JSONP[i]]))
             .inc();

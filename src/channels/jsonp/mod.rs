@@ -11,6 +11,12 @@
 
 use bytes::{Bytes, BytesMut};
 
+mod phases;
+pub use phases::{
+    caller_allowed, error_body, response_body, response_header, upstream_request, JsonpResult,
+    JsonpState, JAVASCRIPT,
+};
+
 /// The longest callback name accepted, in bytes.
 pub const MAX_CALLBACK: usize = 128;
 

@@ -31,6 +31,7 @@ pub struct Bridge {
 }
 
 /// What a bridge request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Asset {
     Page,
     FrameJs,

@@ -1,0 +1,96 @@
+//! Per-request state: the rules snapshot, the route, the origin check, timings, and one
+//! [`Channel`] with the channel's own state.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::channels::Channel;
+use crate::cors::{CorsPolicy, OriginCheck};
+use crate::rules::{Route, Rules};
+
+/// Counts one open stream in a gauge until dropped.
+pub struct ActiveGauge(prometheus::IntGauge);
+
+impl ActiveGauge {
+    pub(super) fn new(g: prometheus::IntGauge) -> ActiveGauge {
+        g.inc();
+        ActiveGauge(g)
+    }
+}
+
+impl Drop for ActiveGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Counts a request as in flight until its context is dropped.
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    pub(super) fn new(counter: &Arc<AtomicUsize>) -> InFlight {
+        counter.fetch_add(1, Ordering::AcqRel);
+        InFlight(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Per-request state.
+pub struct Ctx {
+    pub(super) rules: Option<Arc<Rules>>,
+    pub(super) route: Option<usize>,
+    pub(super) origin: OriginCheck,
+    pub(super) channel: Channel,
+    pub(super) started: Instant,
+    pub(super) upstream_started: Option<Instant>,
+    pub(super) upstream_time: Option<Duration>,
+    pub(super) tries: usize,
+    /// The normalized path that replaces the client's upstream (`ambiguous_paths:
+    /// forward_normalized`), so that what was routed is what is forwarded.
+    pub(super) forward_path: Option<String>,
+    /// Open WebSocket / SSE stream, counted while this request lives.
+    pub(super) stream_gauge: Option<ActiveGauge>,
+    /// The response goes to the client chunked over HTTP/1.1: its sends can be coalesced
+    /// (`guard::hold_head_flush`).
+    pub(super) chunked_out: bool,
+    _in_flight: InFlight,
+}
+
+impl Ctx {
+    pub(super) fn new(in_flight: &Arc<AtomicUsize>) -> Ctx {
+        Ctx {
+            rules: None,
+            route: None,
+            origin: OriginCheck::NoOrigin,
+            channel: Channel::None,
+            started: Instant::now(),
+            upstream_started: None,
+            upstream_time: None,
+            tries: 0,
+            forward_path: None,
+            stream_gauge: None,
+            chunked_out: false,
+            _in_flight: InFlight::new(in_flight),
+        }
+    }
+
+    pub(super) fn route(&self) -> Option<&Route> {
+        Some(&self.rules.as_ref()?.routes[self.route?])
+    }
+
+    /// The policy for this request's responses: the route's, or `default_cors` when no route
+    /// matched.
+    pub(super) fn policy(&self) -> Option<&CorsPolicy> {
+        let rules = self.rules.as_ref()?;
+        match self.route {
+            Some(i) => rules.routes[i].cors.as_deref(),
+            None => rules.default_cors.as_deref(),
+        }
+    }
+}

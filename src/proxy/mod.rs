@@ -1,0 +1,524 @@
+//! The pingora `ProxyHttp` adapter: wiring only. `request_filter` takes the request's
+//! snapshot of the rules, asks [`crate::dispatch`] how the request is served, and either
+//! answers it ([`answer`], [`own`]) or keeps the [`Channel`] for the later phases, which call
+//! the channel's functions (`crate::channels`) and the CORS engine (`crate::cors`).
+
+mod answer;
+mod ctx;
+mod errors;
+mod own;
+mod record;
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, HOST};
+use http::{Method, StatusCode};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{ErrorSource, ErrorType, RetryType};
+
+pub use ctx::{ActiveGauge, Ctx, InFlight};
+
+use crate::channels::Channel;
+use crate::cors::OriginCheck;
+use crate::dispatch::{dispatch, Action, Routed, Serve};
+use crate::metrics::{DecisionKind, Metrics};
+use crate::refusal::RefusalKind;
+use crate::rules::{ClientTimeouts, Route, Rules};
+use crate::{beacon, guard, jsonp, sse};
+use answer::{send, send_preflight, Answer};
+use record::report_would_deny;
+
+/// The proxy. `rules` is swapped whole on reload; each request keeps the snapshot it started with.
+pub struct CrossGate {
+    pub rules: Arc<ArcSwap<Rules>>,
+    /// For the responses crossgate streams itself (SSE with heartbeats).
+    pub connector: pingora::connectors::http::Connector,
+    /// Beacon hits on their way to an upstream.
+    pub beacons: Arc<beacon::Queue>,
+    pub metrics: Arc<Metrics>,
+    /// Requests begun and not yet logged, for draining on SIGTERM.
+    pub in_flight: Arc<AtomicUsize>,
+}
+
+/// The request's host without its port: the request target's authority when it has one
+/// (HTTP/2's `:authority`, or an absolute-form HTTP/1.1 target, which RFC 9112 §3.2.2 says
+/// wins over `Host`), else `Host`.
+///
+/// A fully qualified name's trailing dot is dropped (`api.example.com.` is
+/// `api.example.com`), so that it cannot miss its route and fall to a later one.
+pub fn request_host(req: &RequestHeader) -> &str {
+    let host = match req.uri.host() {
+        Some(h) => h,
+        None => strip_port(
+            req.headers
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or(""),
+        ),
+    };
+    host.strip_suffix('.').unwrap_or(host)
+}
+
+pub(crate) fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |i| &host[..=i]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+/// An origin-form request target of `path` and `query`.
+pub(crate) fn origin_form(path: &str, query: Option<&str>) -> Result<http::Uri> {
+    let target = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    http::Uri::builder()
+        .path_and_query(target)
+        .build()
+        .map_err(|e| Error::because(ErrorType::InternalError, "rewriting the request target", e))
+}
+
+/// The next server of the route's upstream, with the route's timeouts.
+fn peer_for(route: &Route, websocket: bool) -> Box<HttpPeer> {
+    let backend = route.upstream.select();
+    let mut peer = Box::new(backend.peer.clone());
+    if let Some(ws) = route.websocket.filter(|_| websocket) {
+        // An upgraded connection is closed after this long without a frame from upstream.
+        peer.options.read_timeout = Some(ws.idle_timeout);
+        peer.options.write_timeout = Some(ws.idle_timeout);
+    } else if let Some(t) = route.read_timeout {
+        peer.options.read_timeout = Some(t);
+    }
+    peer
+}
+
+/// The head is in: its deadline stops ([`guard`]), and the body, response and next-request
+/// timeouts of the rules in force apply to this client.
+fn client_limits(session: &mut Session, limits: &ClientTimeouts) {
+    guard::head_done(session.stream());
+    // HTTP/1.1 pipelining (RFC 9112 §9.3.2): bytes that come after this request (the next
+    // requests, sent before this one is answered) are kept and parsed as the next request once
+    // this one is answered, so that answers go out in order. Without it pingora closes the
+    // connection after this answer and the requests behind it get none. (pingora carries the
+    // setting to the connection's next request; setting it again costs nothing.)
+    session.set_pipelining_enabled(true);
+    session.set_read_timeout(Some(limits.body));
+    session.set_write_timeout(Some(limits.send));
+    // Only where pingora keeps the connection (not `Connection: close`, not HTTP/1.0).
+    if session.get_keepalive().is_some() {
+        session.set_keepalive(Some(limits.keepalive.as_secs().max(1)));
+    }
+}
+
+/// Whether pingora will send this response chunked on an HTTP/1.1 connection (it keeps the
+/// upstream's framing): a head, then chunks, then the last chunk, each flushed.
+fn chunked_h1(session: &Session, resp: &ResponseHeader) -> bool {
+    let req = session.req_header();
+    let s = resp.status;
+    !session.is_http2()
+        && req.version == http::Version::HTTP_11
+        && req.method != Method::HEAD
+        && !(s.is_informational() || s == StatusCode::NO_CONTENT || s == StatusCode::NOT_MODIFIED)
+        && !resp.headers.contains_key(CONTENT_LENGTH)
+        && resp
+            .headers
+            .get(http::header::TRANSFER_ENCODING)
+            .is_some_and(|v| {
+                let v = v.as_bytes().trim_ascii_end();
+                v.len() >= 7 && v[v.len() - 7..].eq_ignore_ascii_case(b"chunked")
+            })
+}
+
+impl CrossGate {
+    /// Serves a request that a route serves; `Ok(true)` when it was answered here.
+    async fn on_route(&self, session: &mut Session, ctx: &mut Ctx, routed: Routed) -> Result<bool> {
+        ctx.route = Some(routed.route);
+        ctx.forward_path = routed.forward_path;
+        let rules = ctx.rules.clone().expect("set by request_filter");
+        let route = &rules.routes[routed.route];
+        let req = session.req_header();
+        if let (Some(policy), Some(origin)) = (route.cors.as_deref(), routed.serve.origin()) {
+            report_would_deny(req, route, policy, origin);
+        }
+        match routed.serve {
+            Serve::WebSocketRefused(why) => {
+                let message = format!("crossgate: WebSocket refused: {why}");
+                ctx.origin = OriginCheck::Denied(why);
+                ctx.channel = Channel::Own;
+                send(session, Answer::text(403, message), None).await?;
+                // Answered: browsers apply no CORS to WebSockets, so the Origin check is ours.
+                Ok(true)
+            }
+            Serve::WebSocket(origin) => {
+                ctx.origin = origin;
+                ctx.channel = Channel::WebSocket;
+                Ok(false)
+            }
+            Serve::Plain => {
+                ctx.channel = Channel::Forward;
+                Ok(false)
+            }
+            Serve::Forward(origin) => {
+                ctx.origin = origin;
+                ctx.channel = Channel::Forward;
+                Ok(false)
+            }
+            Serve::Preflight(preflight) => {
+                ctx.channel = Channel::Preflight;
+                self.route_metrics(route).decision(
+                    &self.metrics,
+                    DecisionKind::Preflight,
+                    &preflight.check,
+                );
+                ctx.origin = preflight.check.clone();
+                send_preflight(session, preflight).await?;
+                // Answered: preflights are the proxy's job and never reach the backend.
+                Ok(true)
+            }
+            Serve::Sse { origin, heartbeat } => {
+                ctx.origin = origin;
+                ctx.channel = Channel::Sse;
+                Box::pin(self.stream_events(session, ctx, route, heartbeat)).await?;
+                // Answered: the stream was proxied here, with heartbeats.
+                Ok(true)
+            }
+            Serve::JsonpRefused { origin, why } => {
+                ctx.origin = origin;
+                ctx.channel = Channel::JsonpRefused;
+                // A bad callback is a bad request; an including page not on the list, a 403.
+                let status = if why.kind() == RefusalKind::Callback {
+                    400
+                } else {
+                    403
+                };
+                let message = format!("crossgate: JSONP refused: {why}");
+                send(session, Answer::text(status, message), None).await?;
+                // Answered: nothing executable for a refused JSONP request.
+                Ok(true)
+            }
+            Serve::Jsonp { origin, callback } => {
+                ctx.origin = origin;
+                let j = route.jsonp.as_ref().expect("dispatched as JSONP");
+                ctx.channel = Channel::Jsonp(Box::new(jsonp::JsonpState::new(callback, j)));
+                // Wrapping needs the plain body, whatever the backend compresses.
+                session.upstream_compression.adjust_decompression(true);
+                Ok(false)
+            }
+        }
+    }
+
+    /// Proxies an event stream itself, with heartbeats while the upstream is silent.
+    async fn stream_events(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        route: &Route,
+        heartbeat: Duration,
+    ) -> Result<()> {
+        let peer = peer_for(route, false);
+        let silence = route.read_timeout.unwrap_or(route.upstream.timeouts.read);
+        ctx.tries += 1;
+        let check = ctx.origin.clone();
+        let gauge = self
+            .metrics
+            .sse_active
+            .with_label_values(&[route.name.as_str()]);
+        let policy = route.cors.as_deref().expect("dispatched with a policy");
+        let mut stream_gauge = None;
+        let result = sse::stream(
+            session,
+            &self.connector,
+            &peer,
+            ctx.forward_path.as_deref(),
+            heartbeat,
+            silence,
+            |resp| {
+                policy.apply_actual(resp, &check);
+                if sse::is_event_stream(resp) {
+                    stream_gauge = Some(ActiveGauge::new(gauge));
+                }
+            },
+        )
+        .await;
+        ctx.stream_gauge = stream_gauge;
+        ctx.upstream_time = Some(result?.upstream_time);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for CrossGate {
+    // Boxed: pingora moves the per-request future (which holds the context) twice per request.
+    type CTX = Box<Ctx>;
+
+    fn new_ctx(&self) -> Box<Ctx> {
+        Box::new(Ctx::new(&self.in_flight))
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Box<Ctx>) -> Result<bool> {
+        let rules = self.rules.load_full();
+        client_limits(session, &rules.server.client);
+        let req = session.req_header();
+        let action = dispatch(&rules, request_host(req), req);
+        ctx.rules = Some(rules.clone());
+        match action {
+            Action::Route(routed) => self.on_route(session, ctx, routed).await,
+            Action::BadPath(why) => {
+                ctx.channel = Channel::Own;
+                let message = format!("crossgate: ambiguous request path refused: {why}");
+                send(session, Answer::text(400, message), None).await?;
+                // Answered: what would be routed is not what the backend would get.
+                Ok(true)
+            }
+            Action::Bridge(asset) => {
+                ctx.channel = Channel::Own;
+                let bridge = rules.bridge.as_ref().expect("dispatched to the bridge");
+                Box::pin(own::serve_bridge(session, bridge, asset)).await?;
+                // Answered: the bridge's files are served from the binary.
+                Ok(true)
+            }
+            Action::Beacon(i) => {
+                ctx.channel = Channel::Beacon(i);
+                Box::pin(self.serve_beacon(session, &rules.beacons[i])).await?;
+                // Answered: beacons are the proxy's own endpoints.
+                Ok(true)
+            }
+            Action::NoRoutePreflight(preflight) => {
+                ctx.channel = Channel::Preflight;
+                ctx.origin = preflight.check.clone();
+                send_preflight(session, preflight).await?;
+                // Answered: a preflight for a path no route serves, from default_cors.
+                Ok(true)
+            }
+            Action::NoRoute(origin) => {
+                ctx.channel = Channel::Own;
+                ctx.origin = origin;
+                let req = session.req_header();
+                let message = format!(
+                    "crossgate: no route for host {} path {}",
+                    crate::cors::printable(request_host(req)),
+                    crate::cors::printable(req.uri.path())
+                );
+                let cors = ctx.policy().map(|p| (p, &ctx.origin));
+                send(session, Answer::text(404, message), cors).await?;
+                // Answered: no route, nothing to forward.
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Box<Ctx>,
+    ) -> Result<()> {
+        if let Some(path) = ctx.forward_path.as_deref() {
+            // ambiguous_paths: forward_normalized: the routed path is the forwarded one.
+            let uri = origin_form(path, upstream.uri.query())?;
+            upstream.set_uri(uri);
+        }
+        if let Channel::Jsonp(_) = ctx.channel {
+            let route = ctx.route();
+            let param = route
+                .and_then(|r| r.jsonp.as_ref())
+                .map_or("callback", |j| j.param.as_str());
+            let credentials = route
+                .and_then(|r| r.cors.as_deref())
+                .is_some_and(|p| p.credentials);
+            jsonp::upstream_request(upstream, param, credentials)?;
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Box<Ctx>,
+    ) -> Result<Box<HttpPeer>> {
+        let route = ctx
+            .route()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route"))?;
+        let peer = peer_for(route, ctx.channel.is_websocket());
+        ctx.tries += 1;
+        ctx.upstream_started = Some(Instant::now());
+        Ok(peer)
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Box<Ctx>,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Nothing was sent yet, so any method may go to the next server.
+        if let Some(r) = ctx.route().filter(|r| ctx.tries < r.upstream.servers.len()) {
+            e.set_retry(true);
+            // A retried error never reaches `logging`: count it here.
+            self.count_upstream_error(r, &e);
+        }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Box<Ctx>,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        // pingora marks a connection that closed or reset before the response head as
+        // retryable "if reused" (a pooled connection the server had already dropped). The
+        // request was sent, so only an idempotent one with its body still whole may be sent
+        // again: to any server if the connection was reused, otherwise to the next server
+        // (nginx's `proxy_next_upstream error` for idempotent methods). Once the response has
+        // begun, or for POST and PATCH, never.
+        let resendable = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated()
+            && ctx.upstream_time.is_none();
+        let route = ctx.route();
+        let retry = match e.retry {
+            RetryType::ReusedOnly if resendable => {
+                client_reused || route.is_some_and(|r| ctx.tries < r.upstream.servers.len())
+            }
+            _ => false,
+        };
+        e.set_retry(retry);
+        if let Some(r) = route.filter(|_| retry) {
+            // A retried error never reaches `logging`: count it here.
+            self.count_upstream_error(r, &e);
+        }
+        e
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _resp: &mut ResponseHeader,
+        ctx: &mut Box<Ctx>,
+    ) -> Result<()> {
+        ctx.upstream_time = ctx.upstream_started.map(|t| t.elapsed());
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Box<Ctx>,
+    ) -> Result<()> {
+        let websocket = ctx.channel.is_websocket();
+        if let Some(policy) = ctx.route().and_then(|r| r.cors.as_deref()) {
+            if !websocket {
+                policy.apply_actual(resp, &ctx.origin);
+            }
+        }
+        if let Some(j) = ctx.channel.jsonp() {
+            jsonp::response_header(j, resp, session.is_http2())?;
+        }
+        if let Some(route) = ctx.route() {
+            let name = route.name.as_str();
+            if websocket && resp.status.as_u16() == 101 {
+                self.metrics
+                    .websocket_total
+                    .with_label_values(&[name])
+                    .inc();
+                let g = self.metrics.websocket_active.with_label_values(&[name]);
+                ctx.stream_gauge = Some(ActiveGauge::new(g));
+            } else if sse::is_event_stream(resp) {
+                let g = self.metrics.sse_active.with_label_values(&[name]);
+                ctx.stream_gauge = Some(ActiveGauge::new(g));
+            }
+        }
+        ctx.chunked_out = chunked_h1(session, resp);
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Box<Ctx>,
+    ) -> Result<Option<Duration>> {
+        if let Some(j) = ctx.channel.jsonp() {
+            jsonp::response_body(j, body, end_of_stream)?;
+        }
+        if ctx.chunked_out {
+            // pingora runs this filter over a whole batch of upstream data before writing any
+            // of it: say what follows in the batch, so that it leaves in one send.
+            if end_of_stream {
+                guard::hold_until_last_chunk(session.stream());
+            } else if session.response_written().is_none()
+                && body.as_ref().is_some_and(|b| !b.is_empty())
+            {
+                guard::hold_head_flush(session.stream());
+            }
+        }
+        Ok(None)
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut Box<Ctx>,
+    ) -> FailToProxy {
+        FailToProxy {
+            error_code: errors::answer_failure(session, e, ctx).await,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// A client that leaves before its answer is complete (an EventSource closed, a page left,
+    /// a long poll given up) is ordinary traffic, not an error of the proxy: pingora's
+    /// "Fail to proxy" line at ERROR for each would bury real failures. The access log still
+    /// records it, with its status and error.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Box<Ctx>, e: &Error) -> bool {
+        let client_left = *e.esource() == ErrorSource::Downstream
+            && matches!(
+                e.etype(),
+                ErrorType::ConnectionClosed | ErrorType::WriteError
+            );
+        if client_left {
+            tracing::debug!(error = %e, "the client left before the response was complete");
+        }
+        client_left
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Box<Ctx>) {
+        guard::idle(session.stream());
+        let Some(rules) = ctx.rules.as_ref() else {
+            return;
+        };
+        let req = session.req_header();
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        self.record(req, status, e, ctx);
+        if rules.log.access_log {
+            self.access_log(req, status, e, ctx);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_loses_its_port() {
+        assert_eq!(strip_port("api.example.com:8080"), "api.example.com");
+        assert_eq!(strip_port("api.example.com"), "api.example.com");
+        assert_eq!(strip_port("[::1]:8080"), "[::1]");
+    }
+}
