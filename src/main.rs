@@ -165,6 +165,8 @@ fn compile(path: &Path) -> Result<Rules, String> {
 fn check(path: &Path) -> Result<(), String> {
     let rules = compile(path)?;
     print!("{}", describe::rules(&rules));
+    // What crossgate_config_info{hash} shows for this file once it is live.
+    println!("config hash: {}", rules.config_hash);
     println!("{}: OK", path.display());
     Ok(())
 }
@@ -199,7 +201,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
         }
         Err(why) => return Err(format!("{why}\n  fix: {}", why.fix())),
     };
-    tracing::info!(config = %args.config.display(), listen = ?rules.listen, routes = rules.routes.len(), upgrade = args.upgrade, upgrade_sock = %upgrade_sock.display(), "crossgate starting");
+    tracing::info!(config = %args.config.display(), listen = ?rules.listen, routes = rules.routes.len(), config_hash = %rules.config_hash, upgrade = args.upgrade, upgrade_sock = %upgrade_sock.display(), "crossgate starting");
     let options = Options {
         upgrade: args.upgrade,
         watch: !args.no_watch,

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub server_healthy: IntGaugeVec,
     pub reloads: IntCounterVec,
     pub last_reload_success: Gauge,
+    /// One series, `hash` = the live rules' config hash, value 1.
+    pub config_info: IntGaugeVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -86,13 +88,20 @@ impl Metrics {
             upstream_errors: counter(&r, "crossgate_upstream_errors_total", "Failed exchanges with an upstream, by kind (connect, timeout, reset, invalid).", &["upstream", "kind"]),
             server_healthy: gauge(&r, "crossgate_upstream_server_healthy", "1 if the server passes its health check (or has none), 0 if it is out of rotation.", &["upstream", "server"]),
             reloads: counter(&r, "crossgate_config_reloads_total", "Config reloads, by result (success, failure).", &["result"]),
+            config_info: gauge(&r, "crossgate_config_info", "1, labelled with the hash of the config the live rules were compiled from (the hash `crossgate check` prints): replicas that show the same hash run the same config.", &["hash"]),
             last_reload_success,
             registry: r,
         }
     }
 
-    /// The text exposition of every metric, with the health gauges read from `rules` first.
+    /// The text exposition of every metric, with the gauges that describe `rules` (server
+    /// health, the config hash) read from them first.
     pub fn render(&self, rules: &Rules) -> String {
+        // Exactly one series: the hash of the rules that answer requests now.
+        self.config_info.reset();
+        self.config_info
+            .with_label_values(&[rules.config_hash.as_str()])
+            .set(1);
         self.server_healthy.reset();
         for u in &rules.upstreams {
             for b in &u.servers {

@@ -108,15 +108,20 @@ impl Reloader {
                 resolver.store(l.cert.clone());
             }
         }
-        tracing::info!(config = %self.path.display(), routes = new.routes.len(), "config reloaded");
+        let (routes, hash) = (new.routes.len(), new.config_hash.clone());
         self.rules.store(Arc::new(new));
         self.metrics.reloaded(true);
+        // Logged once it is true: whoever reads this line and then scrapes sees the new hash.
+        tracing::info!(config = %self.path.display(), routes, config_hash = %hash, "config reloaded");
         Outcome::Reloaded
     }
 
     fn failed(&self, error: &str) -> Outcome {
-        tracing::error!("config reload failed, the previous rules stay live:\n{error}");
         self.metrics.reloaded(false);
+        let live = self.rules.load().config_hash.clone();
+        tracing::error!(
+            "config reload failed, the previous rules (config hash {live}) stay live:\n{error}"
+        );
         Outcome::Failed
     }
 

@@ -160,6 +160,8 @@ pub struct Rules {
     pub beacons: Vec<Beacon>,
     pub bridge: Option<Bridge>,
     pub warnings: Vec<ConfigError>,
+    /// The file's [`crate::config::semantic_hash`]: the same on every replica that runs it.
+    pub config_hash: String,
 }
 
 impl Rules {
@@ -644,6 +646,7 @@ impl Compiler<'_> {
             beacons,
             bridge,
             warnings: self.warnings,
+            config_hash: crate::config::semantic_hash(&self.loaded.source),
         })
     }
 

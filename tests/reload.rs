@@ -498,3 +498,103 @@ async fn sigquit_without_a_process_waiting_for_the_sockets_keeps_serving() {
         "{line}"
     );
 }
+
+/// What `crossgate check` prints as the file's hash.
+fn check_hash(path: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_crossgate"))
+        .args(["check", "--config"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("config hash: "))
+        .unwrap_or_else(|| panic!("no `config hash:` line in\n{stdout}"))
+        .to_owned()
+}
+
+/// The next log line that contains `marker` (10 s at most).
+fn log_line(rx: &std::sync::mpsc::Receiver<String>, marker: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no log line with {marker:?} within 10 s"));
+        if line.contains(marker) {
+            return line;
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_config_hash_check_prints_is_on_metrics_in_the_log_and_follows_a_reload() {
+    let backend = Backend::start("b").await;
+    let (proxy, admin) = (free_addr(), free_addr());
+    let d = dir("hash");
+    let path = d.join("config.yaml");
+    let sock = d.join("upgrade.sock");
+    std::fs::write(
+        &path,
+        config(proxy, admin, &backend, "https://old.example", Some(&sock)),
+    )
+    .unwrap();
+    let old = check_hash(&path);
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_crossgate"))
+            .args(["run", "--no-watch", "--config"])
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let rx = stdout_lines(&mut child.0);
+    assert!(log_line(&rx, "crossgate starting").contains(&format!("config_hash={old}")));
+    wait_until_listening(admin).await;
+    let info = |hash: &str| format!("crossgate_config_info{{hash=\"{hash}\"}} 1");
+    let text = scrape(admin).await;
+    assert!(text.contains(&info(&old)), "{text}");
+    assert_eq!(text.matches("crossgate_config_info{").count(), 1, "{text}");
+
+    // A changed config: a new hash, the same in check, the log and /metrics; the old series
+    // is gone.
+    std::fs::write(
+        &path,
+        config(proxy, admin, &backend, "https://new.example", Some(&sock)),
+    )
+    .unwrap();
+    let new = check_hash(&path);
+    assert_ne!(new, old);
+    signal(&child, "-HUP");
+    assert!(log_line(&rx, "config reloaded").contains(&format!("config_hash={new}")));
+    let text = scrape(admin).await;
+    assert!(text.contains(&info(&new)), "{text}");
+    assert!(!text.contains(&old), "the old hash is still there:\n{text}");
+
+    // The same config reformatted: block style, other key order, other quoting, comments.
+    let reformatted = format!(
+        "# the same config, written differently\nroutes:\n  - cors:\n      allow_origins:\n        - https://new.example   # unquoted\n    upstream: b\n    name: api\nupstreams:\n  b:\n    servers: ['{}']\nserver:\n  upgrade_sock: {}\n  shutdown_timeout: 1s\n  grace_period: 1s\nadmin:\n  listen: {admin}\nlisten: {proxy}\n",
+        backend.addr,
+        sock.display()
+    );
+    std::fs::write(&path, reformatted).unwrap();
+    assert_eq!(check_hash(&path), new);
+    signal(&child, "-HUP");
+    assert!(log_line(&rx, "config reloaded").contains(&format!("config_hash={new}")));
+    let text = scrape(admin).await;
+    assert!(text.contains(&info(&new)), "{text}");
+    assert!(text.contains("crossgate_config_reloads_total{result=\"success\"} 3"));
+
+    // A broken file: the log names the hash that stays live, and so does /metrics.
+    std::fs::write(&path, "listen: [").unwrap();
+    signal(&child, "-HUP");
+    assert!(log_line(&rx, "config reload failed").contains(&format!("config hash {new}")));
+    let text = scrape(admin).await;
+    assert!(text.contains(&info(&new)), "{text}");
+}

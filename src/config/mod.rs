@@ -9,6 +9,7 @@
 
 mod duration;
 mod error;
+mod hash;
 mod locate;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use serde::Deserialize;
 
 pub use duration::Seconds;
 pub use error::{ConfigError, PathSeg, YamlPath};
+pub use hash::semantic_hash;
 
 /// The YAML library behind the config. Swap this line (and `parse_yaml`) to change it.
 use serde_yaml as yaml;
