@@ -6,8 +6,8 @@ use http::Method;
 use std::sync::OnceLock;
 
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::cors::OriginCheck;
@@ -31,6 +31,8 @@ pub struct Metrics {
     pub server_healthy: IntGaugeVec,
     pub reloads: IntCounterVec,
     pub last_reload_success: Gauge,
+    /// 1 if the last load of the config compiled, 0 if it failed (the previous rules are live).
+    pub last_reload_successful: IntGauge,
     /// One series, `hash` = the live rules' config hash, value 1.
     pub config_info: IntGaugeVec,
 }
@@ -74,6 +76,24 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(last_reload_success.clone()))
             .expect("registered once");
+        let last_reload_successful = IntGauge::new(
+            "crossgate_config_last_reload_successful",
+            "1 if the last load of the config compiled, 0 if it failed and the previous rules stay live.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(last_reload_successful.clone()))
+            .expect("registered once");
+        let reloads = counter(
+            &r,
+            "crossgate_config_reloads_total",
+            "Config reloads, by result (success, failure).",
+            &["result"],
+        );
+        // Both series from the start: a counter that first appears at 1 shows no increase, and
+        // an alert on the first failed reload would never fire.
+        for result in ["success", "failure"] {
+            reloads.with_label_values(&[result]);
+        }
         Metrics {
             requests: counter(&r, "crossgate_requests_total", "Requests answered, by route, method and status class.", &["route", "method", "status_class"]),
             request_duration: histogram(&r, "crossgate_request_duration_seconds", "Time from the request to the end of the response, by route.", &["route"]),
@@ -87,9 +107,10 @@ impl Metrics {
             beacon_dropped: counter(&r, "crossgate_beacon_forward_dropped_total", "Beacon hits not forwarded because the queue was full, by beacon.", &["beacon"]),
             upstream_errors: counter(&r, "crossgate_upstream_errors_total", "Failed exchanges with an upstream, by kind (connect, timeout, reset, invalid).", &["upstream", "kind"]),
             server_healthy: gauge(&r, "crossgate_upstream_server_healthy", "1 if the server passes its health check (or has none), 0 if it is out of rotation.", &["upstream", "server"]),
-            reloads: counter(&r, "crossgate_config_reloads_total", "Config reloads, by result (success, failure).", &["result"]),
+            reloads,
             config_info: gauge(&r, "crossgate_config_info", "1, labelled with the hash of the config the live rules were compiled from (the hash `crossgate check` prints): replicas that show the same hash run the same config.", &["hash"]),
             last_reload_success,
+            last_reload_successful,
             registry: r,
         }
     }
@@ -102,6 +123,11 @@ impl Metrics {
         self.config_info
             .with_label_values(&[rules.config_hash.as_str()])
             .set(1);
+        // A forwarding beacon's drop counter exists from the start (at 0), so that the first
+        // drop is an increase that rate() and alerts see.
+        for b in rules.beacons.iter().filter(|b| b.forward.is_some()) {
+            self.beacon_dropped.with_label_values(&[b.name.as_str()]);
+        }
         self.server_healthy.reset();
         for u in &rules.upstreams {
             for b in &u.servers {
@@ -120,6 +146,7 @@ impl Metrics {
         self.reloads
             .with_label_values(&[if ok { "success" } else { "failure" }])
             .inc();
+        self.last_reload_successful.set(i64::from(ok));
         if ok {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -264,6 +291,22 @@ pub fn upstream_error_kind(e: &pingora::Error) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reload_counters_exist_at_zero_before_the_first_reload() {
+        let m = Metrics::new();
+        let text = TextEncoder::new()
+            .encode_to_string(&m.registry.gather())
+            .unwrap();
+        assert!(text.contains("crossgate_config_reloads_total{result=\"failure\"} 0"));
+        assert!(text.contains("crossgate_config_reloads_total{result=\"success\"} 0"));
+        m.reloaded(false);
+        let text = TextEncoder::new()
+            .encode_to_string(&m.registry.gather())
+            .unwrap();
+        assert!(text.contains("crossgate_config_last_reload_successful 0"));
+        assert!(text.contains("crossgate_config_reloads_total{result=\"failure\"} 1"));
+    }
 
     #[test]
     fn labels_are_bounded() {

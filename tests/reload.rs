@@ -597,4 +597,8 @@ async fn the_config_hash_check_prints_is_on_metrics_in_the_log_and_follows_a_rel
     assert!(log_line(&rx, "config reload failed").contains(&format!("config hash {new}")));
     let text = scrape(admin).await;
     assert!(text.contains(&info(&new)), "{text}");
+    assert!(
+        text.contains("crossgate_config_last_reload_successful 0"),
+        "{text}"
+    );
 }
