@@ -652,6 +652,7 @@ fn the_deployment_examples_are_consistent_with_the_binary() {
     for path in [
         "Cargo.toml",
         "Cargo.lock",
+        "xtask",
         "src",
         "benches",
         "config.example.yaml",
