@@ -18,7 +18,7 @@ use fantoccini::wd::TimeoutConfiguration;
 use fantoccini::{Client, ClientBuilder};
 use serde_json::{json, Value};
 
-const INSTALL: &str = "install Chromium and its WebDriver: `apt-get install -y chromium chromium-driver` (Debian; .ci/run does this)";
+const INSTALL: &str = "install Chromium and its WebDriver: `apt-get install -y chromium chromium-driver` (Debian; `cargo xtask test` does this)";
 
 struct Browser {
     client: Client,

@@ -226,7 +226,7 @@ async fn ten_thousand_idle_connections_are_held_in_bounded_memory_then_closed() 
         .and_then(|soft| soft.parse::<usize>().ok());
     assert!(
         limit.map_or(true, |soft| soft >= N + 500),
-        "this test holds {N} sockets: raise the open-file limit first (`ulimit -n 20000`; .ci/run does)"
+        "this test holds {N} sockets: raise the open-file limit first (`ulimit -n 20000`; `cargo xtask test` does)"
     );
     let backend = Backend::start("b").await;
     let (addr, admin) = (free_addr(), free_addr());

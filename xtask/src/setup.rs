@@ -51,7 +51,8 @@ pub const BUILD: &[Need] = &[
 pub const CHROMIUM: &[&str] = &["/usr/bin/chromium", "/usr/bin/chromium-browser"];
 pub const CHROMEDRIVER: &[&str] = &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"];
 
-/// What tests/browser.rs needs: a headless Chromium driven over WebDriver.
+/// What the tests need beyond the build: a headless Chromium driven over WebDriver
+/// (tests/browser.rs) and promtool (tests/monitoring.rs).
 pub const BROWSER: &[Need] = &[
     Need {
         what: "Chromium (tests/browser.rs)",
@@ -62,6 +63,11 @@ pub const BROWSER: &[Need] = &[
         what: "chromedriver (tests/browser.rs)",
         probe: Probe::AnyFile(CHROMEDRIVER),
         package: "chromium-driver",
+    },
+    Need {
+        what: "promtool (tests/monitoring.rs checks the alerting rules)",
+        probe: Probe::Command("promtool"),
+        package: "prometheus",
     },
 ];
 
@@ -254,6 +260,7 @@ mod tests {
             "make",
             "/usr/bin/chromium",
             "/usr/bin/chromedriver",
+            "promtool",
         ]);
         assert_eq!(plan(&missing(&all(), have), ROOT), Plan::Nothing);
     }
@@ -264,7 +271,7 @@ mod tests {
         let fresh = missing(&all, having(&["cc", "make"]));
         assert_eq!(
             plan(&fresh, ROOT),
-            Plan::Install(vec!["cmake", "chromium", "chromium-driver"])
+            Plan::Install(vec!["cmake", "chromium", "chromium-driver", "prometheus"])
         );
     }
 
@@ -288,6 +295,7 @@ mod tests {
             "make",
             "/usr/bin/chromium-browser",
             "/usr/lib/chromium/chromedriver",
+            "promtool",
         ]);
         assert!(missing(&all(), have).is_empty());
     }
@@ -301,7 +309,7 @@ mod tests {
         };
         assert!(
             message.contains(
-                "\n    sudo apt-get update && sudo apt-get install -y cmake chromium chromium-driver\n"
+                "\n    sudo apt-get update && sudo apt-get install -y cmake chromium chromium-driver prometheus\n"
             ),
             "{message}"
         );
