@@ -22,11 +22,12 @@ usage: cargo xtask <task> [ARGS]
 
 tasks:
     demo [ARGS]   install what the build needs (cmake, a C compiler, make) if missing, then
-                  `cargo run -- demo [ARGS]`: crossgate on 127.0.0.1:8080 in front of its
-                  embedded demo legacy backend
+                  `cargo run --locked -- demo [ARGS]`: crossgate on 127.0.0.1:8080 in front
+                  of its embedded demo legacy backend
     test [ARGS]   install that and Chromium with chromedriver (tests/browser.rs) if missing,
                   raise the open-file soft limit to the hard one, then
-                  `cargo test --locked --workspace [ARGS]`
+                  `cargo test --locked --workspace [ARGS]`: every test of crossgate and of
+                  xtask (ARGS such as `--test cors`, a name filter, `-- --nocapture`)
     help          this text
 
 As root, what is missing is installed with apt-get. Otherwise the exact command to run is
