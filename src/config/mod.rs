@@ -11,6 +11,7 @@ mod duration;
 mod error;
 mod hash;
 mod locate;
+pub mod marked;
 
 use std::collections::BTreeMap;
 use std::fmt;
