@@ -10,6 +10,7 @@ pub mod describe;
 pub mod dispatch;
 pub mod explain;
 pub mod guard;
+pub mod import;
 pub mod logging;
 pub mod metrics;
 pub mod origin;

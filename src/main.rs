@@ -55,6 +55,9 @@ enum Command {
         /// The URL the page requests, such as https://api.example.com/api/users.
         url: String,
     },
+    /// Convert Kubernetes Ingresses (ingress-nginx CORS annotations) and Gateway API
+    /// HTTPRoutes (CORS filter) into a crossgate config, with a report of what changes.
+    Import(crossgate::import::cli::ImportArgs),
     /// Run only the demo backend (JSON, WebSocket echo, SSE clock), for benchmarks.
     #[command(hide = true)]
     Backend {
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => run(&args),
         None => run(&cli.run),
         Some(Command::Check { config }) => check(&config),
+        Some(Command::Import(args)) => return crossgate::import::cli::run(&args),
         Some(Command::Demo { config }) => run_demo(&config),
         Some(Command::Backend { listen }) => demo::spawn(listen)
             .map_err(|e| format!("cannot listen on {listen}: {e}"))

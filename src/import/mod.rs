@@ -1,0 +1,369 @@
+//! `crossgate import`: a crossgate config from Kubernetes manifests: Ingresses with
+//! ingress-nginx's CORS annotations, and Gateway API HTTPRoutes with the CORS filter.
+//!
+//! Flow: files --[`crate::config::marked::documents`]--> YAML trees with positions
+//! --[`manifest::objects`]--> objects (`kind: List` expanded) --[`ingress`], [`gateway`]-->
+//! [`plan::Plan`] (routes, Services, CORS policies, and the report's notes)
+//! --[`plan::Plan::order`]--> crossgate's first-match order --[`emit`]--> commented YAML
+//! --[`check`]--> compiled by [`crate::rules::compile`] before anything is written.
+//!
+//! The conversion follows what each source does, read from its code and reference (see the
+//! module docs of [`ingress`] and [`gateway`]); where crossgate cannot or will not do the same
+//! (credentials with every origin, preflight caches longer than browsers keep them), it takes
+//! the safe side and the report says so. Input it cannot read is an error that names the file,
+//! line, object and field; input it reads but cannot convert is skipped, with the reason.
+
+pub mod cli;
+mod emit;
+mod gateway;
+mod ingress;
+mod manifest;
+mod plan;
+mod report;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use crate::config::{marked, ConfigError};
+use plan::{Plan, Port, Service};
+
+/// One input file.
+pub struct Source {
+    /// Shown in errors and comments.
+    pub name: PathBuf,
+    pub text: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `listen:` of the config written.
+    pub listen: String,
+    /// Services are reached as `NAME.NAMESPACE.<service_domain>:PORT`.
+    pub service_domain: String,
+    /// The namespace of objects whose metadata has none.
+    pub namespace: String,
+    /// `(upstream name, host:port)`: servers to use instead of a Service's cluster name.
+    pub upstreams: Vec<(String, String)>,
+    /// What the config written is called in messages (its file name, or "the output").
+    pub output_name: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            listen: "0.0.0.0:8080".into(),
+            service_domain: "svc.cluster.local".into(),
+            namespace: "default".into(),
+            upstreams: Vec::new(),
+            output_name: "crossgate.yaml".into(),
+        }
+    }
+}
+
+/// The config and the report.
+#[derive(Debug)]
+pub struct Imported {
+    pub yaml: String,
+    pub report: String,
+    /// The upstreams written, by name, with their servers.
+    pub upstreams: BTreeMap<String, Vec<String>>,
+}
+
+/// What the readers share: hosts where ingress-nginx makes every path a regex, and the ports
+/// of the Services in the input.
+#[derive(Default)]
+pub(crate) struct Ctx {
+    pub regex_hosts: HashSet<String>,
+    pub ports: ingress::ServicePorts,
+}
+
+impl Ctx {
+    /// Registers a backend Service (resolving a named port from a Service in the input) and
+    /// returns its key.
+    pub fn service(
+        &self,
+        plan: &mut Plan,
+        namespace: &str,
+        name: &str,
+        port: Port,
+        place: &str,
+    ) -> String {
+        let mut note = None;
+        let port = match port {
+            Port::Name(n) => {
+                match self
+                    .ports
+                    .get(&(namespace.to_owned(), name.to_owned()))
+                    .and_then(|ps| ps.iter().find(|(pn, _)| *pn == n))
+                {
+                    Some((_, number)) => {
+                        note = Some(format!(
+                            "port {n:?} is {number} in the Service in the input"
+                        ));
+                        plan.report.exact(place, format!("Service {namespace}/{name} port {n:?}: {number}, from the Service in the input"));
+                        Port::Number(*number)
+                    }
+                    None => Port::Name(n),
+                }
+            }
+            p => p,
+        };
+        plan.service(Service {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            port,
+            first_seen: place.to_owned(),
+            note,
+        })
+    }
+}
+
+/// Browsers cap how long they keep a preflight: Chromium 7200 s, Firefox 86400 s. Above
+/// Chromium's cap the policy says 7200 (a shorter cache only means more preflights).
+pub(crate) fn browser_max_age(age: u64) -> Option<(u64, String)> {
+    use crate::rules::{CHROMIUM_MAX_AGE, FIREFOX_MAX_AGE};
+    if age <= CHROMIUM_MAX_AGE {
+        return None;
+    }
+    let why = if age > FIREFOX_MAX_AGE {
+        format!("above every browser's cap (Chromium {CHROMIUM_MAX_AGE} s, Firefox {FIREFOX_MAX_AGE} s), so no browser kept a preflight that long; written as {CHROMIUM_MAX_AGE}: Chromium caches as before, Firefox for 2 hours instead of 24 (more preflights, and a changed policy reaches browsers sooner)")
+    } else {
+        format!("above Chromium's cap of {CHROMIUM_MAX_AGE} s; written as {CHROMIUM_MAX_AGE}: Chromium caches as before, Firefox for 2 hours instead of {age} s")
+    };
+    Some((CHROMIUM_MAX_AGE, why))
+}
+
+fn arg_error(message: String, fix: impl Into<String>) -> ConfigError {
+    ConfigError::new(
+        Path::new("--upstream"),
+        None,
+        String::new(),
+        message,
+        fix.into(),
+    )
+}
+
+/// Converts the manifests of `sources` into a crossgate config and its report.
+pub fn import(sources: &[Source], options: &Options) -> Result<Imported, ConfigError> {
+    let mut trees = Vec::new();
+    for s in sources {
+        let docs = marked::documents(&s.text).map_err(|e| {
+            ConfigError::new(
+                &s.name,
+                Some((e.line, e.col)),
+                String::new(),
+                format!("this is not valid YAML: {}", e.message),
+                "fix the YAML at this line (kubectl apply --dry-run=client -f FILE reports the same)".into(),
+            )
+        })?;
+        trees.push(docs);
+    }
+    let mut objects = Vec::new();
+    for (s, docs) in sources.iter().zip(&trees) {
+        objects.extend(manifest::objects(&s.name, docs, &options.namespace)?);
+    }
+
+    let mut plan = Plan::default();
+    let mut ctx = Ctx::default();
+    for o in &objects {
+        if ["Ingress", "HTTPRoute", "Service"].contains(&o.kind) {
+            *plan.report.read.entry(o.kind.to_owned()).or_default() += 1;
+        }
+        match (o.kind, o.api_version) {
+            ("Service", "v1") => ingress::service_ports(o, &mut ctx.ports)?,
+            ("Ingress", "networking.k8s.io/v1") => ctx.regex_hosts.extend(ingress::regex_hosts(o)?),
+            _ => {}
+        }
+    }
+    for o in &objects {
+        match (o.kind, o.api_version) {
+            ("Ingress", "networking.k8s.io/v1") => ingress::convert(o, &ctx, &mut plan)?,
+            ("HTTPRoute", "gateway.networking.k8s.io/v1" | "gateway.networking.k8s.io/v1beta1") => {
+                gateway::convert(o, &ctx, &mut plan)?
+            }
+            ("Ingress", v) => plan.report.unsupported(&o.place(o.node), format!("apiVersion {v}: only networking.k8s.io/v1 Ingresses are read (the beta versions left Kubernetes in 1.22); export it again with kubectl get ingress -o yaml")),
+            ("HTTPRoute", v) => plan.report.unsupported(&o.place(o.node), format!("apiVersion {v}: only gateway.networking.k8s.io/v1 (and v1beta1) HTTPRoutes are read")),
+            ("Service", _) => {}
+            (kind, _) => *plan.report.ignored.entry(kind.to_owned()).or_default() += 1,
+        }
+    }
+    plan.order();
+    let upstreams = upstreams(&mut plan, options)?;
+    if plan.routes.is_empty() {
+        let mut why = report::skipped(&plan);
+        if why.is_empty() {
+            why = "no Ingress (networking.k8s.io/v1) or HTTPRoute (gateway.networking.k8s.io/v1) with a Service backend".into();
+        }
+        let names: Vec<String> = sources
+            .iter()
+            .map(|s| s.name.display().to_string())
+            .collect();
+        return Err(ConfigError::new(
+            Path::new(&names.join(", ")),
+            None,
+            String::new(),
+            format!("nothing to import: {why}"),
+            "give the Ingress and HTTPRoute manifests to convert (kubectl get ingress,httproute -A -o yaml > routes.yaml)".into(),
+        ));
+    }
+    let yaml = emit::config(&plan, &upstreams, sources, options);
+    let warnings = check(&yaml, options)?;
+    let report = report::text(&plan, sources, &upstreams, &warnings, options);
+    Ok(Imported {
+        yaml,
+        report,
+        upstreams: upstreams
+            .iter()
+            .map(|u| {
+                (
+                    u.name.clone(),
+                    u.servers.iter().map(|(s, _)| s.clone()).collect(),
+                )
+            })
+            .collect(),
+    })
+}
+
+/// An upstream of the config: the Services a route spreads its requests over.
+pub(crate) struct Upstream {
+    pub name: String,
+    /// `host:port`, with a comment naming the Service.
+    pub servers: Vec<(String, String)>,
+}
+
+/// Turns the Services routes name into upstreams; a route whose Service port is a name that
+/// nothing resolves is dropped, with the flag that would resolve it.
+fn upstreams(plan: &mut Plan, options: &Options) -> Result<Vec<Upstream>, ConfigError> {
+    let mut overrides: BTreeMap<&str, &str> = BTreeMap::new();
+    for (name, addr) in &options.upstreams {
+        let port_ok = addr
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+        if !port_ok {
+            return Err(arg_error(
+                format!("{name}={addr}: the address is not host:port"),
+                "write --upstream NAME=HOST:PORT, such as default-web-80=10.0.0.5:8080",
+            ));
+        }
+        let used = |key: &str| {
+            plan.routes
+                .iter()
+                .any(|r| r.backends.iter().any(|b| b == key))
+        };
+        if !used(name) {
+            let known: Vec<&str> = plan
+                .services
+                .keys()
+                .map(String::as_str)
+                .filter(|k| used(k))
+                .collect();
+            return Err(arg_error(
+                format!("{name}={addr}: the import has no upstream named {name:?}"),
+                format!(
+                    "name one of the Services the manifests route to: {}",
+                    if known.is_empty() {
+                        "(none)".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        }
+        overrides.insert(name, addr);
+    }
+    let server = |key: &str, s: &Service| -> Option<(String, String)> {
+        let svc = format!("Service {}/{}", s.namespace, s.name);
+        if let Some(addr) = overrides.get(key) {
+            return Some((
+                addr.to_string(),
+                format!("{svc} ({key}), given with --upstream"),
+            ));
+        }
+        match &s.port {
+            Port::Number(p) => {
+                let note = s.note.as_ref().map_or(String::new(), |n| format!(": {n}"));
+                Some((
+                    format!("{}.{}.{}:{p}", s.name, s.namespace, options.service_domain),
+                    format!("{svc} port {p}{note}"),
+                ))
+            }
+            Port::Name(_) => None,
+        }
+    };
+
+    let mut out: Vec<Upstream> = Vec::new();
+    let mut kept = Vec::new();
+    let mut unresolved: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for mut r in std::mem::take(&mut plan.routes) {
+        let mut servers = Vec::new();
+        let mut missing = false;
+        for key in &r.backends {
+            let s = &plan.services[key];
+            match server(key, s) {
+                Some(x) => servers.push(x),
+                None => {
+                    unresolved
+                        .entry(key.clone())
+                        .or_default()
+                        .push(r.name.clone());
+                    missing = true;
+                }
+            }
+        }
+        if missing {
+            continue;
+        }
+        let name = r.backends.join("+");
+        if !out.iter().any(|u| u.name == name) {
+            out.push(Upstream {
+                name: name.clone(),
+                servers,
+            });
+        }
+        r.backends = vec![name];
+        kept.push(r);
+    }
+    plan.routes = kept;
+    for (key, routes) in unresolved {
+        let s = &plan.services[&key];
+        let Port::Name(port) = &s.port else { continue };
+        plan.report.unsupported(&s.first_seen, format!("Service {}/{} port {port:?}: a named port is a number only the Service object knows, and it is not in the input, so routes {} are not converted; add the Service's manifest to the input, or give --upstream {key}=HOST:PORT", s.namespace, s.name, routes.join(", ")));
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Compiles the config written, as `crossgate check` would, and returns its warnings. The
+/// servers are swapped for loopback addresses first: the cluster's names do not resolve here,
+/// and everything else must compile exactly as written.
+fn check(yaml: &str, options: &Options) -> Result<Vec<String>, ConfigError> {
+    let path = Path::new(&options.output_name);
+    let bug = |e: ConfigError| {
+        ConfigError::new(
+            path,
+            e.location,
+            e.path,
+            format!(
+                "the config written does not compile ({}): a bug in crossgate import",
+                e.message
+            ),
+            "report it with the input; meanwhile edit the output by hand".into(),
+        )
+    };
+    let mut config = crate::config::parse_yaml(path, yaml).map_err(bug)?;
+    for u in config.upstreams.values_mut() {
+        for s in &mut u.servers {
+            if s.parse::<std::net::SocketAddr>().is_err() {
+                let port = s.rsplit_once(':').map_or("80", |(_, p)| p);
+                *s = format!("127.0.0.1:{port}");
+            }
+        }
+    }
+    let loaded = crate::config::Loaded {
+        path: path.to_path_buf(),
+        source: yaml.to_owned(),
+        config,
+    };
+    let rules = crate::rules::compile(&loaded).map_err(bug)?;
+    Ok(rules.warnings.iter().map(|w| w.to_string()).collect())
+}

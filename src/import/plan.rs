@@ -1,0 +1,242 @@
+//! What an import produces before it is written out: routes, upstreams (Services) and CORS
+//! policies, each with the comments that say where it came from, and the report.
+
+use std::collections::BTreeMap;
+
+/// The hosts a route serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    Any,
+    Exact(String),
+    /// `*.example.com`, stored as `example.com`.
+    Wildcard(String),
+}
+
+impl Host {
+    /// Exact hosts first, then wildcards from the longest suffix, then routes for any host:
+    /// how nginx picks a `server_name` and how the Gateway API ranks hostnames.
+    fn rank(&self) -> (u8, i64) {
+        match self {
+            Host::Exact(_) => (0, 0),
+            Host::Wildcard(s) => (1, -(s.len() as i64)),
+            Host::Any => (2, 0),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Host::Any => "any host".into(),
+            Host::Exact(h) => format!("host {h}"),
+            Host::Wildcard(s) => format!("host *.{s}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathRule {
+    Prefix(String),
+    Exact(String),
+    /// Rust regex syntax, anchored at both ends by crossgate.
+    Regex(String),
+}
+
+impl PathRule {
+    pub fn describe(&self) -> String {
+        match self {
+            PathRule::Prefix(p) => format!("prefix {p}"),
+            PathRule::Exact(p) => format!("exact {p}"),
+            PathRule::Regex(r) => format!("regex {r}"),
+        }
+    }
+}
+
+/// A Kubernetes Service port: a number, or a name that only the Service object resolves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Port {
+    Number(u16),
+    Name(String),
+}
+
+/// A backend Service, keyed `NAMESPACE-NAME-PORT` as ingress-nginx names its upstreams.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub namespace: String,
+    pub name: String,
+    pub port: Port,
+    /// Where it was first named, for the comment.
+    pub first_seen: String,
+    /// How a named port was resolved, if it was.
+    pub note: Option<String>,
+}
+
+impl Service {
+    pub fn key(&self) -> String {
+        let port = match &self.port {
+            Port::Number(n) => n.to_string(),
+            Port::Name(n) => n.clone(),
+        };
+        format!("{}-{}-{port}", self.namespace, self.name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub host: Host,
+    pub path: PathRule,
+    /// Service keys; several share the route's upstream round-robin.
+    pub backends: Vec<String>,
+    /// A policy name in [`Plan::policies`]; `None` leaves CORS to the backend.
+    pub policy: Option<String>,
+    pub comment: Vec<String>,
+    /// Order among the routes of one host (lower first), set by the reader from the source's
+    /// precedence rules.
+    pub path_rank: (u8, i64),
+    /// Added to reproduce a source rule (the exact half of a prefix): an explicit route for
+    /// the same host and path wins over it.
+    pub implied: bool,
+    /// 1 for catch-all default backends, served after everything else.
+    pub tier: u8,
+    /// `file:line Kind ns/name`, for report lines.
+    pub place: String,
+}
+
+/// A setting and the comment that says where its value came from.
+#[derive(Debug, Clone)]
+pub struct Field<T> {
+    pub value: T,
+    pub note: String,
+}
+
+impl<T> Field<T> {
+    pub fn new(value: T, note: impl Into<String>) -> Self {
+        Field {
+            value,
+            note: note.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginEntry {
+    Exact(String),
+    /// `https://*.example.com[:port]`, crossgate's own wildcard.
+    Wildcard(String),
+    Regex(String),
+}
+
+#[derive(Debug, Clone)]
+pub enum Origins {
+    Any,
+    List(Vec<Field<OriginEntry>>),
+}
+
+#[derive(Debug, Clone)]
+pub enum Headers {
+    List(Vec<String>),
+    Mirror,
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    pub comment: Vec<String>,
+    pub origins: Field<Origins>,
+    pub methods: Field<Vec<String>>,
+    pub headers: Field<Headers>,
+    pub expose: Field<Vec<String>>,
+    pub credentials: Field<bool>,
+    pub max_age: Field<Option<u64>>,
+}
+
+/// One line of the report: where in the input, and what happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub place: String,
+    pub text: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub exact: Vec<Note>,
+    pub changed: Vec<Note>,
+    pub unsupported: Vec<Note>,
+    /// Points that hold for the whole conversion (said once).
+    pub general: Vec<String>,
+    /// Objects read, by kind (`Ingress: 3`).
+    pub read: BTreeMap<String, usize>,
+    /// Objects of kinds that carry no routing, by kind.
+    pub ignored: BTreeMap<String, usize>,
+}
+
+impl Report {
+    pub fn exact(&mut self, place: &str, text: impl Into<String>) {
+        push(&mut self.exact, place, text.into());
+    }
+    pub fn changed(&mut self, place: &str, text: impl Into<String>) {
+        push(&mut self.changed, place, text.into());
+    }
+    pub fn unsupported(&mut self, place: &str, text: impl Into<String>) {
+        push(&mut self.unsupported, place, text.into());
+    }
+    pub fn general(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        if !self.general.contains(&text) {
+            self.general.push(text);
+        }
+    }
+}
+
+fn push(list: &mut Vec<Note>, place: &str, text: String) {
+    let note = Note {
+        place: place.to_owned(),
+        text,
+    };
+    if !list.contains(&note) {
+        list.push(note);
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub routes: Vec<Route>,
+    pub policies: Vec<Policy>,
+    pub services: BTreeMap<String, Service>,
+    pub report: Report,
+}
+
+impl Plan {
+    /// Registers a backend Service and returns its key.
+    pub fn service(&mut self, s: Service) -> String {
+        let key = s.key();
+        self.services.entry(key.clone()).or_insert(s);
+        key
+    }
+
+    /// Orders routes by the sources' precedence (crossgate takes the first match), and drops a
+    /// route whose host and path an earlier one already has: the source serves that one too.
+    pub fn order(&mut self) {
+        let mut indexed: Vec<(usize, Route)> = std::mem::take(&mut self.routes)
+            .into_iter()
+            .enumerate()
+            .collect();
+        indexed.sort_by_key(|(i, r)| (r.tier, r.host.rank(), r.path_rank, r.implied, *i));
+        let mut kept: Vec<Route> = Vec::new();
+        for (_, r) in indexed {
+            match kept.iter().find(|k| k.host == r.host && k.path == r.path) {
+                Some(_) if r.implied => {}
+                Some(first) => {
+                    let text = format!(
+                        "{}, {}: skipped, {} already serves the same host and path (first in the input; Kubernetes controllers keep the oldest object's)",
+                        r.host.describe(),
+                        r.path.describe(),
+                        first.place
+                    );
+                    self.report.unsupported(&r.place, text);
+                }
+                None => kept.push(r),
+            }
+        }
+        self.routes = kept;
+    }
+}
