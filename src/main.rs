@@ -56,7 +56,8 @@ enum Command {
         url: String,
     },
     /// Convert Kubernetes Ingresses (ingress-nginx CORS annotations) and Gateway API
-    /// HTTPRoutes (CORS filter) into a crossgate config, with a report of what changes.
+    /// HTTPRoutes (CORS filter) into a crossgate config, with a report of what changes. Exit 1
+    /// on an error (nothing is written).
     Import(crossgate::import::cli::ImportArgs),
     /// Run only the demo backend (JSON, WebSocket echo, SSE clock), for benchmarks.
     #[command(hide = true)]

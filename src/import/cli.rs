@@ -32,7 +32,7 @@ pub struct ImportArgs {
     /// The namespace of objects whose metadata names none.
     #[arg(long, default_value = "default", value_name = "NAMESPACE")]
     pub namespace: String,
-    /// Use HOST:PORT for the upstream NAME (NAMESPACE-SERVICE-PORT, as the report lists them)
+    /// Use HOST:PORT for the upstream NAME (NAMESPACE-SERVICE-PORT, as the config written names it)
     /// instead of the Service's cluster name; also resolves a named port. Repeatable.
     #[arg(long = "upstream", value_name = "NAME=HOST:PORT")]
     pub upstreams: Vec<String>,
