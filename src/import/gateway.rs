@@ -105,27 +105,30 @@ pub fn convert(obj: &Object, ctx: &Ctx, plan: &mut Plan) -> Result<(), ConfigErr
             continue;
         }
 
+        // An empty or absent list is the API's default, `PathPrefix /`.
+        let listed = match obj.get(&rule, "matches")? {
+            Some(m) => obj.list(&m)?,
+            None => Vec::new(),
+        };
         let mut matches = Vec::new();
-        match obj.get(&rule, "matches")? {
-            Some(m) => {
-                for (j, m) in obj.list(&m)?.into_iter().enumerate() {
-                    let extra: Vec<&str> = ["headers", "queryParams", "method"]
-                        .into_iter()
-                        .filter(|k| obj.get(&m, k).ok().flatten().is_some())
-                        .collect();
-                    if !extra.is_empty() {
-                        plan.report.unsupported(&obj.place(m.node), format!("{what}.matches[{j}] also matches on {}: crossgate routes on host and path only, and the path alone would take requests the rule does not; not converted", extra.join(", ")));
-                        continue;
-                    }
-                    matches.push((j, path_match(obj, &m)?));
+        if listed.is_empty() {
+            matches.push((0, ("PathPrefix".to_owned(), "/".to_owned(), None)));
+        }
+        for (j, m) in listed.into_iter().enumerate() {
+            let mut extra = Vec::new();
+            for k in ["headers", "queryParams", "method"] {
+                if obj.get(&m, k)?.is_some() {
+                    extra.push(k);
                 }
             }
-            None => matches.push((0, ("PathPrefix".to_owned(), "/".to_owned(), None))),
+            if !extra.is_empty() {
+                plan.report.unsupported(&obj.place(m.node), format!("{what}.matches[{j}] also matches on {}: crossgate routes on host and path only, and the path alone would take requests the rule does not; not converted", extra.join(", ")));
+                continue;
+            }
+            matches.push((j, path_match(obj, &m)?));
         }
 
-        if let Some(p) = &policy {
-            plan.policies.push(p.clone());
-        }
+        let policy = policy.map(|p| plan.add_policy(p));
         for (k, host) in hosts.iter().enumerate() {
             for (j, (kind, value, at)) in &matches {
                 let mut name = format!("{base}-{i}-{j}");
@@ -148,7 +151,7 @@ pub fn convert(obj: &Object, ctx: &Ctx, plan: &mut Plan) -> Result<(), ConfigErr
                         host: host.clone(),
                         path,
                         backends: backends.clone(),
-                        policy: policy.as_ref().map(|p| p.name.clone()),
+                        policy: policy.clone(),
                         comment,
                         path_rank: rank,
                         implied,

@@ -290,11 +290,9 @@ fn annotations<'a>(obj: &Object<'a>) -> Result<Vec<(&'a str, At<'a>, &'a str)>, 
 pub fn convert(obj: &Object, ctx: &Ctx, plan: &mut Plan) -> Result<(), ConfigError> {
     let anns = annotations(obj)?;
     let place = obj.place(obj.node);
-    let policy = cors_policy(obj, &anns, plan)?;
-    if let Some(p) = &policy {
-        plan.policies.push(p.clone());
-    }
+    let policy = cors_policy(obj, &anns, plan)?.map(|p| plan.add_policy(p));
     other_annotations(&anns, &place, plan);
+    ingress_class(obj, plan)?;
     let rewrite = anns
         .iter()
         .find(|(k, _, v)| *k == "rewrite-target" && !v.is_empty());
@@ -347,7 +345,7 @@ pub fn convert(obj: &Object, ctx: &Ctx, plan: &mut Plan) -> Result<(), ConfigErr
                 )?;
                 for mut r in routes {
                     r.backends = vec![backend.clone()];
-                    r.policy = policy.as_ref().map(|p| p.name.clone());
+                    r.policy = policy.clone();
                     plan.routes.push(r);
                 }
             }
@@ -362,7 +360,7 @@ pub fn convert(obj: &Object, ctx: &Ctx, plan: &mut Plan) -> Result<(), ConfigErr
                 host: Host::Any,
                 path: PathRule::Prefix("/".into()),
                 backends: vec![backend],
-                policy: policy.as_ref().map(|p| p.name.clone()),
+                policy: policy.clone(),
                 comment: vec![format!(
                     "{} ({}): spec.defaultBackend, for requests no other route takes.",
                     obj.label(),
@@ -373,6 +371,29 @@ pub fn convert(obj: &Object, ctx: &Ctx, plan: &mut Plan) -> Result<(), ConfigErr
                 tier: 1,
                 place,
             });
+        }
+    }
+    Ok(())
+}
+
+/// The nginx.ingress.kubernetes.io annotations act only under ingress-nginx: say so when the
+/// Ingress names another class.
+fn ingress_class(obj: &Object, plan: &mut Plan) -> Result<(), ConfigError> {
+    let root = obj.root();
+    let from_spec = match obj.get(&root, "spec")? {
+        Some(spec) => obj.opt_str(&spec, "ingressClassName")?,
+        None => None,
+    };
+    let from_annotation = match obj.get(&root, "metadata")? {
+        Some(meta) => match obj.get(&meta, "annotations")? {
+            Some(a) => obj.opt_str(&a, "kubernetes.io/ingress.class")?,
+            None => None,
+        },
+        None => None,
+    };
+    if let Some((at, class)) = from_spec.or(from_annotation) {
+        if !class.contains("nginx") {
+            plan.report.changed(&obj.place(at.node), format!("ingress class {class:?}: the nginx.ingress.kubernetes.io annotations act only under ingress-nginx, so this Ingress's controller may not have applied them; converted as ingress-nginx would serve it"));
         }
     }
     Ok(())

@@ -175,7 +175,16 @@ pub fn import(sources: &[Source], options: &Options) -> Result<Imported, ConfigE
             _ => {}
         }
     }
+    let mut seen: BTreeMap<(String, String, &str), String> = BTreeMap::new();
     for o in &objects {
+        if matches!(o.kind, "Ingress" | "HTTPRoute") {
+            let key = (o.kind.to_owned(), o.namespace.clone(), o.name);
+            if let Some(first) = seen.get(&key) {
+                plan.report.unsupported(&o.place(o.node), format!("the same object is in the input again (first at {first}); this copy is not converted"));
+                continue;
+            }
+            seen.insert(key, o.place(o.node));
+        }
         match (o.kind, o.api_version) {
             ("Ingress", "networking.k8s.io/v1") => ingress::convert(o, &ctx, &mut plan)?,
             ("HTTPRoute", "gateway.networking.k8s.io/v1" | "gateway.networking.k8s.io/v1beta1") => {
@@ -366,4 +375,124 @@ fn check(yaml: &str, options: &Options) -> Result<Vec<String>, ConfigError> {
     };
     let rules = crate::rules::compile(&loaded).map_err(bug)?;
     Ok(rules.warnings.iter().map(|w| w.to_string()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(yaml: &str) -> Imported {
+        let source = Source {
+            name: "t.yaml".into(),
+            text: yaml.into(),
+        };
+        import(&[source], &Options::default()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn ingress(
+        name: &str,
+        ns: &str,
+        annotations: &str,
+        host: &str,
+        path: &str,
+        svc: &str,
+    ) -> String {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: {ns}\n  annotations: {{{annotations}}}\nspec:\n  rules:\n    - host: {host}\n      http:\n        paths:\n          - path: {path}\n            pathType: Prefix\n            backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}\n---\n"
+        )
+    }
+
+    #[test]
+    fn rewrite_target_paths_are_not_converted_and_the_hosts_other_paths_become_regexes() {
+        let yaml = ingress(
+            "a",
+            "x",
+            "nginx.ingress.kubernetes.io/rewrite-target: /$1",
+            "h.example.com",
+            "/old",
+            "a",
+        ) + &ingress("b", "x", "", "h.example.com", "/keep", "b");
+        let out = run(&yaml);
+        assert!(
+            out.report.contains("rewrite-target \"/$1\""),
+            "{}",
+            out.report
+        );
+        assert!(!out.yaml.contains("/old"), "{}", out.yaml);
+        assert!(
+            out.yaml.contains("path: {regex: '(?i)(?:/keep).*'}"),
+            "{}",
+            out.yaml
+        );
+    }
+
+    #[test]
+    fn two_services_whose_keys_join_alike_keep_upstreams_of_their_own() {
+        let yaml = ingress("a", "a-b", "", "one.example.com", "/", "c")
+            + &ingress("b", "a", "", "two.example.com", "/", "b-c");
+        let out = run(&yaml);
+        assert_eq!(
+            out.upstreams.get("a-b-c-80"),
+            Some(&vec!["c.a-b.svc.cluster.local:80".to_owned()])
+        );
+        assert_eq!(
+            out.upstreams.get("a-b-c-80-2"),
+            Some(&vec!["b-c.a.svc.cluster.local:80".to_owned()])
+        );
+    }
+
+    #[test]
+    fn the_same_object_twice_is_converted_once() {
+        let one = ingress("a", "x", "", "h.example.com", "/", "a");
+        let out = run(&format!("{one}{one}"));
+        assert!(
+            out.report.contains("the same object is in the input again"),
+            "{}",
+            out.report
+        );
+        assert_eq!(
+            out.yaml.matches("- name: ingress-x-a-0-0").count(),
+            1,
+            "{}",
+            out.yaml
+        );
+    }
+
+    #[test]
+    fn annotation_typos_classes_and_cors_snippets_are_reported() {
+        let yaml = ingress(
+            "a",
+            "x",
+            "nginx.ingress.kubernetes.io/cors-allow-orgin: 'https://a.example.com', nginx.ingress.kubernetes.io/configuration-snippet: 'more_set_headers \"Access-Control-Allow-Origin: *\";', kubernetes.io/ingress.class: traefik",
+            "h.example.com",
+            "/",
+            "a",
+        );
+        let out = run(&yaml);
+        for said in [
+            "did you mean cors-allow-origin?",
+            "writes Access-Control-* headers of its own",
+            "ingress class \"traefik\"",
+        ] {
+            assert!(out.report.contains(said), "{said}: {}", out.report);
+        }
+    }
+
+    #[test]
+    fn an_httproute_rule_with_a_url_rewrite_is_not_converted() {
+        let yaml = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rules:\n    - filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}}]\n      backendRefs: [{name: a, port: 80}]\n    - matches: [{path: {value: /ok}}]\n      backendRefs: [{name: a, port: 80}]\n";
+        let out = run(yaml);
+        assert!(
+            out.report
+                .contains("the URLRewrite filter has no crossgate equivalent"),
+            "{}",
+            out.report
+        );
+        assert!(out.yaml.contains("path: /ok/"), "{}", out.yaml);
+        assert!(
+            !out.yaml.contains("httproute-default-r-0-0"),
+            "{}",
+            out.yaml
+        );
+    }
 }

@@ -206,11 +206,38 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Registers a backend Service and returns its key.
+    /// Registers a backend Service and returns its key. Keys join namespace, name and port
+    /// with `-`, which two Services can share (`a-b`/`c` and `a`/`b-c`): the second gets `-2`.
     pub fn service(&mut self, s: Service) -> String {
-        let key = s.key();
-        self.services.entry(key.clone()).or_insert(s);
+        let base = s.key();
+        let mut key = base.clone();
+        for n in 2.. {
+            match self.services.get(&key) {
+                None => {
+                    self.services.insert(key.clone(), s);
+                    break;
+                }
+                Some(o) if o.namespace == s.namespace && o.name == s.name && o.port == s.port => {
+                    break
+                }
+                Some(_) => key = format!("{base}-{n}"),
+            }
+        }
         key
+    }
+
+    /// Adds a CORS policy under a name no other policy has, and returns the name.
+    pub fn add_policy(&mut self, mut p: Policy) -> String {
+        let base = p.name.clone();
+        for n in 2.. {
+            if !self.policies.iter().any(|q| q.name == p.name) {
+                break;
+            }
+            p.name = format!("{base}-{n}");
+        }
+        let name = p.name.clone();
+        self.policies.push(p);
+        name
     }
 
     /// Orders routes by the sources' precedence (crossgate takes the first match), and drops a
@@ -235,6 +262,16 @@ impl Plan {
                     self.report.unsupported(&r.place, text);
                 }
                 None => kept.push(r),
+            }
+        }
+        // Route names join namespace, name and indexes with `-`, which two objects can share.
+        let mut names = std::collections::HashSet::new();
+        for r in &mut kept {
+            let base = r.name.clone();
+            let mut n = 2;
+            while !names.insert(r.name.clone()) {
+                r.name = format!("{base}-{n}");
+                n += 1;
             }
         }
         self.routes = kept;
