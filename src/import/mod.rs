@@ -479,6 +479,24 @@ mod tests {
     }
 
     #[test]
+    fn an_httproute_regex_is_tried_before_shorter_prefixes_and_reported() {
+        let yaml = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rules:\n    - matches: [{path: {value: /}}]\n      backendRefs: [{name: a, port: 80}]\n    - matches: [{path: {type: RegularExpression, value: '/api/v[0-9]+/.*'}}]\n      backendRefs: [{name: b, port: 80}]\n";
+        let out = run(yaml);
+        let regex = out
+            .yaml
+            .find("path: {regex: '/api/v[0-9]+/.*'}")
+            .expect("the regex route");
+        let root = out.yaml.find("    path: /\n").expect("the prefix route");
+        assert!(regex < root, "{}", out.yaml);
+        assert!(
+            out.report
+                .contains("RegularExpression is implementation-specific"),
+            "{}",
+            out.report
+        );
+    }
+
+    #[test]
     fn an_httproute_rule_with_a_url_rewrite_is_not_converted() {
         let yaml = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rules:\n    - filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}}]\n      backendRefs: [{name: a, port: 80}]\n    - matches: [{path: {value: /ok}}]\n      backendRefs: [{name: a, port: 80}]\n";
         let out = run(yaml);

@@ -15,7 +15,8 @@
 //!   case-sensitive and exact; `RegularExpression` is implementation-specific. A rule without
 //!   matches matches `PathPrefix /`.
 //! - `HTTPRouteRule.Matches`: precedence is Exact, then the longest PathPrefix, then method,
-//!   header and query matches, then the oldest route.
+//!   header and query matches, then the oldest route. RegularExpression's place is
+//!   implementation-specific: here it is ranked with the prefixes by length, as Contour does.
 
 mod cors;
 
@@ -189,10 +190,10 @@ pub fn convert(obj: &Object, ctx: &Ctx, plan: &mut Plan) -> Result<(), ConfigErr
                             plan.report.unsupported(&at_place, format!("{desc}: not a regex crossgate (Rust regex syntax) reads ({}); not converted", e.message.lines().next().unwrap_or("")));
                             continue;
                         }
-                        plan.report.changed(&at_place, format!("{desc} -> route {name}: RegularExpression is implementation-specific; crossgate reads it in Rust regex syntax, case-sensitive and anchored at both ends (it must match the whole path, as Envoy-based gateways do): check that it means the same"));
+                        plan.report.changed(&at_place, format!("{desc} -> route {name}: RegularExpression is implementation-specific; crossgate reads it in Rust regex syntax, case-sensitive and anchored at both ends (it must match the whole path, as Envoy-based gateways do), and tries it among the prefixes of its host by length, longest first (as Contour does): check that it means the same"));
                         plan.routes.push(route(
                             PathRule::Regex(value.clone()),
-                            (2, 0),
+                            (1, -len),
                             false,
                             "",
                             None,
