@@ -145,6 +145,32 @@ fn arg_error(message: String, fix: impl Into<String>) -> ConfigError {
 
 /// Converts the manifests of `sources` into a crossgate config and its report.
 pub fn import(sources: &[Source], options: &Options) -> Result<Imported, ConfigError> {
+    if options.listen.parse::<std::net::SocketAddr>().is_err() {
+        return Err(ConfigError::new(
+            Path::new("--listen"),
+            None,
+            String::new(),
+            format!(
+                "{:?} is not an address crossgate can listen on",
+                options.listen
+            ),
+            "give an IP and a port, such as 0.0.0.0:8080 or [::]:8080".into(),
+        ));
+    }
+    let domain_ok = !options.service_domain.is_empty()
+        && options
+            .service_domain
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    if !domain_ok {
+        return Err(ConfigError::new(
+            Path::new("--service-domain"),
+            None,
+            String::new(),
+            format!("{:?} is not a DNS domain", options.service_domain),
+            "give the cluster's domain, such as svc.cluster.local".into(),
+        ));
+    }
     let mut trees = Vec::new();
     for s in sources {
         let docs = marked::documents(&s.text).map_err(|e| {
@@ -476,6 +502,30 @@ mod tests {
         ] {
             assert!(out.report.contains(said), "{said}: {}", out.report);
         }
+    }
+
+    #[test]
+    fn flags_that_are_not_an_address_or_a_domain_are_errors_naming_the_flag() {
+        let source = Source {
+            name: "t.yaml".into(),
+            text: ingress("a", "x", "", "h.example.com", "/", "a"),
+        };
+        let bad_listen = Options {
+            listen: "8080".into(),
+            ..Options::default()
+        };
+        let e = import(std::slice::from_ref(&source), &bad_listen).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("--listen: \"8080\" is not an address"),
+            "{e}"
+        );
+        let bad_domain = Options {
+            service_domain: "svc cluster".into(),
+            ..Options::default()
+        };
+        let e = import(&[source], &bad_domain).unwrap_err();
+        assert!(e.to_string().starts_with("--service-domain: "), "{e}");
     }
 
     #[test]

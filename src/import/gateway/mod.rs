@@ -64,7 +64,7 @@ pub fn convert(obj: &Object, ctx: &Ctx, plan: &mut Plan) -> Result<(), ConfigErr
                 match obj.str(&type_at)? {
                     "CORS" => {
                         if policy.is_some() {
-                            return Err(obj.err(&f, "a second CORS filter in this rule".into(), "merge them into one (the API allows one filter of each type per rule)"));
+                            return Err(obj.err(&f, "a second CORS filter in this rule".into(), "merge them into one (the API refuses a repeated CORS filter: \"CORS filter cannot be repeated\")"));
                         }
                         let name = format!("{base}-{i}");
                         policy = Some(cors_policy(obj, &obj.need(&f, "cors")?, name, plan)?);
