@@ -398,6 +398,8 @@ async fn after_real_traffic_metrics_has_every_metric_the_alerts_and_dashboard_qu
     let (proxy, admin) = (free_addr(), free_addr());
     let dir = std::env::temp_dir().join(format!("crossgate-monitoring-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // The upgrade socket's directory must be private (server.upgrade_sock).
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let path = dir.join("config.yaml");
     let app = "https://app.example.com";
     std::fs::write(&path, config(proxy, admin, &backend, &dir, app)).unwrap();
