@@ -18,14 +18,7 @@ fn rules(routes: usize) -> Rules {
             "  - {{name: r{i}, path: /svc{i}/, upstream: b, cors: app}}\n"
         ));
     }
-    let path = Path::new("bench.yaml");
-    let config = parse_yaml(path, &yaml).unwrap();
-    compile(&Loaded {
-        path: path.into(),
-        source: yaml,
-        config,
-    })
-    .unwrap()
+    crossgate::test_util::rules_from_yaml(&yaml)
 }
 
 fn route_matching(c: &mut Criterion) {

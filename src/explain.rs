@@ -368,20 +368,10 @@ pub fn explain(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{parse_yaml, Loaded};
-    use crate::rules::compile;
-    use std::path::Path;
 
     fn rules() -> Rules {
         let yaml = "listen: 127.0.0.1:0\nupstreams:\n  b: {servers: [127.0.0.1:9]}\nroutes:\n  - name: api\n    path: /api/\n    upstream: b\n    cors: {allow_origins: ['https://*.example.com'], allow_methods: [GET, PUT], allow_headers: [x-custom], allow_credentials: true}\n  - {name: public, path: /public/, upstream: b, cors: {allow_origins: any}}\n";
-        let path = Path::new("t.yaml");
-        let config = parse_yaml(path, yaml).unwrap();
-        compile(&Loaded {
-            path: path.into(),
-            source: yaml.into(),
-            config,
-        })
-        .unwrap()
+        crate::test_util::rules_from_yaml(yaml)
     }
 
     fn ex(

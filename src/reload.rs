@@ -212,18 +212,8 @@ fn needs_restart(old: &Rules, new: &Rules) -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{parse_yaml, Loaded};
 
-    fn compile_str(yaml: &str) -> Rules {
-        let path = Path::new("t.yaml");
-        let config = parse_yaml(path, yaml).unwrap();
-        rules::compile(&Loaded {
-            path: path.into(),
-            source: yaml.into(),
-            config,
-        })
-        .unwrap()
-    }
+    use crate::test_util::rules_from_yaml as compile_str;
 
     #[test]
     fn settings_read_at_start_are_named_when_they_change() {

@@ -1174,18 +1174,8 @@ fn resolve(s: &str) -> Result<SocketAddr, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse_yaml;
-    use std::path::Path;
 
-    fn compile_str(yaml: &str) -> Result<Rules, ConfigError> {
-        let path = Path::new("test.yaml");
-        let config = parse_yaml(path, yaml)?;
-        compile(&Loaded {
-            path: path.into(),
-            source: yaml.into(),
-            config,
-        })
-    }
+    use crate::test_util::try_rules_from_yaml as compile_str;
 
     const BASE: &str = "listen: 127.0.0.1:0\nupstreams:\n  api:\n    servers: [127.0.0.1:9]\n";
 

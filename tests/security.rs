@@ -153,17 +153,8 @@ async fn keep_forwards_the_path_as_sent() {
 #[tokio::test]
 async fn explain_agrees_with_the_proxy_on_ambiguous_paths() {
     let yaml = "listen: 127.0.0.1:0\nupstreams:\n  b: {servers: [127.0.0.1:9]}\ncors_policies:\n  public: {allow_origins: any}\nroutes:\n  - {name: api, path: /api/, upstream: b, cors: {allow_origins: [https://app.example.com]}}\n  - {name: public, path: /public/, upstream: b, cors: public}\n";
-    let rules = |server: &str| {
-        let text = format!("{yaml}server: {server}\n");
-        let path = std::path::Path::new("explain.yaml");
-        let config = crossgate::config::parse_yaml(path, &text).unwrap();
-        crossgate::rules::compile(&crossgate::config::Loaded {
-            path: path.into(),
-            source: text,
-            config,
-        })
-        .unwrap()
-    };
+    let rules =
+        |server: &str| crossgate::test_util::rules_from_yaml(&format!("{yaml}server: {server}\n"));
     let url = format!("http://api.test{BYPASS}");
     let e = crossgate::explain::explain(&rules("{}"), &url, "https://evil.test", "GET", &[], false)
         .unwrap();

@@ -5,7 +5,6 @@
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,8 +12,6 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
-use crossgate::config::{parse_yaml, Loaded};
-use crossgate::rules::compile;
 use crossgate::server::{ChannelShutdown, Gateway};
 use futures_util::StreamExt;
 use pingora::server::ShutdownSignal;
@@ -413,14 +410,7 @@ impl Proxy {
         if let Some(a) = admin {
             yaml = yaml.replace("ADMIN", &a.to_string());
         }
-        let path = Path::new("test.yaml");
-        let config = parse_yaml(path, &yaml).unwrap_or_else(|e| panic!("{e}"));
-        let rules = compile(&Loaded {
-            path: path.into(),
-            source: yaml.clone(),
-            config,
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
+        let rules = crossgate::test_util::rules_from_yaml(&yaml);
         let (stop, signal) = ChannelShutdown::pair();
         let gateway = Gateway::new(rules);
         let thread = std::thread::spawn(move || gateway.run(Box::new(signal)));

@@ -1,23 +1,15 @@
 //! "What is routed is what is forwarded", checked for one raw path: shared by
 //! tests/properties.rs and fuzz/fuzz_targets/path.rs (included with `#[path]`).
 
-use crossgate::config::{parse_yaml, Loaded};
 use crossgate::path::{normalize, target, AmbiguousPaths};
-use crossgate::rules::{compile, Rules};
+use crossgate::rules::Rules;
 
 /// Routes of every kind (prefix, exact, regex, host) and no catch-all, under `mode`.
 pub fn rules(mode: &str) -> Rules {
     let yaml = format!(
         "listen: 127.0.0.1:0\nserver: {{ambiguous_paths: {mode}}}\nupstreams:\n  b: {{servers: [127.0.0.1:9]}}\ncors_policies:\n  app: {{allow_origins: [https://app.example.com]}}\n  public: {{allow_origins: any}}\nroutes:\n  - {{name: api, path: /api/, upstream: b, cors: app}}\n  - {{name: exact, path: {{exact: /public/users}}, upstream: b, cors: app}}\n  - {{name: re, path: {{regex: '/re/[a-z]+'}}, upstream: b, cors: app}}\n  - {{name: public, path: /public/, upstream: b, cors: public}}\n"
     );
-    let path = std::path::Path::new("oracle.yaml");
-    let config = parse_yaml(path, &yaml).unwrap();
-    compile(&Loaded {
-        path: path.into(),
-        source: yaml,
-        config,
-    })
-    .unwrap()
+    crossgate::test_util::rules_from_yaml(&yaml)
 }
 
 /// The one decoding of a path, as a backend that decodes once reads it.
@@ -65,8 +57,12 @@ pub fn check(rules: &Rules, mode: AmbiguousPaths, raw: &str) {
             "{raw:?} forwarded as {forwarded:?}"
         );
     }
-    // explain takes a URL: only paths that a URL carries as they are.
-    if raw.starts_with('/') && !raw.contains(['?', '#']) && !raw.contains(char::is_whitespace) {
+    // explain takes a URL: only paths that a URL carries as they are (no query or fragment,
+    // no spaces or control characters, which no request line carries either).
+    let url_path = raw.starts_with('/')
+        && !raw.contains(['?', '#'])
+        && !raw.contains(|c: char| c.is_whitespace() || c.is_control());
+    if url_path {
         let e = crossgate::explain::explain(
             rules,
             &format!("http://x{raw}"),
