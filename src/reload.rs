@@ -171,42 +171,9 @@ impl Reloader {
     }
 }
 
-/// Settings that are read once at start.
+/// What changed between two configs that takes effect only after a restart.
 fn needs_restart(old: &Rules, new: &Rules) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    if old.listen != new.listen {
-        out.push("listen");
-    }
-    let tls_addrs = |r: &Rules| {
-        r.tls_listeners
-            .iter()
-            .map(|l| (l.addr, l.http2))
-            .collect::<Vec<_>>()
-    };
-    if tls_addrs(old) != tls_addrs(new) {
-        out.push("tls listeners");
-    }
-    if old.admin != new.admin {
-        out.push("admin.listen");
-    }
-    if old.server.threads != new.server.threads {
-        out.push("server.threads");
-    }
-    if old.server.grace_period != new.server.grace_period
-        || old.server.shutdown_timeout != new.server.shutdown_timeout
-    {
-        out.push("server.grace_period / server.shutdown_timeout");
-    }
-    if old.server.beacon_queue != new.server.beacon_queue {
-        out.push("server.beacon_queue");
-    }
-    if old.server.upgrade_sock != new.server.upgrade_sock {
-        out.push("server.upgrade_sock");
-    }
-    if old.log.format != new.log.format {
-        out.push("log.format");
-    }
-    out
+    old.start_settings().changes(&new.start_settings())
 }
 
 #[cfg(test)]

@@ -164,7 +164,67 @@ pub struct Rules {
     pub config_hash: String,
 }
 
+/// The settings read once at start (listeners, threads, shutdown, the beacon queue, the upgrade
+/// socket, the log format): one value, so that a reload compares it whole and says exactly what
+/// needs a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartSettings {
+    pub listen: Vec<SocketAddr>,
+    /// Each HTTPS listener's address and whether it offers HTTP/2 (certificates reload).
+    pub tls: Vec<(SocketAddr, bool)>,
+    pub admin: Option<SocketAddr>,
+    pub threads: usize,
+    pub grace_period: Duration,
+    pub shutdown_timeout: Duration,
+    pub beacon_queue: usize,
+    pub upgrade_sock: PathBuf,
+    pub log_format: LogFormat,
+}
+
+impl StartSettings {
+    /// The settings that differ in `new`, by their config names.
+    pub fn changes(&self, new: &StartSettings) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut differs = |changed: bool, name: &'static str| {
+            if changed {
+                out.push(name);
+            }
+        };
+        differs(self.listen != new.listen, "listen");
+        differs(self.tls != new.tls, "tls listeners");
+        differs(self.admin != new.admin, "admin.listen");
+        differs(self.threads != new.threads, "server.threads");
+        differs(
+            self.grace_period != new.grace_period || self.shutdown_timeout != new.shutdown_timeout,
+            "server.grace_period / server.shutdown_timeout",
+        );
+        differs(self.beacon_queue != new.beacon_queue, "server.beacon_queue");
+        differs(self.upgrade_sock != new.upgrade_sock, "server.upgrade_sock");
+        differs(self.log_format != new.log_format, "log.format");
+        out
+    }
+}
+
 impl Rules {
+    /// The settings of these rules that are read once at start.
+    pub fn start_settings(&self) -> StartSettings {
+        StartSettings {
+            listen: self.listen.clone(),
+            tls: self
+                .tls_listeners
+                .iter()
+                .map(|l| (l.addr, l.http2))
+                .collect(),
+            admin: self.admin,
+            threads: self.server.threads,
+            grace_period: self.server.grace_period,
+            shutdown_timeout: self.server.shutdown_timeout,
+            beacon_queue: self.server.beacon_queue,
+            upgrade_sock: self.server.upgrade_sock.clone(),
+            log_format: self.log.format,
+        }
+    }
+
     /// The route a request for `host` (without port) and the raw `path` (as sent, no query)
     /// is served by, under `server.ambiguous_paths`; None when no route serves it or the path
     /// is refused. What `explain` and tests ask; the proxy calls [`crate::path::target`] and
