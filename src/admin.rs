@@ -1,8 +1,11 @@
-//! The admin listener: `/metrics` (Prometheus text format), `/healthz` (the process is up) and
-//! `/readyz` (a config is loaded and every upstream has a healthy server). It has its own
-//! address, loopback by default, so that it is never exposed with the proxy.
+//! The admin listener: `/metrics` (Prometheus text format), `/healthz` (the process is up),
+//! `/readyz` (a config is loaded and every upstream has a healthy server), and `/refused`
+//! (JSON) and `/refused.html` (who is refused, and who a report-only policy would refuse:
+//! [`crate::refused`]). It has its own address, loopback by default, so that it is never
+//! exposed with the proxy.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -11,19 +14,41 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use crate::metrics::Metrics;
+use crate::refused::{self, Refused};
 use crate::rules::Rules;
 
 pub struct Admin {
     pub rules: Arc<ArcSwap<Rules>>,
     pub metrics: Arc<Metrics>,
+    pub refused: Arc<Refused>,
 }
 
 fn text(status: StatusCode, content_type: &str, body: String) -> Response<Vec<u8>> {
+    head(status, content_type, body.len())
+        .body(body.into_bytes())
+        .expect("a valid response")
+}
+
+fn head(status: StatusCode, content_type: &str, len: usize) -> http::response::Builder {
     Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, content_type)
-        .header(http::header::CONTENT_LENGTH, body.len())
+        .header(http::header::CONTENT_LENGTH, len)
         .header(http::header::CACHE_CONTROL, "no-store")
+        // The reports hold origins that clients chose: never sniffed as something else.
+        .header(http::header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+}
+
+/// The refused-origins page: the CSP allows nothing the page could load or run (it has no
+/// script, style or image), nor framing it; its `<meta http-equiv=refresh>` reloads it.
+fn report_page(body: String) -> Response<Vec<u8>> {
+    head(StatusCode::OK, "text/html; charset=utf-8", body.len())
+        .header(
+            http::header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        )
+        .header(http::header::REFERRER_POLICY, "no-referrer")
+        .header(http::header::X_FRAME_OPTIONS, "DENY")
         .body(body.into_bytes())
         .expect("a valid response")
 }
@@ -50,6 +75,15 @@ impl ServeHttp for Admin {
                 "text/plain; version=0.0.4; charset=utf-8",
                 self.metrics.render(&rules),
             ),
+            "/refused" => {
+                let report = self.refused.snapshot(&rules);
+                let body = refused::json(&report, SystemTime::now()).to_string();
+                text(StatusCode::OK, "application/json", body)
+            }
+            "/refused.html" => {
+                let report = self.refused.snapshot(&rules);
+                report_page(refused::html(&report, SystemTime::now()))
+            }
             "/healthz" => text(StatusCode::OK, plain, "ok\n".into()),
             "/readyz" => match unready_upstreams(&rules).as_slice() {
                 [] => text(StatusCode::OK, plain, "ready\n".into()),
@@ -65,7 +99,7 @@ impl ServeHttp for Admin {
             _ => text(
                 StatusCode::NOT_FOUND,
                 plain,
-                "crossgate admin: /metrics, /healthz, /readyz\n".into(),
+                "crossgate admin: /metrics, /healthz, /readyz, /refused, /refused.html\n".into(),
             ),
         }
     }

@@ -32,6 +32,7 @@ pub mod path;
 pub mod percent;
 pub mod proxy;
 pub mod refusal;
+pub mod refused;
 pub mod reload;
 pub mod rules;
 pub mod server;

@@ -93,6 +93,7 @@ impl Gateway {
         let grace_period = rules.server.grace_period;
         let in_flight = Arc::new(AtomicUsize::new(0));
         let metrics = Arc::new(Metrics::new());
+        let refused = Arc::new(crate::refused::Refused::new());
         metrics.reloaded(true);
         let (beacon_queue, forwarder) = crate::beacon::Queue::new(rules.server.beacon_queue);
         let rules = Arc::new(ArcSwap::from_pointee(rules));
@@ -105,6 +106,7 @@ impl Gateway {
                 connector: pingora::connectors::http::Connector::new(None),
                 beacons: beacon_queue,
                 metrics: metrics.clone(),
+                refused: refused.clone(),
             },
         );
         // An HTTP/2 connection with no request in flight is closed after
@@ -156,6 +158,7 @@ impl Gateway {
                 pingora::apps::http_app::HttpServer::new_app(Admin {
                     rules: rules.clone(),
                     metrics: metrics.clone(),
+                    refused,
                 }),
             );
             admin.add_tcp(&addr.to_string());

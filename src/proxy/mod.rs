@@ -44,6 +44,8 @@ pub struct CrossGate {
     /// Beacon hits on their way to an upstream.
     pub beacons: Arc<beacon::Queue>,
     pub metrics: Arc<Metrics>,
+    /// Who is refused, and who would be (the admin listener's `/refused`).
+    pub refused: Arc<crate::refused::Refused>,
     /// Requests begun and not yet logged, for draining on SIGTERM.
     pub in_flight: Arc<AtomicUsize>,
 }
@@ -148,6 +150,7 @@ impl CrossGate {
         if let (Some(policy), Some(origin)) = (route.cors.as_deref(), routed.serve.origin()) {
             report_would_deny(req, route, policy, origin);
         }
+        self.refused.observe(&route.name, &routed.serve, req);
         match routed.serve {
             Serve::WebSocketRefused(why) => {
                 let message = format!("crossgate: WebSocket refused: {why}");
