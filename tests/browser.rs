@@ -175,6 +175,7 @@ fn config(backend: &Backend, redirecting: SocketAddr, page: &str) -> String {
     format!(
         r#"
 listen: LISTEN
+admin: {{listen: "ADMIN"}}
 upstreams:
   b: {{servers: ["{b}"]}}
   r: {{servers: ["{redirecting}"]}}
@@ -471,6 +472,46 @@ async fn every_channel_works_in_a_real_browser() {
         "unlisted origin: the bridge frame itself does not answer",
         &r,
         |v| v == "no answer",
+    );
+
+    // The admin listener's report of who was refused, as an operator's browser shows it,
+    // after a request from an origin crafted to inject markup into it.
+    let hostile = "https://x<script>document.title='pwned'</script><img id=pwned src=x>";
+    let r = common::client()
+        .get(proxy.url("/api/items"))
+        .header("origin", hostile)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let admin = proxy.admin.expect("the config has an admin listener");
+    c.goto(&format!("http://{admin}/refused.html"))
+        .await
+        .unwrap();
+    let r = run(c, &p, "return { title: document.title, rows: [...document.querySelectorAll('tr.entry')].map(tr => [...tr.cells].map(td => td.textContent)), injected: document.querySelectorAll('script, img, #pwned').length, refresh: document.querySelector('meta[http-equiv=refresh]') !== null };").await;
+    let row = |origin: &str, reason: &str| {
+        r["ok"]["rows"].as_array().is_some_and(|rows| {
+            rows.iter()
+                .any(|x| x[0] == origin && x[1] == "denied" && x[2] == reason)
+        })
+    };
+    let refused_page = [
+        ("origin_not_listed", row(&foreign, "origin_not_listed")),
+        ("referer", row(&foreign, "referer")),
+        ("websocket_origin", row(&foreign, "websocket_origin")),
+        ("hostile, as text", row(hostile, "origin_not_listed")),
+    ];
+    s.check(
+        "the refused-origins page lists the unlisted page's refusals and the hostile origin as text",
+        &json!({ "ok": { "report": r, "found": refused_page } }),
+        |v| {
+            v["found"]
+                .as_array()
+                .is_some_and(|f| f.iter().all(|x| x[1] == true))
+                && v["report"]["ok"]["title"] == "crossgate: refused origins"
+                && v["report"]["ok"]["injected"] == 0
+                && v["report"]["ok"]["refresh"] == true
+        },
     );
 
     let _ = browser.client.clone().close().await;
