@@ -122,7 +122,7 @@ impl<K, V: Default> SpaceSaving<K, V> {
     /// The counters, largest count first.
     pub fn top(&self) -> Vec<&Slot<K, V>> {
         let mut all: Vec<_> = self.slots.iter().collect();
-        all.sort_by(|a, b| b.count.cmp(&a.count));
+        all.sort_by_key(|s| std::cmp::Reverse(s.count));
         all
     }
 }
