@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{client, Backend, Proxy};
+use std::time::{Duration, Instant};
+
+use common::{client, free_addr, wait_until_listening, Backend, Proxy, Running};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -31,8 +33,12 @@ routes:
 }
 
 async fn report(proxy: &Proxy) -> Value {
+    report_at(proxy.admin.unwrap()).await
+}
+
+async fn report_at(admin: std::net::SocketAddr) -> Value {
     let r = client()
-        .get(format!("http://{}/refused", proxy.admin.unwrap()))
+        .get(format!("http://{admin}/refused"))
         .send()
         .await
         .unwrap();
@@ -259,4 +265,80 @@ async fn a_flood_of_distinct_origins_keeps_fifty_entries_a_route_and_memory_flat
     assert!(heavy.3 >= (FLOOD / 10) as u64, "{heavy:?}");
     let max_error = got["routes"][0]["max_error"].as_u64().unwrap();
     assert_eq!(max_error, (FLOOD / 50) as u64);
+}
+
+#[tokio::test]
+async fn a_reload_keeps_the_counts_of_routes_that_stay_and_drops_the_routes_it_removed() {
+    let backend = Backend::start("b").await;
+    let (proxy, admin) = (free_addr(), free_addr());
+    let d = std::env::temp_dir().join(format!("crossgate-refused-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let path = d.join("config.yaml");
+    let yaml = |routes: &str| {
+        format!(
+            "listen: \"{proxy}\"\nadmin: {{listen: \"{admin}\"}}\nupstreams:\n  b: {{servers: [\"{}\"]}}\ncors_policies:\n  app: {{allow_origins: [\"{APP}\"]}}\nroutes:\n{routes}  - {{name: api, upstream: b, cors: app}}\n",
+            backend.addr
+        )
+    };
+    std::fs::write(
+        &path,
+        yaml("  - {name: old, path: /old/, upstream: b, cors: app}\n"),
+    )
+    .unwrap();
+    let child = Running(
+        std::process::Command::new(env!("CARGO_BIN_EXE_crossgate"))
+            .args(["run", "--no-watch", "--config"])
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until_listening(proxy).await;
+    wait_until_listening(admin).await;
+    let refuse = |path: &'static str| async move {
+        let r = client()
+            .get(format!("http://{proxy}{path}"))
+            .header("origin", EVIL)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    };
+    refuse("/api/x").await;
+    refuse("/api/x").await;
+    refuse("/old/x").await;
+    let before = report_at(admin).await;
+    assert_eq!(entries(&before, "old").len(), 1);
+
+    std::fs::write(&path, yaml("")).unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let reloaded = "crossgate_config_reloads_total{result=\"success\"} 2";
+    loop {
+        let metrics = client()
+            .get(format!("http://{admin}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.lines().any(|l| l == reloaded) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no reload within 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    refuse("/api/x").await;
+    let after = report_at(admin).await;
+    assert_eq!(
+        entries(&after, "api"),
+        [entry(EVIL, "origin_not_listed", "denied", 3)]
+    );
+    assert!(entries(&after, "old").is_empty(), "{after}");
+    let _ = std::fs::remove_dir_all(&d);
 }
