@@ -50,7 +50,7 @@ pub struct FileConfig {
     /// The postMessage bridge page.
     #[serde(default)]
     pub bridge: Option<FileBridge>,
-    /// The admin listener: /metrics, /healthz, /readyz.
+    /// The admin listener: /metrics, /healthz, /readyz, /refused, /refused.html.
     #[serde(default)]
     pub admin: Option<FileAdmin>,
     /// HTTPS listeners.
