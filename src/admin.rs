@@ -59,7 +59,7 @@ pub fn unready_upstreams(rules: &Rules) -> Vec<&str> {
     rules
         .upstreams
         .iter()
-        .filter(|u| !u.health_known() || !u.servers.iter().any(|b| b.is_healthy()))
+        .filter(|u| !u.health_known() || !u.servers().iter().any(|b| b.is_healthy()))
         .map(|u| u.name.as_str())
         .collect()
 }

@@ -56,7 +56,7 @@ pub fn rules(r: &Rules) -> String {
     let _ = writeln!(out, "upstreams:");
     for u in &r.upstreams {
         let servers: Vec<String> = u
-            .servers
+            .servers()
             .iter()
             .map(|b| format!("{} ({})", b.written, b.addr))
             .collect();

@@ -22,6 +22,7 @@ pub mod cors;
 pub mod demo;
 pub mod describe;
 pub mod dispatch;
+pub mod dns;
 pub mod explain;
 pub mod guard;
 pub mod import;

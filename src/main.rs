@@ -222,7 +222,7 @@ fn run_demo(path: &Path) -> Result<(), String> {
     ensure_free(rules.listen.iter().copied().chain(rules.admin))?;
     let mut started = Vec::new();
     for up in &rules.upstreams {
-        for b in up.servers.iter().filter(|b| b.addr.ip().is_loopback()) {
+        for b in up.servers().iter().filter(|b| b.addr.ip().is_loopback()) {
             if started.contains(&b.addr) {
                 continue;
             }

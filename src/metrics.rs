@@ -28,6 +28,7 @@ pub struct Metrics {
     pub beacon_hits: IntCounterVec,
     pub beacon_dropped: IntCounterVec,
     pub upstream_errors: IntCounterVec,
+    pub dns_resolutions: IntCounterVec,
     pub server_healthy: IntGaugeVec,
     pub reloads: IntCounterVec,
     pub last_reload_success: Gauge,
@@ -106,6 +107,7 @@ impl Metrics {
             beacon_hits: counter(&r, "crossgate_beacon_hits_total", "Beacon hits answered, by beacon.", &["beacon"]),
             beacon_dropped: counter(&r, "crossgate_beacon_forward_dropped_total", "Beacon hits not forwarded because the queue was full, by beacon.", &["beacon"]),
             upstream_errors: counter(&r, "crossgate_upstream_errors_total", "Failed exchanges with an upstream, by kind (connect, timeout, reset, invalid).", &["upstream", "kind"]),
+            dns_resolutions: counter(&r, "crossgate_dns_resolutions_total", "Re-resolutions of upstream server names, by upstream and result (ok, error: the last good addresses stay in rotation).", &["upstream", "result"]),
             server_healthy: gauge(&r, "crossgate_upstream_server_healthy", "1 if the server passes its health check (or has none), 0 if it is out of rotation.", &["upstream", "server"]),
             reloads,
             config_info: gauge(&r, "crossgate_config_info", "1, labelled with the hash of the config the live rules were compiled from (the hash `crossgate check` prints): replicas that show the same hash run the same config.", &["hash"]),
@@ -130,15 +132,30 @@ impl Metrics {
         }
         self.server_healthy.reset();
         for u in &rules.upstreams {
-            for b in &u.servers {
+            for b in u.servers().iter() {
                 self.server_healthy
-                    .with_label_values(&[u.name.as_str(), b.written.as_str()])
+                    .with_label_values(&[u.name.as_str(), b.label.as_str()])
                     .set(i64::from(b.is_healthy()));
+            }
+            // Both series from the start, as for reloads: the first failure is an increase.
+            if u.follows_dns() {
+                for result in ["ok", "error"] {
+                    self.dns_resolutions
+                        .with_label_values(&[u.name.as_str(), result]);
+                }
             }
         }
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default()
+    }
+
+    /// Records one re-resolution of a server name of `upstream`.
+    pub fn dns_resolved(&self, upstream: &str, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.dns_resolutions
+            .with_label_values(&[upstream, result])
+            .inc();
     }
 
     /// Records a config load.

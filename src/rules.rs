@@ -18,11 +18,12 @@ use regex::Regex;
 use crate::beacon::{self, Beacon};
 use crate::bridge::Bridge;
 use crate::config::{
-    ConfigError, CorsRef, FileAllowHeaders, FileCorsPolicy, FileHealthCheck, FileJsonp, FileOrigin,
-    FileOrigins, FilePath, FileUpstream, Loaded, LogFormat, Permission, PolicyMode, Seconds,
-    YamlPath,
+    ConfigError, CorsRef, FileAllowHeaders, FileCorsPolicy, FileDns, FileHealthCheck, FileJsonp,
+    FileOrigin, FileOrigins, FilePath, FileUpstream, Loaded, LogFormat, Permission, PolicyMode,
+    Seconds, YamlPath,
 };
 use crate::cors::{AllowOrigin, CorsPolicy, PolicySpec};
+use crate::dns::{Dns, DnsSettings};
 use crate::jsonp::CallbackPattern;
 use crate::origin::{anchored_regex, canonical_exact, OriginList, Wildcard};
 use crate::path::AmbiguousPaths;
@@ -443,9 +444,10 @@ impl Compiler<'_> {
             );
         }
 
+        let dns = Arc::new(Dns::new(self.dns(&root.key("dns"), cfg.dns.as_ref())?));
         let mut upstreams = BTreeMap::new();
         for (name, up) in &cfg.upstreams {
-            let u = self.upstream(&root.key("upstreams").key(name), name, up)?;
+            let u = self.upstream(&root.key("upstreams").key(name), name, up, &dns)?;
             upstreams.insert(name.clone(), Arc::new(u));
         }
 
@@ -715,6 +717,7 @@ impl Compiler<'_> {
         path: &YamlPath,
         name: &str,
         up: &FileUpstream,
+        dns: &Arc<Dns>,
     ) -> Result<Upstream, ConfigError> {
         if up.servers.is_empty() {
             return Err(self.err(
@@ -724,16 +727,18 @@ impl Compiler<'_> {
             ));
         }
         let mut servers = Vec::new();
+        let mut names = Vec::new();
         for (i, s) in up.servers.iter().enumerate() {
             let p = path.key("servers").index(i);
-            let addr = resolve(s).map_err(|why| {
+            let (addrs, name) = resolve(s, &dns.settings).map_err(|why| {
                 self.err(
                     &p,
                     format!("cannot use server {s:?}: {why}"),
                     "write host:port with a name that resolves here, such as 127.0.0.1:9001",
                 )
             })?;
-            servers.push((s.clone(), addr));
+            servers.extend(addrs.into_iter().map(|a| (s.clone(), a)));
+            names.extend(name.map(|(host, ttl)| (s.clone(), host, ttl)));
         }
         let timeouts = Timeouts {
             connect: up.connect_timeout.map_or(Duration::from_secs(5), |s| s.0),
@@ -791,13 +796,45 @@ impl Compiler<'_> {
                 Some(UpstreamTls { sni, verify, ca })
             }
         };
-        Ok(Upstream::new(
-            name.to_owned(),
-            servers,
-            timeouts,
-            health,
-            tls,
-        ))
+        Ok(
+            Upstream::new(name.to_owned(), servers, timeouts, health, tls)
+                .follow_dns(names, dns.clone()),
+        )
+    }
+
+    fn dns(&self, path: &YamlPath, d: Option<&FileDns>) -> Result<DnsSettings, ConfigError> {
+        let mut s = DnsSettings::default();
+        let Some(d) = d else { return Ok(s) };
+        if let Some(r) = &d.resolver {
+            s.resolver = Some(
+                r.parse::<SocketAddr>()
+                    .or_else(|_| r.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                    .map_err(|_| {
+                        self.err(
+                            &path.key("resolver"),
+                            format!("resolver {r:?} is not an IP address"),
+                            "write ip:port such as 127.0.0.1:53, or leave resolver out to use /etc/resolv.conf",
+                        )
+                    })?,
+            );
+        }
+        s.min_ttl = d.min_ttl.map_or(s.min_ttl, |t| t.0);
+        s.max_ttl = d.max_ttl.map_or(s.max_ttl, |t| t.0);
+        if s.min_ttl.is_zero() {
+            return Err(self.err(
+                &path.key("min_ttl"),
+                "min_ttl is 0, which would re-resolve a name with a TTL of 0 on every tick".into(),
+                "give a floor such as 5s",
+            ));
+        }
+        if s.min_ttl > s.max_ttl {
+            return Err(self.err(
+                &path.key("max_ttl"),
+                format!("max_ttl {:?} is below min_ttl {:?}", s.max_ttl, s.min_ttl),
+                "make max_ttl at least min_ttl (defaults: 5s and 300s)",
+            ));
+        }
+        Ok(s)
     }
 
     fn health(&mut self, path: &YamlPath, hc: &FileHealthCheck) -> Result<HealthSpec, ConfigError> {
@@ -1217,18 +1254,52 @@ impl Compiler<'_> {
     }
 }
 
-/// Resolves `host:port` once, at load. IPv4 is preferred when a name has both.
-fn resolve(s: &str) -> Result<SocketAddr, String> {
+/// Resolves `host:port` at load: its addresses, and for a name its host and when to resolve
+/// it again (`dns` does that). IPv4 is preferred when a name has both. With no `dns.resolver`
+/// the system's resolver answers (it shows no TTL: the name is resolved again after min_ttl).
+#[allow(clippy::type_complexity)]
+fn resolve(
+    s: &str,
+    dns: &DnsSettings,
+) -> Result<(Vec<SocketAddr>, Option<(String, Duration)>), String> {
     if let Ok(a) = s.parse() {
-        return Ok(a);
+        return Ok((vec![a], None));
     }
-    let addrs: Vec<SocketAddr> = s.to_socket_addrs().map_err(|e| e.to_string())?.collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| "the name resolves to no address".into())
+    let (host, port) = s
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+        .ok_or("invalid socket address: write host:port")?;
+    if dns.resolver.is_some() {
+        let answer = crate::dns::resolve_at_load(dns, host)?;
+        let v4: Vec<SocketAddr> = answer
+            .addrs
+            .iter()
+            .filter(|ip| ip.is_ipv4())
+            .map(|&ip| SocketAddr::new(ip, port))
+            .collect();
+        let addrs = if v4.is_empty() {
+            answer
+                .addrs
+                .iter()
+                .map(|&ip| SocketAddr::new(ip, port))
+                .collect()
+        } else {
+            v4
+        };
+        return Ok((addrs, Some((host.to_owned(), answer.ttl))));
+    }
+    let all: Vec<SocketAddr> = s.to_socket_addrs().map_err(|e| e.to_string())?.collect();
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    let want_v4 = all.iter().any(|a| a.is_ipv4());
+    for a in all.into_iter().filter(|a| a.is_ipv4() == want_v4) {
+        if !addrs.contains(&a) {
+            addrs.push(a);
+        }
+    }
+    if addrs.is_empty() {
+        return Err("the name resolves to no address".into());
+    }
+    Ok((addrs, Some((host.to_owned(), dns.min_ttl))))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Builds and runs the pingora server from compiled rules: the proxy, the admin listener, the
-//! health checks and the beacon forwarder, plus the signals (SIGTERM drains, SIGINT stops,
+//! health checks, the re-resolution of upstream names and the beacon forwarder, plus the signals (SIGTERM drains, SIGINT stops,
 //! SIGQUIT hands the sockets to a new process, SIGHUP reloads).
 
 use std::path::PathBuf;
@@ -169,6 +169,13 @@ impl Gateway {
             "health checks",
             HealthChecks {
                 rules: rules.clone(),
+            },
+        ));
+        server.add_service(background_service(
+            "upstream DNS",
+            crate::dns::DnsRefresh {
+                rules: rules.clone(),
+                metrics: metrics.clone(),
             },
         ));
         Gateway {

@@ -1,6 +1,7 @@
-//! Upstream groups: servers resolved at load, round-robin over the healthy ones, and an active
-//! HTTP health check (pingora's `HttpHealthCheck` does the probing; the schedule and the
-//! thresholds are ours, so they follow the live config across reloads).
+//! Upstream groups: servers resolved at load (names then follow DNS, see `dns`), round-robin
+//! over the healthy ones, and an active HTTP health check (pingora's `HttpHealthCheck` does the
+//! probing; the schedule and the thresholds are ours, so they follow the live config across
+//! reloads).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,6 +15,8 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use pingora::upstreams::peer::HttpPeer;
 
+use crate::dns::Dns;
+use crate::metrics::Metrics;
 use crate::rules::Rules;
 
 /// One backend server.
@@ -21,6 +24,9 @@ pub struct Backend {
     /// As written in the config (`legacy.internal:8080`), for logs and metrics.
     pub written: String,
     pub addr: SocketAddr,
+    /// The `server` label of its metrics: `written`, and for a name also the address it
+    /// resolved to (`api.internal:8080 10.0.0.5:8080`), so that the servers of one name differ.
+    pub label: String,
     /// Built once; cloned per request.
     pub peer: HttpPeer,
     probe_target: pingora::lb::Backend,
@@ -39,8 +45,9 @@ impl Upstream {
     /// Takes over what an older compile of this upstream learned about its servers (matched
     /// by address), so that a reload does not put a dead server back into rotation.
     pub fn inherit_health(&self, old: &Upstream) {
-        for b in &self.servers {
-            if let Some(o) = old.servers.iter().find(|o| o.addr == b.addr) {
+        let olds = old.servers();
+        for b in self.servers().iter() {
+            if let Some(o) = olds.iter().find(|o| o.addr == b.addr) {
                 b.healthy.store(o.is_healthy(), Ordering::Relaxed);
                 b.streak
                     .store(o.streak.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -86,9 +93,15 @@ pub struct HealthSpec {
 /// A named group of servers.
 pub struct Upstream {
     pub name: String,
-    pub servers: Vec<Backend>,
+    /// Swapped whole when a name resolves to other addresses; never empty.
+    servers: ArcSwap<Vec<Arc<Backend>>>,
     pub timeouts: Timeouts,
     pub health: Option<HealthSpec>,
+    tls: Option<UpstreamTls>,
+    /// The servers written as names, re-resolved on their TTL.
+    names: Vec<Name>,
+    dns: Option<Arc<Dns>>,
+    resolving: AtomicBool,
     next: AtomicUsize,
     next_check: parking_lot::Mutex<Instant>,
     checking: AtomicBool,
@@ -106,35 +119,8 @@ impl Upstream {
     ) -> Upstream {
         let servers = servers
             .into_iter()
-            .map(|(written, addr)| {
-                let mut peer = match &tls {
-                    Some(t) => {
-                        let mut p = HttpPeer::new(addr, true, t.sni.clone());
-                        p.options.verify_cert = t.verify;
-                        p.options.verify_hostname = t.verify;
-                        p.options.ca = t.ca.clone();
-                        p
-                    }
-                    None => HttpPeer::new(addr, false, String::new()),
-                };
-                peer.options.connection_timeout = Some(timeouts.connect);
-                peer.options.read_timeout = Some(timeouts.read);
-                peer.options.write_timeout = Some(timeouts.write);
-                peer.options.idle_timeout = Some(timeouts.idle);
-                Backend {
-                    probe_target: pingora::lb::Backend {
-                        addr: pingora::protocols::l4::socket::SocketAddr::Inet(addr),
-                        weight: 1,
-                        ext: Default::default(),
-                    },
-                    written,
-                    addr,
-                    peer,
-                    healthy: AtomicBool::new(true),
-                    streak: AtomicUsize::new(0),
-                }
-            })
-            .collect::<Vec<Backend>>();
+            .map(|(written, addr)| Arc::new(backend(written, addr, tls.as_ref(), timeouts)))
+            .collect::<Vec<_>>();
         // Probes go the way requests go: over TLS, with the same name and trust.
         if let (Some(h), Some(first)) = (health.as_mut(), servers.first()) {
             let timeout = h.probe.peer_template.options.read_timeout;
@@ -144,9 +130,13 @@ impl Upstream {
         }
         Upstream {
             name,
-            servers,
+            servers: ArcSwap::from_pointee(servers),
             timeouts,
             health,
+            tls,
+            names: Vec::new(),
+            dns: None,
+            resolving: AtomicBool::new(false),
             next: AtomicUsize::new(0),
             next_check: parking_lot::Mutex::new(Instant::now()),
             checking: AtomicBool::new(false),
@@ -154,16 +144,120 @@ impl Upstream {
         }
     }
 
+    /// Re-resolves the servers written as names (each `(written, host, first answer's TTL)`;
+    /// their first addresses are among the servers given to `new`) with `dns`.
+    pub fn follow_dns(mut self, names: Vec<(String, String, Duration)>, dns: Arc<Dns>) -> Upstream {
+        let now = Instant::now();
+        self.names = names
+            .into_iter()
+            .map(|(written, host, ttl)| Name {
+                written,
+                host,
+                next: parking_lot::Mutex::new(now + ttl),
+            })
+            .collect();
+        if !self.names.is_empty() {
+            self.dns = Some(dns);
+        }
+        self
+    }
+
+    pub fn follows_dns(&self) -> bool {
+        self.dns.is_some()
+    }
+
+    /// The servers now in rotation (a snapshot).
+    pub fn servers(&self) -> Arc<Vec<Arc<Backend>>> {
+        self.servers.load_full()
+    }
+
+    pub fn server_count(&self) -> usize {
+        self.servers.load().len()
+    }
+
+    /// Puts `addrs` in rotation for the name written `written`, in place of what it resolved
+    /// to before. Servers that stay are kept as they are (health included); a removed server
+    /// only leaves the list, so requests on it finish. Returns (added, removed).
+    pub fn replace_name_addrs(
+        &self,
+        written: &str,
+        addrs: &[SocketAddr],
+    ) -> (Vec<SocketAddr>, Vec<SocketAddr>) {
+        let current = self.servers.load_full();
+        let mine: Vec<SocketAddr> = current
+            .iter()
+            .filter(|b| b.written == written)
+            .map(|b| b.addr)
+            .collect();
+        let (added, removed) = crate::dns::diff(&mine, addrs);
+        if added.is_empty() && removed.is_empty() {
+            return (added, removed);
+        }
+        let mut next: Vec<Arc<Backend>> = current
+            .iter()
+            .filter(|b| !(b.written == written && removed.contains(&b.addr)))
+            .cloned()
+            .collect();
+        next.extend(added.iter().map(|&a| {
+            Arc::new(backend(
+                written.to_owned(),
+                a,
+                self.tls.as_ref(),
+                self.timeouts,
+            ))
+        }));
+        self.servers.store(Arc::new(next));
+        (added, removed)
+    }
+
+    /// Resolves the names whose TTL has run out. Returns at once if none is due.
+    pub(crate) async fn refresh_dns_if_due(self: Arc<Self>, metrics: Arc<Metrics>) {
+        let Some(dns) = &self.dns else { return };
+        if self.resolving.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for name in &self.names {
+            if Instant::now() < *name.next.lock() {
+                continue;
+            }
+            let (host, port) = (name.host.as_str(), name.port());
+            let wait = match dns.lookup(host).await {
+                Ok(answer) => {
+                    metrics.dns_resolved(&self.name, true);
+                    let addrs: Vec<SocketAddr> = answer
+                        .addrs
+                        .iter()
+                        .map(|&ip| SocketAddr::new(ip, port))
+                        .collect();
+                    let (added, removed) = self.replace_name_addrs(&name.written, &addrs);
+                    if !added.is_empty() || !removed.is_empty() {
+                        tracing::info!(upstream = %self.name, server = %name.written, ?added, ?removed, "the name resolves to other addresses: rotation updated");
+                    }
+                    answer.ttl
+                }
+                Err(why) => {
+                    metrics.dns_resolved(&self.name, false);
+                    tracing::warn!(upstream = %self.name, server = %name.written, %why, "cannot resolve the name: the last addresses stay in rotation");
+                    dns.settings.min_ttl
+                }
+            };
+            *name.next.lock() = Instant::now() + wait;
+        }
+        self.resolving.store(false, Ordering::Release);
+    }
+
     /// The next healthy server in round-robin order. When every server is marked down, the
     /// rotation goes on over all of them: a failing health check must not turn a degraded
     /// backend into a certain 502.
-    pub fn select(&self) -> &Backend {
-        let n = self.servers.len();
+    pub fn select(&self) -> Arc<Backend> {
+        let servers = self.servers.load();
+        let n = servers.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         (0..n)
-            .map(|i| &self.servers[(start + i) % n])
+            .map(|i| &servers[(start + i) % n])
             .find(|b| b.is_healthy())
-            .unwrap_or(&self.servers[start])
+            .unwrap_or(&servers[start])
+            .clone()
     }
 
     /// Runs one round of probes if one is due. Returns at once otherwise.
@@ -176,7 +270,8 @@ impl Upstream {
             }
             *next = Instant::now() + spec.interval;
         }
-        for b in &self.servers {
+        // New servers from DNS are probed from the next round on.
+        for b in self.servers().iter() {
             let ok = spec.probe.check(&b.probe_target).await.is_ok();
             let was = b.is_healthy();
             if ok == was {
@@ -201,6 +296,63 @@ impl Upstream {
         }
         self.probed.store(true, Ordering::Relaxed);
         self.checking.store(false, Ordering::Release);
+    }
+}
+
+/// A server written as a name, and when it is next resolved.
+struct Name {
+    /// As written: `api.internal:8080`.
+    written: String,
+    host: String,
+    next: parking_lot::Mutex<Instant>,
+}
+
+impl Name {
+    fn port(&self) -> u16 {
+        self.written
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or(80)
+    }
+}
+
+fn backend(
+    written: String,
+    addr: SocketAddr,
+    tls: Option<&UpstreamTls>,
+    timeouts: Timeouts,
+) -> Backend {
+    let mut peer = match tls {
+        Some(t) => {
+            let mut p = HttpPeer::new(addr, true, t.sni.clone());
+            p.options.verify_cert = t.verify;
+            p.options.verify_hostname = t.verify;
+            p.options.ca = t.ca.clone();
+            p
+        }
+        None => HttpPeer::new(addr, false, String::new()),
+    };
+    peer.options.connection_timeout = Some(timeouts.connect);
+    peer.options.read_timeout = Some(timeouts.read);
+    peer.options.write_timeout = Some(timeouts.write);
+    peer.options.idle_timeout = Some(timeouts.idle);
+    let label = if written.parse::<SocketAddr>().is_ok() {
+        written.clone()
+    } else {
+        format!("{written} {addr}")
+    };
+    Backend {
+        probe_target: pingora::lb::Backend {
+            addr: pingora::protocols::l4::socket::SocketAddr::Inet(addr),
+            weight: 1,
+            ext: Default::default(),
+        },
+        written,
+        addr,
+        label,
+        peer,
+        healthy: AtomicBool::new(true),
+        streak: AtomicUsize::new(0),
     }
 }
 
@@ -232,32 +384,30 @@ impl BackgroundService for HealthChecks {
 mod tests {
     use super::*;
 
-    fn upstream(addrs: &[&str]) -> Upstream {
+    fn timeouts() -> Timeouts {
         let t = Duration::from_secs(1);
+        Timeouts {
+            connect: t,
+            read: t,
+            write: t,
+            idle: t,
+        }
+    }
+
+    fn upstream(addrs: &[&str]) -> Upstream {
         let servers = addrs
             .iter()
             .map(|a| (a.to_string(), a.parse().unwrap()))
             .collect();
-        Upstream::new(
-            "u".into(),
-            servers,
-            Timeouts {
-                connect: t,
-                read: t,
-                write: t,
-                idle: t,
-            },
-            None,
-            None,
-        )
+        Upstream::new("u".into(), servers, timeouts(), None, None)
     }
 
     #[test]
     fn round_robin_skips_unhealthy_servers_and_fails_open() {
         let u = upstream(&["127.0.0.1:1", "127.0.0.1:2"]);
-        u.servers[1].healthy.store(false, Ordering::Relaxed);
+        u.servers()[1].healthy.store(false, Ordering::Relaxed);
         assert!((0..4).all(|_| u.select().addr.port() == 1));
-        u.servers[0].healthy.store(false, Ordering::Relaxed);
+        u.servers()[0].healthy.store(false, Ordering::Relaxed);
         let ports: Vec<u16> = (0..4).map(|_| u.select().addr.port()).collect();
         assert!(
             ports.contains(&1) && ports.contains(&2),
@@ -266,15 +416,63 @@ mod tests {
     }
 
     #[test]
+    fn a_new_answer_keeps_the_servers_that_stay_adds_the_new_and_drops_the_removed() {
+        // Servers 1 and 2 came from one name.
+        let servers = vec![
+            ("127.0.0.1:1".to_owned(), "127.0.0.1:1".parse().unwrap()),
+            ("api:80".to_owned(), "127.0.0.9:80".parse().unwrap()),
+            ("api:80".to_owned(), "127.0.0.2:80".parse().unwrap()),
+        ];
+        let u = Upstream::new("u".into(), servers, timeouts(), None, None);
+        u.servers()[2].healthy.store(false, Ordering::Relaxed);
+        let kept = u.servers()[2].clone();
+        let (added, removed) = u.replace_name_addrs(
+            "api:80",
+            &[
+                "127.0.0.2:80".parse().unwrap(),
+                "127.0.0.3:80".parse().unwrap(),
+            ],
+        );
+        assert_eq!(added, vec!["127.0.0.3:80".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(removed, vec!["127.0.0.9:80".parse::<SocketAddr>().unwrap()]);
+        let now: Vec<String> = u.servers().iter().map(|b| b.label.clone()).collect();
+        assert_eq!(
+            now,
+            ["127.0.0.1:1", "api:80 127.0.0.2:80", "api:80 127.0.0.3:80"]
+        );
+        assert!(
+            Arc::ptr_eq(&u.servers()[1], &kept),
+            "a server that stays is the same server"
+        );
+        assert!(!u.servers()[1].is_healthy(), "and keeps its health");
+        assert!(u.servers()[2].is_healthy(), "a new server starts healthy");
+        let before = u.servers();
+        assert_eq!(
+            u.replace_name_addrs(
+                "api:80",
+                &[
+                    "127.0.0.3:80".parse().unwrap(),
+                    "127.0.0.2:80".parse().unwrap()
+                ]
+            ),
+            (vec![], vec![])
+        );
+        assert!(
+            Arc::ptr_eq(&before, &u.servers()),
+            "the same answer changes nothing"
+        );
+    }
+
+    #[test]
     fn a_reload_keeps_what_health_checks_learned() {
         let old = upstream(&["127.0.0.1:1", "127.0.0.1:2"]);
-        old.servers[1].healthy.store(false, Ordering::Relaxed);
+        old.servers()[1].healthy.store(false, Ordering::Relaxed);
         let new = upstream(&["127.0.0.1:2", "127.0.0.1:3"]);
         new.inherit_health(&old);
         assert!(
-            !new.servers[0].is_healthy(),
+            !new.servers()[0].is_healthy(),
             "127.0.0.1:2 was down and stays down"
         );
-        assert!(new.servers[1].is_healthy(), "a new server starts healthy");
+        assert!(new.servers()[1].is_healthy(), "a new server starts healthy");
     }
 }

@@ -38,6 +38,9 @@ pub struct FileConfig {
     #[serde(default)]
     pub log: FileLog,
     pub upstreams: BTreeMap<String, FileUpstream>,
+    /// How upstream names are re-resolved.
+    #[serde(default)]
+    pub dns: Option<FileDns>,
     #[serde(default)]
     pub cors_policies: BTreeMap<String, FileCorsPolicy>,
     pub routes: Vec<FileRoute>,
@@ -263,6 +266,20 @@ pub struct FileUpstream {
     /// Connect to the servers over HTTPS.
     #[serde(default)]
     pub tls: Option<FileUpstreamTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDns {
+    /// `ip:port` of the DNS server asked (default: the system's, from /etc/resolv.conf).
+    #[serde(default)]
+    pub resolver: Option<String>,
+    /// Floor of the TTL an upstream name is re-resolved on (default 5s).
+    #[serde(default)]
+    pub min_ttl: Option<Seconds>,
+    /// Ceiling of that TTL (default 300s).
+    #[serde(default)]
+    pub max_ttl: Option<Seconds>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -364,7 +364,10 @@ impl ProxyHttp for CrossGate {
         mut e: Box<Error>,
     ) -> Box<Error> {
         // Nothing was sent yet, so any method may go to the next server.
-        if let Some(r) = ctx.route().filter(|r| ctx.tries < r.upstream.servers.len()) {
+        if let Some(r) = ctx
+            .route()
+            .filter(|r| ctx.tries < r.upstream.server_count())
+        {
             e.set_retry(true);
             // A retried error never reaches `logging`: count it here.
             self.count_upstream_error(r, &e);
@@ -393,7 +396,7 @@ impl ProxyHttp for CrossGate {
         let route = ctx.route();
         let retry = match e.retry {
             RetryType::ReusedOnly if resendable => {
-                client_reused || route.is_some_and(|r| ctx.tries < r.upstream.servers.len())
+                client_reused || route.is_some_and(|r| ctx.tries < r.upstream.server_count())
             }
             _ => false,
         };
