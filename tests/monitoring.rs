@@ -352,6 +352,7 @@ server: {{beacon_queue: 1, grace_period: 1s, shutdown_timeout: 1s, upgrade_sock:
 upstreams:
   b: {{servers: ["{b}"], health_check: {{path: /health, interval: 1s}}}}
   dead: {{servers: ["{dead}"]}}
+  named: {{servers: ["localhost:{port}"]}}
 cors_policies:
   app: {{allow_origins: ["{origin}"], allow_methods: [GET, PUT]}}
   strict: {{allow_origins: ["{origin}"], mode: report_only, report_only_fallback: open}}
@@ -361,6 +362,7 @@ routes:
   - {{name: ws, path: /ws/, upstream: b, cors: app, websocket: {{}}}}
   - {{name: events, path: /events/, upstream: b, cors: app, read_timeout: 10s}}
   - {{name: dead, path: /dead/, upstream: dead, cors: app}}
+  - {{name: named, path: /named/, upstream: named, cors: app}}
   - {{name: strict, path: /strict/, upstream: b, cors: strict}}
   - {{name: api, path: /, upstream: b, cors: app}}
 beacons:
@@ -369,6 +371,7 @@ beacons:
         sock = dir.join("upgrade.sock").display(),
         b = backend.addr,
         dead = dead_addr(),
+        port = backend.addr.port(),
     )
 }
 
