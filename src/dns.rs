@@ -143,9 +143,54 @@ async fn lookup(r: &TokioResolver, host: &str, s: &DnsSettings) -> Result<Answer
     })
 }
 
+/// A name to follow: its host, port, and when to resolve it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Followed {
+    pub host: String,
+    pub port: u16,
+    pub ttl: Duration,
+}
+
+/// Resolves a server written `host:port` at load: its addresses, and for a name what to
+/// follow. IPv4 is preferred when a name has both. With no `dns.resolver` the system's
+/// resolver answers, as before names followed DNS (it shows no TTL: the name is resolved
+/// again after min_ttl).
+pub fn resolve_server(
+    s: &str,
+    dns: &DnsSettings,
+) -> Result<(Vec<SocketAddr>, Option<Followed>), String> {
+    if let Ok(a) = s.parse() {
+        return Ok((vec![a], None));
+    }
+    let (host, port) = s
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+        .ok_or("invalid socket address: write host:port")?;
+    let (all, ttl) = if dns.resolver.is_some() {
+        let answer = resolve_at_load(dns, host)?;
+        let all = answer.addrs.iter().map(|&ip| SocketAddr::new(ip, port));
+        (all.collect::<Vec<_>>(), answer.ttl)
+    } else {
+        let all = std::net::ToSocketAddrs::to_socket_addrs(s).map_err(|e| e.to_string())?;
+        (all.collect(), dns.min_ttl)
+    };
+    let want_v4 = all.iter().any(|a| a.is_ipv4());
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for a in all.into_iter().filter(|a| a.is_ipv4() == want_v4) {
+        if !addrs.contains(&a) {
+            addrs.push(a);
+        }
+    }
+    if addrs.is_empty() {
+        return Err("the name resolves to no address".into());
+    }
+    let host = host.to_owned();
+    Ok((addrs, Some(Followed { host, port, ttl })))
+}
+
 /// The first resolution, while the config is compiled (which is not async, and may run inside
 /// a runtime or not): a resolver of its own on a thread of its own.
-pub fn resolve_at_load(settings: &DnsSettings, host: &str) -> Result<Answer, String> {
+fn resolve_at_load(settings: &DnsSettings, host: &str) -> Result<Answer, String> {
     let settings = settings.clone();
     let host = host.to_owned();
     std::thread::spawn(move || {
@@ -204,6 +249,34 @@ mod tests {
             Duration::from_secs(60)
         );
         assert_eq!(clamp_ttl(Duration::from_secs(86400), min, max), max);
+    }
+
+    #[test]
+    fn an_ip_literal_is_used_as_written_and_never_followed() {
+        let d = DnsSettings::default();
+        let (addrs, followed) = resolve_server("127.0.0.1:80", &d).unwrap();
+        assert_eq!(addrs, ["127.0.0.1:80".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(followed, None);
+        let (_, followed) = resolve_server("[::1]:80", &d).unwrap();
+        assert_eq!(followed, None);
+    }
+
+    #[test]
+    fn a_name_is_followed_and_without_a_resolver_first_re_resolved_after_min_ttl() {
+        let d = DnsSettings::default();
+        let (addrs, followed) = resolve_server("localhost:8080", &d).unwrap();
+        assert!(
+            addrs.iter().all(|a| a.is_ipv4() && a.port() == 8080),
+            "{addrs:?}"
+        );
+        let f = followed.unwrap();
+        assert_eq!(
+            (f.host.as_str(), f.port, f.ttl),
+            ("localhost", 8080, d.min_ttl)
+        );
+        assert!(resolve_server("localhost", &d)
+            .unwrap_err()
+            .contains("host:port"));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! unused policies) are collected beside the rules.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -730,7 +730,7 @@ impl Compiler<'_> {
         let mut names = Vec::new();
         for (i, s) in up.servers.iter().enumerate() {
             let p = path.key("servers").index(i);
-            let (addrs, name) = resolve(s, &dns.settings).map_err(|why| {
+            let (addrs, name) = crate::dns::resolve_server(s, &dns.settings).map_err(|why| {
                 self.err(
                     &p,
                     format!("cannot use server {s:?}: {why}"),
@@ -738,7 +738,7 @@ impl Compiler<'_> {
                 )
             })?;
             servers.extend(addrs.into_iter().map(|a| (s.clone(), a)));
-            names.extend(name.map(|(host, ttl)| (s.clone(), host, ttl)));
+            names.extend(name.map(|n| (s.clone(), n)));
         }
         let timeouts = Timeouts {
             connect: up.connect_timeout.map_or(Duration::from_secs(5), |s| s.0),
@@ -1252,54 +1252,6 @@ impl Compiler<'_> {
         }
         Ok(out)
     }
-}
-
-/// Resolves `host:port` at load: its addresses, and for a name its host and when to resolve
-/// it again (`dns` does that). IPv4 is preferred when a name has both. With no `dns.resolver`
-/// the system's resolver answers (it shows no TTL: the name is resolved again after min_ttl).
-#[allow(clippy::type_complexity)]
-fn resolve(
-    s: &str,
-    dns: &DnsSettings,
-) -> Result<(Vec<SocketAddr>, Option<(String, Duration)>), String> {
-    if let Ok(a) = s.parse() {
-        return Ok((vec![a], None));
-    }
-    let (host, port) = s
-        .rsplit_once(':')
-        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
-        .ok_or("invalid socket address: write host:port")?;
-    if dns.resolver.is_some() {
-        let answer = crate::dns::resolve_at_load(dns, host)?;
-        let v4: Vec<SocketAddr> = answer
-            .addrs
-            .iter()
-            .filter(|ip| ip.is_ipv4())
-            .map(|&ip| SocketAddr::new(ip, port))
-            .collect();
-        let addrs = if v4.is_empty() {
-            answer
-                .addrs
-                .iter()
-                .map(|&ip| SocketAddr::new(ip, port))
-                .collect()
-        } else {
-            v4
-        };
-        return Ok((addrs, Some((host.to_owned(), answer.ttl))));
-    }
-    let all: Vec<SocketAddr> = s.to_socket_addrs().map_err(|e| e.to_string())?.collect();
-    let mut addrs: Vec<SocketAddr> = Vec::new();
-    let want_v4 = all.iter().any(|a| a.is_ipv4());
-    for a in all.into_iter().filter(|a| a.is_ipv4() == want_v4) {
-        if !addrs.contains(&a) {
-            addrs.push(a);
-        }
-    }
-    if addrs.is_empty() {
-        return Err("the name resolves to no address".into());
-    }
-    Ok((addrs, Some((host.to_owned(), dns.min_ttl))))
 }
 
 #[cfg(test)]

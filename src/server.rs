@@ -1,6 +1,7 @@
 //! Builds and runs the pingora server from compiled rules: the proxy, the admin listener, the
-//! health checks, the re-resolution of upstream names and the beacon forwarder, plus the signals (SIGTERM drains, SIGINT stops,
-//! SIGQUIT hands the sockets to a new process, SIGHUP reloads).
+//! health checks, the re-resolution of upstream names and the beacon forwarder, plus the
+//! signals (SIGTERM drains, SIGINT stops, SIGQUIT hands the sockets to a new process, SIGHUP
+//! reloads).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -15,7 +15,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use pingora::upstreams::peer::HttpPeer;
 
-use crate::dns::Dns;
+use crate::dns::{Dns, Followed};
 use crate::metrics::Metrics;
 use crate::rules::Rules;
 
@@ -144,16 +144,17 @@ impl Upstream {
         }
     }
 
-    /// Re-resolves the servers written as names (each `(written, host, first answer's TTL)`;
-    /// their first addresses are among the servers given to `new`) with `dns`.
-    pub fn follow_dns(mut self, names: Vec<(String, String, Duration)>, dns: Arc<Dns>) -> Upstream {
+    /// Re-resolves the servers written as names (each as written, and what to follow; their
+    /// first addresses are among the servers given to `new`) with `dns`.
+    pub fn follow_dns(mut self, names: Vec<(String, Followed)>, dns: Arc<Dns>) -> Upstream {
         let now = Instant::now();
         self.names = names
             .into_iter()
-            .map(|(written, host, ttl)| Name {
+            .map(|(written, f)| Name {
                 written,
-                host,
-                next: parking_lot::Mutex::new(now + ttl),
+                host: f.host,
+                port: f.port,
+                next: parking_lot::Mutex::new(now + f.ttl),
             })
             .collect();
         if !self.names.is_empty() {
@@ -220,7 +221,7 @@ impl Upstream {
             if Instant::now() < *name.next.lock() {
                 continue;
             }
-            let (host, port) = (name.host.as_str(), name.port());
+            let (host, port) = (name.host.as_str(), name.port);
             let wait = match dns.lookup(host).await {
                 Ok(answer) => {
                     metrics.dns_resolved(&self.name, true);
@@ -304,16 +305,8 @@ struct Name {
     /// As written: `api.internal:8080`.
     written: String,
     host: String,
+    port: u16,
     next: parking_lot::Mutex<Instant>,
-}
-
-impl Name {
-    fn port(&self) -> u16 {
-        self.written
-            .rsplit_once(':')
-            .and_then(|(_, p)| p.parse().ok())
-            .unwrap_or(80)
-    }
 }
 
 fn backend(
