@@ -210,6 +210,45 @@ async fn a_changed_record_is_followed_after_its_ttl_and_the_removed_server_drain
 }
 
 #[tokio::test]
+async fn a_server_that_stays_in_the_answer_keeps_its_health_and_a_new_one_starts_healthy() {
+    let ips = [ip(12), ip(13), ip(14)];
+    let bs = backends(&["a", "b", "c"], &ips).await;
+    bs[1].set_health(503);
+    let dns = Dns::start(&ips[..2], 1).await;
+    // One round of probes, at start: b is found down and never probed again, so only the
+    // health it was given then can keep it out after the answer changes.
+    let yaml = config(&dns, "200ms", "300s", bs[0].addr.port()).replace(
+        "servers: [\"api.test",
+        "health_check: {path: /health, interval: 1h, unhealthy_threshold: 1}, servers: [\"api.test",
+    );
+    let proxy = Proxy::start(&yaml).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while backends_hit(&proxy, 2).await.get("a") != Some(&2) {
+        assert!(
+            Instant::now() < deadline,
+            "b was never taken out of rotation"
+        );
+    }
+
+    dns.set(&ips);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = client().get(proxy.url("/api/x")).send().await.unwrap();
+        if header(&r, "x-backend") == Some("c") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "c never joined the rotation");
+    }
+    let hits = backends_hit(&proxy, 8).await;
+    assert_eq!(hits.get("b"), None, "b is still out: {hits:?}");
+    // A skipped server's turn goes to the next healthy one: c gets b's share.
+    assert!(
+        hits.get("a") >= Some(&2) && hits.get("c") >= Some(&2),
+        "{hits:?}"
+    );
+}
+
+#[tokio::test]
 async fn when_the_resolver_fails_the_last_good_addresses_keep_serving_and_the_failure_is_counted() {
     let ips = [ip(7), ip(8)];
     let bs = backends(&["a", "b"], &ips).await;
