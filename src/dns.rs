@@ -119,8 +119,16 @@ fn build(settings: &DnsSettings) -> Result<TokioResolver, String> {
     Ok(builder.build())
 }
 
+/// The longest a lookup may take, retries included. hickory tries a silent server 2 s at a
+/// time, for each record type and attempt (12 s measured): a resolver that is down should cost
+/// less than that before the name is counted as failed and tried again after min_ttl.
+const LOOKUP_LIMIT: Duration = Duration::from_secs(5);
+
 async fn lookup(r: &TokioResolver, host: &str, s: &DnsSettings) -> Result<Answer, String> {
-    let found = r.lookup_ip(host).await.map_err(|e| e.to_string())?;
+    let found = tokio::time::timeout(LOOKUP_LIMIT, r.lookup_ip(host))
+        .await
+        .map_err(|_| format!("no answer within {LOOKUP_LIMIT:?}"))?
+        .map_err(|e| e.to_string())?;
     let mut addrs: Vec<IpAddr> = Vec::new();
     for ip in found.iter() {
         if !addrs.contains(&ip) {
