@@ -73,7 +73,11 @@ impl ServeHttp for Admin {
             "/metrics" => text(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                self.metrics.render(&rules),
+                self.metrics.render(crate::metrics::Live {
+                    config_hash: &rules.config_hash,
+                    beacons: &rules.beacons,
+                    upstreams: &rules.upstreams,
+                }),
             ),
             "/refused" => {
                 let report = self.refused.snapshot(&rules);

@@ -12,9 +12,17 @@ use prometheus::{
 
 use crate::cors::OriginCheck;
 use crate::jsonp::JsonpResult;
-use crate::rules::Rules;
 
 /// The registry and every metric. One per running gateway.
+/// What the gauges that follow the live config are rendered from (not the whole rules).
+pub struct Live<'a> {
+    pub config_hash: &'a str,
+    /// Forwarding beacons have a drop counter from the start.
+    pub beacons: &'a [crate::beacon::Beacon],
+    /// Each server's health, and which upstreams follow DNS.
+    pub upstreams: &'a [std::sync::Arc<crate::upstream::Upstream>],
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub requests: IntCounterVec,
@@ -119,19 +127,24 @@ impl Metrics {
 
     /// The text exposition of every metric, with the gauges that describe `rules` (server
     /// health, the config hash) read from them first.
-    pub fn render(&self, rules: &Rules) -> String {
+    pub fn render(&self, live: Live<'_>) -> String {
+        let Live {
+            config_hash,
+            beacons,
+            upstreams,
+        } = live;
         // Exactly one series: the hash of the rules that answer requests now.
         self.config_info.reset();
         self.config_info
-            .with_label_values(&[rules.config_hash.as_str()])
+            .with_label_values(&[config_hash])
             .set(1);
         // A forwarding beacon's drop counter exists from the start (at 0), so that the first
         // drop is an increase that rate() and alerts see.
-        for b in rules.beacons.iter().filter(|b| b.forward.is_some()) {
+        for b in beacons.iter().filter(|b| b.forward.is_some()) {
             self.beacon_dropped.with_label_values(&[b.name.as_str()]);
         }
         self.server_healthy.reset();
-        for u in &rules.upstreams {
+        for u in upstreams {
             for b in u.servers().iter() {
                 self.server_healthy
                     .with_label_values(&[u.name.as_str(), b.label.as_str()])
