@@ -135,9 +135,7 @@ impl Metrics {
         } = live;
         // Exactly one series: the hash of the rules that answer requests now.
         self.config_info.reset();
-        self.config_info
-            .with_label_values(&[config_hash])
-            .set(1);
+        self.config_info.with_label_values(&[config_hash]).set(1);
         // A forwarding beacon's drop counter exists from the start (at 0), so that the first
         // drop is an increase that rate() and alerts see.
         for b in beacons.iter().filter(|b| b.forward.is_some()) {
