@@ -116,13 +116,23 @@ pub fn send<'a>(
     })
 }
 
-/// Sends a preflight's answer (built by the policy).
-pub async fn send_preflight(session: &mut Session, preflight: Preflight) -> Result<()> {
-    let end = preflight.body.is_none();
+/// Sends a preflight's answer (built by the policy); its origin check is moved into `origin`
+/// first (the request's context), so the log sees it even if the client is gone.
+pub async fn send_preflight(
+    session: &mut Session,
+    preflight: Preflight,
+    origin: &mut OriginCheck,
+) -> Result<()> {
+    let Preflight {
+        check,
+        header,
+        body,
+    } = preflight;
+    *origin = check;
     session
-        .write_response_header(Box::new(preflight.header), end)
+        .write_response_header(Box::new(header), body.is_none())
         .await?;
-    if let Some(body) = preflight.body {
+    if let Some(body) = body {
         session
             .write_response_body(Some(Bytes::from(body)), true)
             .await?;

@@ -141,10 +141,15 @@ fn chunked_h1(session: &Session, resp: &ResponseHeader) -> bool {
 
 impl CrossGate {
     /// Serves a request that a route serves; `Ok(true)` when it was answered here.
-    async fn on_route(&self, session: &mut Session, ctx: &mut Ctx, routed: Routed) -> Result<bool> {
+    async fn on_route(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        rules: &Rules,
+        routed: Routed,
+    ) -> Result<bool> {
         ctx.route = Some(routed.route);
         ctx.forward_path = routed.forward_path;
-        let rules = ctx.rules.clone().expect("set by request_filter");
         let route = &rules.routes[routed.route];
         let req = session.req_header();
         if let (Some(policy), Some(origin)) = (route.cors.as_deref(), routed.serve.origin()) {
@@ -181,8 +186,7 @@ impl CrossGate {
                     DecisionKind::Preflight,
                     &preflight.check,
                 );
-                ctx.origin = preflight.check.clone();
-                send_preflight(session, preflight).await?;
+                send_preflight(session, preflight, &mut ctx.origin).await?;
                 // Answered: preflights are the proxy's job and never reach the backend.
                 Ok(true)
             }
@@ -273,7 +277,7 @@ impl ProxyHttp for CrossGate {
         let action = dispatch(&rules, request_host(req), req);
         ctx.rules = Some(rules.clone());
         match action {
-            Action::Route(routed) => self.on_route(session, ctx, routed).await,
+            Action::Route(routed) => self.on_route(session, ctx, &rules, routed).await,
             Action::BadPath(why) => {
                 ctx.channel = Channel::Own;
                 let message = format!("crossgate: ambiguous request path refused: {why}");
@@ -296,8 +300,7 @@ impl ProxyHttp for CrossGate {
             }
             Action::NoRoutePreflight(preflight) => {
                 ctx.channel = Channel::Preflight;
-                ctx.origin = preflight.check.clone();
-                send_preflight(session, preflight).await?;
+                send_preflight(session, preflight, &mut ctx.origin).await?;
                 // Answered: a preflight for a path no route serves, from default_cors.
                 Ok(true)
             }
