@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Load comparison: crossgate against nginx and HAProxy doing the same CORS job, a bare pingora
-passthrough (as is, and as `bare-timeouts` with crossgate's default timeouts set), and the
-backend directly. Run through benches/compare.sh (which installs what is
+passthrough (as is, and as `bare-timeouts` with crossgate's default timeouts set), the engine
+study of issue 13 (`lean`: benches/lean_pingora.rs, a CORS proxy on pingora-core's HttpServerApp
+without pingora-proxy; `lean-own` is it with its own connection loop instead of pingora's HttpServerApp loop;
+`lean-pool` and `lean-timers` are it with one of its choices undone), and
+the backend directly. HTTPS + HTTP/2 runs with h2load (Debian's nghttp2-client). Run through benches/compare.sh (which installs what is
 missing and builds the binaries).
 
 Every proxy runs with one worker. Runs alternate between the proxies (A B A B ...) so that
@@ -69,12 +72,12 @@ def wait_port(port, what, timeout=30):
     sys.exit(f"{what} did not start listening on port {port}")
 
 
-def start(cmd, what, port, pin=None):
+def start(cmd, what, port, pin=None, timeout=30):
     if pin is not None:
         cmd = ["taskset", "-c", str(pin)] + cmd
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     PROCS.append(p)
-    wait_port(port, what)
+    wait_port(port, what, timeout)
     return p
 
 
@@ -132,6 +135,43 @@ def wrk(url, duration, connections, headers=(), script=None, pin=None):
     }
 
 
+def h2load(url, duration, connections, streams, headers=(), pin=None):
+    """HTTPS + HTTP/2 load; h2load gives no percentiles, so p50 is its mean and p99 its max."""
+    cmd = ["h2load", "-t1", f"-c{connections}", f"-m{streams}", f"-D{duration}"]
+    for h in headers:
+        cmd += ["-H", h]
+    cmd.append(url)
+    if pin is not None:
+        cmd = ["taskset", "-c", str(pin)] + cmd
+    out = subprocess.run(cmd, capture_output=True, text=True).stdout
+    rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
+    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    lat = re.search(r"time for request:\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)", out)
+    unit = {"us": 1, "ms": 1000, "s": 1_000_000}
+    return {
+        "rps": float(rps.group(1)) if rps else 0.0,
+        "requests": int(done.group(1)) if done else 0,
+        "p50": float(lat.group(5)) * unit[lat.group(6)] if lat else float("nan"),
+        "p99": float(lat.group(3)) * unit[lat.group(4)] if lat else float("nan"),
+        "bad": (int(done.group(3)) + int(codes.group(3)) + int(codes.group(4))) if done and codes else 0,
+        "socket_errors": "" if done else "h2load printed no result",
+    }
+
+
+def self_signed(work):
+    """A certificate and key for the HTTPS scenario (openssl), and HAProxy's one-file form."""
+    cert, key, both = f"{work}/tls.crt", f"{work}/tls.key", f"{work}/tls.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
+    with open(both, "w") as f:
+        f.write(open(cert).read() + open(key).read())
+    os.chmod(key, 0o644)
+    os.chmod(both, 0o644)
+    return cert, key, both
+
+
 def fill(template, out, **values):
     with open(os.path.join(HERE, template)) as f:
         text = f.read()
@@ -174,6 +214,7 @@ def main():
     ap.add_argument("--crossgate", required=True)
     ap.add_argument("--bare", required=True, help="the bare_pingora bench binary")
     ap.add_argument("--loadgen", required=True, help="the loadgen bench binary")
+    ap.add_argument("--lean", required=True, help="the lean_pingora bench binary (the engine study)")
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     ap.add_argument("--rounds", type=int, default=2, help="A B A B rounds")
     ap.add_argument("--connections", type=int, default=64)
@@ -181,15 +222,17 @@ def main():
     ap.add_argument("--modes", default="unpinned,pinned")
     ap.add_argument("--port-base", type=int, default=18000)
     ap.add_argument("--out", help="also write the report (Markdown) to this file")
-    ap.add_argument("--proxies", default="crossgate,nginx,haproxy,bare,bare-timeouts,direct", help="which to run, comma-separated")
+    ap.add_argument("--proxies", default="crossgate,lean,nginx,haproxy,bare,bare-timeouts,direct", help="which to run, comma-separated")
     ap.add_argument("--baseline", help="another crossgate binary to run beside this one (before/after in one run)")
     ap.add_argument("--scenarios", default="", help="only the scenarios whose names contain one of these, comma-separated")
     args = ap.parse_args()
 
     base = args.port_base
-    ports = {"backend": base, "realtime": base + 1, "crossgate": base + 10, "nginx": base + 11, "haproxy": base + 12, "bare": base + 13, "baseline": base + 14, "bare-timeouts": base + 15}
+    ports = {"backend": base, "realtime": base + 1, "crossgate": base + 10, "nginx": base + 11, "haproxy": base + 12, "bare": base + 13, "baseline": base + 14, "bare-timeouts": base + 15, "lean": base + 16, "lean-pool": base + 17, "lean-timers": base + 18, "lean-own": base + 19}
+    # The HTTPS + HTTP/2 listener of each proxy: its plain port + 20.
+    tls_port = lambda n: ports[n] + 20
     busy = [f"{n} ({p})" for n, p in ports.items() if n in ("backend", "realtime") or n in args.proxies.split(",") or (n == "baseline" and args.baseline)
-            if not port_free(p)]
+            for p in (p, p + 20) if not port_free(p)]
     if busy:
         sys.exit(f"ports busy: {', '.join(busy)}; stop what uses them or pass --port-base")
     work = tempfile.mkdtemp(prefix="crossgate-compare-")
@@ -204,26 +247,36 @@ def main():
             f.write(body[:size])
 
     addr = lambda n: f"127.0.0.1:{ports[n]}"
+    tls_addr = lambda n: f"127.0.0.1:{tls_port(n)}"
+    cert, key, pem = self_signed(work)
+    crossgate_tls = lambda n: f"\ntls:\n  - {{listen: {tls_addr(n)}, cert: {cert}, key: {key}, http2: true}}\n"
     start(["nginx", "-c", fill("nginx-backend.conf.in", f"{work}/backend.conf", DIR=work, LISTEN=addr("backend")), "-g", "daemon off;"], "backend nginx", ports["backend"], pin=0)
     start([args.crossgate, "backend", "--listen", addr("realtime")], "realtime backend", ports["realtime"], pin=0)
 
     configs = {
-        "crossgate": lambda: [args.crossgate, "run", "--no-watch", "--config", fill("crossgate.yaml.in", f"{work}/crossgate.yaml", LISTEN=addr("crossgate"), BACKEND=addr("backend"), REALTIME=addr("realtime"))],
-        "nginx": lambda: ["nginx", "-c", fill("nginx-cors.conf.in", f"{work}/nginx-cors.conf", DIR=work, LISTEN=addr("nginx"), BACKEND=addr("backend"), REALTIME=addr("realtime")), "-g", "daemon off;"],
-        "haproxy": lambda: ["haproxy", "-db", "-f", fill("haproxy-cors.cfg.in", f"{work}/haproxy.cfg", LISTEN=addr("haproxy"), BACKEND=addr("backend"), REALTIME=addr("realtime"))],
+        "crossgate": lambda: [args.crossgate, "run", "--no-watch", "--config", fill("crossgate.yaml.in", f"{work}/crossgate.yaml", LISTEN=addr("crossgate"), BACKEND=addr("backend"), REALTIME=addr("realtime"), TLS=crossgate_tls("crossgate"))],
+        "nginx": lambda: ["nginx", "-c", fill("nginx-cors.conf.in", f"{work}/nginx-cors.conf", DIR=work, LISTEN=addr("nginx"), TLSLISTEN=tls_addr("nginx"), CERT=cert, KEY=key, BACKEND=addr("backend"), REALTIME=addr("realtime")), "-g", "daemon off;"],
+        "haproxy": lambda: ["haproxy", "-db", "-f", fill("haproxy-cors.cfg.in", f"{work}/haproxy.cfg", LISTEN=addr("haproxy"), TLSLISTEN=tls_addr("haproxy"), PEM=pem, BACKEND=addr("backend"), REALTIME=addr("realtime"))],
         "bare": lambda: [args.bare, "--listen", addr("bare"), "--upstream", addr("backend")],
         "bare-timeouts": lambda: [args.bare, "--listen", addr("bare-timeouts"), "--upstream", addr("backend"), "--timeouts"],
-        "baseline": lambda: [args.baseline, "run", "--no-watch", "--config", fill("crossgate.yaml.in", f"{work}/baseline.yaml", LISTEN=addr("baseline"), BACKEND=addr("backend"), REALTIME=addr("realtime"))],
+        "lean": lambda: [args.lean, "--listen", addr("lean"), "--tls-listen", tls_addr("lean"), "--tls-cert", cert, "--tls-key", key, "--upstream", addr("backend")],
+        "lean-own": lambda: [args.lean, "--listen", addr("lean-own"), "--tls-listen", tls_addr("lean-own"), "--tls-cert", cert, "--tls-key", key, "--upstream", addr("backend"), "--own-loop"],
+        "lean-pool": lambda: [args.lean, "--listen", addr("lean-pool"), "--upstream", addr("backend"), "--pool"],
+        "lean-timers": lambda: [args.lean, "--listen", addr("lean-timers"), "--upstream", addr("backend"), "--pingora-timers"],
+        "baseline": lambda: [args.baseline, "run", "--no-watch", "--config", fill("crossgate.yaml.in", f"{work}/baseline.yaml", LISTEN=addr("baseline"), BACKEND=addr("backend"), REALTIME=addr("realtime"), TLS=crossgate_tls("baseline"))],
     }
     wanted = args.proxies.split(",") + (["baseline"] if args.baseline else [])
     origin = ["Origin: http://bench.example"]
+    proxies = ["crossgate", "baseline", "lean", "lean-own", "lean-pool", "lean-timers", "nginx", "haproxy", "bare", "bare-timeouts"]
     scenarios = [
-        ("preflight", "/api/json1k", [], os.path.join(HERE, "preflight.lua"), ["crossgate", "baseline", "nginx", "haproxy", "bare", "bare-timeouts"]),
-        ("GET 1 KiB with Origin", "/api/json1k", origin, None, ["direct", "crossgate", "baseline", "nginx", "haproxy", "bare", "bare-timeouts"]),
-        ("GET 64 KiB with Origin", "/api/json64k", origin, None, ["direct", "crossgate", "baseline", "nginx", "haproxy", "bare", "bare-timeouts"]),
+        ("preflight", "/api/json1k", [], os.path.join(HERE, "preflight.lua"), proxies),
+        ("GET 1 KiB with Origin", "/api/json1k", origin, None, ["direct"] + proxies),
+        ("GET 64 KiB with Origin", "/api/json64k", origin, None, ["direct"] + proxies),
         ("JSONP 1 KiB", "/api/json1k?callback=cb", [], None, ["crossgate", "baseline"]),
         # Every request on a new client connection (the proxies keep theirs to the backend).
-        ("GET 1 KiB, new connection each", "/api/json1k", origin + ["Connection: close"], None, ["crossgate", "baseline", "nginx", "haproxy", "bare", "bare-timeouts"]),
+        ("GET 1 KiB, new connection each", "/api/json1k", origin + ["Connection: close"], None, proxies),
+        # HTTPS + HTTP/2 (ALPN h2), h2load with 16 connections of 10 streams each.
+        ("HTTPS h2 GET 1 KiB, 16x10 streams", "/api/json1k", origin, "h2load", ["crossgate", "baseline", "lean", "lean-own", "nginx", "haproxy"]),
     ]
     if args.scenarios:
         scenarios = [s for s in scenarios if any(w in s[0] for w in args.scenarios.split(","))]
@@ -233,7 +286,7 @@ def main():
         proxy_pin = 1 if mode == "pinned" else None
         client_pin = 0 if mode == "pinned" else None
         for rnd in range(args.rounds):
-            for name in [n for n in ["crossgate", "baseline", "nginx", "haproxy", "bare", "bare-timeouts", "direct"] if n in wanted]:
+            for name in [n for n in proxies + ["direct"] if n in wanted]:
                 proc = None
                 if name != "direct":
                     proc = start(configs[name](), name, ports[name], pin=proxy_pin)
@@ -243,7 +296,10 @@ def main():
                     if name not in who:
                         continue
                     cpu0 = cpu_seconds(pid) if proc else 0
-                    r = wrk(f"http://127.0.0.1:{port}{path}", args.duration, args.connections, headers, script, client_pin)
+                    if script == "h2load":
+                        r = h2load(f"https://127.0.0.1:{tls_port(name)}{path}", args.duration, 16, 10, headers, client_pin)
+                    else:
+                        r = wrk(f"http://127.0.0.1:{port}{path}", args.duration, args.connections, headers, script, client_pin)
                     cpu = (cpu_seconds(pid) - cpu0) if proc else float("nan")
                     r["cpu_us"] = cpu * 1e6 / r["requests"] if r["requests"] else float("nan")
                     r["rss_mib"] = rss_kib(pid, "VmHWM") / 1024 if proc else float("nan")

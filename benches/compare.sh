@@ -11,13 +11,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in nginx haproxy wrk taskset python3; do
+for tool in nginx haproxy wrk h2load openssl taskset python3; do
   command -v "$tool" >/dev/null || need+=("$tool")
 done
 if [ ${#need[@]} -gt 0 ]; then
   pkgs=()
   for t in "${need[@]}"; do
-    case "$t" in taskset) pkgs+=(util-linux) ;; *) pkgs+=("$t") ;; esac
+    case "$t" in taskset) pkgs+=(util-linux) ;; h2load) pkgs+=(nghttp2-client) ;; *) pkgs+=("$t") ;; esac
   done
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -43,8 +43,9 @@ for l in sys.stdin:
 }
 bare=$(bench_bin bare_pingora)
 loadgen=$(bench_bin loadgen)
-[ -n "$bare" ] && [ -n "$loadgen" ] || { echo "could not build the bench binaries" >&2; exit 1; }
+lean=$(bench_bin lean_pingora)
+[ -n "$bare" ] && [ -n "$loadgen" ] && [ -n "$lean" ] || { echo "could not build the bench binaries" >&2; exit 1; }
 
 # Idle-WebSocket runs hold thousands of sockets; HAProxy sizes itself from maxconn.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-exec python3 benches/compare.py --crossgate target/release/crossgate --bare "$bare" --loadgen "$loadgen" "$@"
+exec python3 benches/compare.py --crossgate target/release/crossgate --bare "$bare" --loadgen "$loadgen" --lean "$lean" "$@"
