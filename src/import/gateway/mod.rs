@@ -21,7 +21,7 @@
 mod cors;
 
 use super::manifest::{At, Object};
-use super::plan::{Host, PathRule, Plan, Port, Route};
+use super::plan::{Host, PathRule, Plan, Policy, Port, Route};
 use super::Ctx;
 use crate::config::ConfigError;
 use cors::cors_policy;
@@ -33,8 +33,22 @@ pub fn convert(obj: &Object, ctx: &Ctx, plan: &mut Plan) -> Result<(), ConfigErr
     let base = format!("httproute-{ns}-{}", obj.name);
     plan.report.general("HTTPRoute parentRefs are not read: the routes answer on crossgate's own listeners (--listen) for the hostnames they list (every host when they list none), whatever the attached Gateway's listeners restricted");
 
+    let hosts = hosts(obj, &spec)?;
+    let Some(rules) = obj.get(&spec, "rules")? else {
+        plan.report
+            .unsupported(&obj.place(spec.node), "no rules: nothing to route");
+        return Ok(());
+    };
+    for (i, rule) in obj.list(&rules)?.into_iter().enumerate() {
+        convert_rule(obj, &rule, &base, i, &hosts, ctx, plan)?;
+    }
+    Ok(())
+}
+
+/// `spec.hostnames`; none is every host.
+fn hosts(obj: &Object, spec: &At) -> Result<Vec<Host>, ConfigError> {
     let mut hosts = Vec::new();
-    if let Some(hn) = obj.get(&spec, "hostnames")? {
+    if let Some(hn) = obj.get(spec, "hostnames")? {
         for h in obj.list(&hn)? {
             hosts.push(hostname(obj, &h)?);
         }
@@ -42,168 +56,271 @@ pub fn convert(obj: &Object, ctx: &Ctx, plan: &mut Plan) -> Result<(), ConfigErr
     if hosts.is_empty() {
         hosts.push(Host::Any);
     }
+    Ok(hosts)
+}
 
-    let Some(rules) = obj.get(&spec, "rules")? else {
-        plan.report
-            .unsupported(&obj.place(spec.node), "no rules: nothing to route");
-        return Ok(());
+/// One of `spec.rules`: a route per host and path match, or the reason it is skipped.
+fn convert_rule(
+    obj: &Object,
+    rule: &At,
+    base: &str,
+    i: usize,
+    hosts: &[Host],
+    ctx: &Ctx,
+    plan: &mut Plan,
+) -> Result<(), ConfigError> {
+    let rule_name = obj.opt_str(rule, "name")?.map(|(_, n)| n);
+    let what = match rule_name {
+        Some(n) => format!("rules[{i}] ({n})"),
+        None => format!("rules[{i}]"),
     };
-    for (i, rule) in obj.list(&rules)?.into_iter().enumerate() {
-        let rule_name = obj.opt_str(&rule, "name")?.map(|(_, n)| n);
-        let what = match rule_name {
-            Some(n) => format!("rules[{i}] ({n})"),
-            None => format!("rules[{i}]"),
-        };
-        let place = obj.place(rule.node);
+    let place = obj.place(rule.node);
 
-        let mut policy = None;
-        let mut skip = None;
-        if let Some(filters) = obj.get(&rule, "filters")? {
-            for f in obj.list(&filters)? {
-                let type_at = obj.need(&f, "type")?;
-                match obj.str(&type_at)? {
-                    "CORS" => {
-                        if policy.is_some() {
-                            return Err(obj.err(&f, "a second CORS filter in this rule".into(), "merge them into one (the API refuses a repeated CORS filter: \"CORS filter cannot be repeated\")"));
-                        }
-                        let name = format!("{base}-{i}");
-                        policy = Some(cors_policy(obj, &obj.need(&f, "cors")?, name, plan)?);
-                    }
-                    t @ ("RequestHeaderModifier" | "ResponseHeaderModifier" | "RequestMirror") => {
-                        plan.report.changed(&obj.place(f.node), format!("{what}: the {t} filter is not converted; requests and responses pass without it"));
-                    }
-                    t => skip = Some(format!("{what}: the {t} filter has no crossgate equivalent, and serving the rule without it would change where requests go or who may send them; the rule is not converted")),
-                }
-            }
-        }
-        if let Some(why) = skip {
-            plan.report.unsupported(&place, why);
-            continue;
-        }
+    let (policy, skip) = filters(obj, rule, &what, base, i, plan)?;
+    if let Some(why) = skip {
+        plan.report.unsupported(&place, why);
+        return Ok(());
+    }
 
-        let backends = backends(obj, &rule, &what, ctx, plan)?;
-        if backends.is_empty() {
-            plan.report.unsupported(&place, format!("{what} has no Service backend: the Gateway API answers such a rule with 500; not converted"));
-            continue;
-        }
+    let backends = backends(obj, rule, &what, ctx, plan)?;
+    if backends.is_empty() {
+        plan.report.unsupported(&place, format!("{what} has no Service backend: the Gateway API answers such a rule with 500; not converted"));
+        return Ok(());
+    }
 
-        // An empty or absent list is the API's default, `PathPrefix /`.
-        let listed = match obj.get(&rule, "matches")? {
-            Some(m) => obj.list(&m)?,
-            None => Vec::new(),
-        };
-        let mut matches = Vec::new();
-        if listed.is_empty() {
-            matches.push((0, ("PathPrefix".to_owned(), "/".to_owned(), None)));
-        }
-        for (j, m) in listed.into_iter().enumerate() {
-            let mut extra = Vec::new();
-            for k in ["headers", "queryParams", "method"] {
-                if obj.get(&m, k)?.is_some() {
-                    extra.push(k);
-                }
-            }
-            if !extra.is_empty() {
-                plan.report.unsupported(&obj.place(m.node), format!("{what}.matches[{j}] also matches on {}: crossgate routes on host and path only, and the path alone would take requests the rule does not; not converted", extra.join(", ")));
-                continue;
-            }
-            matches.push((j, path_match(obj, &m)?));
-        }
-
-        let policy = policy.map(|p| plan.add_policy(p));
-        for (k, host) in hosts.iter().enumerate() {
-            for (j, (kind, value, at)) in &matches {
-                let mut name = format!("{base}-{i}-{j}");
-                if hosts.len() > 1 {
-                    name.push_str(&format!("-h{k}"));
-                }
-                let at_place = at.as_ref().map_or(place.clone(), |a| obj.place(a.node));
-                let desc = format!("{what}, {}, {kind} {value}", host.describe());
-                let at_loc = at.as_ref().map_or(obj.loc(rule.node), |a| obj.loc(a.node));
-                let comment = vec![format!("{} ({at_loc}): {desc}.", obj.label())];
-                let route = |path: PathRule,
-                             rank: (u8, i64),
-                             implied: bool,
-                             suffix: &str,
-                             extra: Option<String>| {
-                    let mut comment = comment.clone();
-                    comment.extend(extra);
-                    Route {
-                        name: format!("{name}{suffix}"),
-                        host: host.clone(),
-                        path,
-                        backends: backends.clone(),
-                        policy: policy.clone(),
-                        comment,
-                        path_rank: rank,
-                        implied,
-                        tier: 0,
-                        place: at_place.clone(),
-                    }
-                };
-                let len = value.len() as i64;
-                match kind.as_str() {
-                    "Exact" => {
-                        plan.report
-                            .exact(&at_place, format!("{desc} -> route {name}"));
-                        plan.routes.push(route(
-                            PathRule::Exact(value.clone()),
-                            (0, -len),
-                            false,
-                            "",
-                            None,
-                        ));
-                    }
-                    "PathPrefix" => {
-                        let trimmed = value.trim_end_matches('/');
-                        if trimmed.is_empty() {
-                            plan.report
-                                .exact(&at_place, format!("{desc} -> route {name}"));
-                            plan.routes.push(route(
-                                PathRule::Prefix("/".into()),
-                                (1, -1),
-                                false,
-                                "",
-                                None,
-                            ));
-                        } else {
-                            let slash = format!("{trimmed}/");
-                            plan.report.exact(&at_place, format!("{desc} -> routes {name} (prefix {slash}) and {name}-exact ({trimmed}): whole path elements, as the Gateway API matches them"));
-                            plan.routes.push(route(
-                                PathRule::Prefix(slash.clone()),
-                                (1, -(trimmed.len() as i64)),
-                                false,
-                                "",
-                                Some(format!("PathPrefix matches whole path elements: {trimmed} and {slash}..., never {trimmed}x.")),
-                            ));
-                            plan.routes.push(route(
-                                PathRule::Exact(trimmed.to_owned()),
-                                (0, -(trimmed.len() as i64)),
-                                true,
-                                "-exact",
-                                Some(format!("The exact half of PathPrefix {value}.")),
-                            ));
-                        }
-                    }
-                    _ => {
-                        if let Err(e) = crate::origin::anchored_regex(value) {
-                            plan.report.unsupported(&at_place, format!("{desc}: not a regex crossgate (Rust regex syntax) reads ({}); not converted", e.message.lines().next().unwrap_or("")));
-                            continue;
-                        }
-                        plan.report.changed(&at_place, format!("{desc} -> route {name}: RegularExpression is implementation-specific; crossgate reads it in Rust regex syntax, case-sensitive and anchored at both ends (it must match the whole path, as Envoy-based gateways do), and tries it among the prefixes of its host by length, longest first (as Contour does): check that it means the same"));
-                        plan.routes.push(route(
-                            PathRule::Regex(value.clone()),
-                            (1, -len),
-                            false,
-                            "",
-                            None,
-                        ));
-                    }
-                }
-            }
+    let matches = matches(obj, rule, &what, plan)?;
+    let policy = policy.map(|p| plan.add_policy(p));
+    let routes = RuleRoutes {
+        obj,
+        rule,
+        base,
+        i,
+        what: &what,
+        place: &place,
+        backends: &backends,
+        policy: &policy,
+        many_hosts: hosts.len() > 1,
+    };
+    for (k, host) in hosts.iter().enumerate() {
+        for (j, m) in &matches {
+            routes.push(k, host, *j, m, plan);
         }
     }
     Ok(())
+}
+
+/// The rule's filters: its CORS policy, and the reason to skip the rule when a filter has no
+/// crossgate equivalent.
+fn filters(
+    obj: &Object,
+    rule: &At,
+    what: &str,
+    base: &str,
+    i: usize,
+    plan: &mut Plan,
+) -> Result<(Option<Policy>, Option<String>), ConfigError> {
+    let mut policy = None;
+    let mut skip = None;
+    if let Some(filters) = obj.get(rule, "filters")? {
+        for f in obj.list(&filters)? {
+            let type_at = obj.need(&f, "type")?;
+            match obj.str(&type_at)? {
+                "CORS" => {
+                    if policy.is_some() {
+                        return Err(obj.err(&f, "a second CORS filter in this rule".into(), "merge them into one (the API refuses a repeated CORS filter: \"CORS filter cannot be repeated\")"));
+                    }
+                    let name = format!("{base}-{i}");
+                    policy = Some(cors_policy(obj, &obj.need(&f, "cors")?, name, plan)?);
+                }
+                t @ ("RequestHeaderModifier" | "ResponseHeaderModifier" | "RequestMirror") => {
+                    plan.report.changed(&obj.place(f.node), format!("{what}: the {t} filter is not converted; requests and responses pass without it"));
+                }
+                t => skip = Some(format!("{what}: the {t} filter has no crossgate equivalent, and serving the rule without it would change where requests go or who may send them; the rule is not converted")),
+            }
+        }
+    }
+    Ok((policy, skip))
+}
+
+/// A path match: its index in `matches`, and (type, value, where it is written).
+type Match<'a> = (usize, (String, String, Option<At<'a>>));
+
+/// The rule's path matches; one that also matches on headers, query or method is skipped.
+fn matches<'a>(
+    obj: &Object<'a>,
+    rule: &At<'a>,
+    what: &str,
+    plan: &mut Plan,
+) -> Result<Vec<Match<'a>>, ConfigError> {
+    // An empty or absent list is the API's default, `PathPrefix /`.
+    let listed = match obj.get(rule, "matches")? {
+        Some(m) => obj.list(&m)?,
+        None => Vec::new(),
+    };
+    let mut matches = Vec::new();
+    if listed.is_empty() {
+        matches.push((0, ("PathPrefix".to_owned(), "/".to_owned(), None)));
+    }
+    for (j, m) in listed.into_iter().enumerate() {
+        let mut extra = Vec::new();
+        for k in ["headers", "queryParams", "method"] {
+            if obj.get(&m, k)?.is_some() {
+                extra.push(k);
+            }
+        }
+        if !extra.is_empty() {
+            plan.report.unsupported(&obj.place(m.node), format!("{what}.matches[{j}] also matches on {}: crossgate routes on host and path only, and the path alone would take requests the rule does not; not converted", extra.join(", ")));
+            continue;
+        }
+        matches.push((j, path_match(obj, &m)?));
+    }
+    Ok(matches)
+}
+
+/// What the routes of one rule share.
+struct RuleRoutes<'r, 'a> {
+    obj: &'r Object<'a>,
+    rule: &'r At<'a>,
+    base: &'r str,
+    i: usize,
+    what: &'r str,
+    place: &'r str,
+    backends: &'r [String],
+    policy: &'r Option<String>,
+    many_hosts: bool,
+}
+
+impl RuleRoutes<'_, '_> {
+    /// The routes of host `k` and match `j`: one, or two for a `PathPrefix` (its prefix and
+    /// its exact half); none for a regex crossgate cannot read.
+    fn push(
+        &self,
+        k: usize,
+        host: &Host,
+        j: usize,
+        (kind, value, at): &(String, String, Option<At>),
+        plan: &mut Plan,
+    ) {
+        let (obj, base, i, what) = (self.obj, self.base, self.i, self.what);
+        let mut name = format!("{base}-{i}-{j}");
+        if self.many_hosts {
+            name.push_str(&format!("-h{k}"));
+        }
+        let at_place = at
+            .as_ref()
+            .map_or(self.place.to_owned(), |a| obj.place(a.node));
+        let desc = format!("{what}, {}, {kind} {value}", host.describe());
+        let at_loc = at
+            .as_ref()
+            .map_or(obj.loc(self.rule.node), |a| obj.loc(a.node));
+        let comment = vec![format!("{} ({at_loc}): {desc}.", obj.label())];
+        let route = |path: PathRule,
+                     rank: (u8, i64),
+                     implied: bool,
+                     suffix: &str,
+                     extra: Option<String>| {
+            let mut comment = comment.clone();
+            comment.extend(extra);
+            Route {
+                name: format!("{name}{suffix}"),
+                host: host.clone(),
+                path,
+                backends: self.backends.to_vec(),
+                policy: self.policy.clone(),
+                comment,
+                path_rank: rank,
+                implied,
+                tier: 0,
+                place: at_place.clone(),
+            }
+        };
+        let len = value.len() as i64;
+        match kind.as_str() {
+            "Exact" => {
+                plan.report
+                    .exact(&at_place, format!("{desc} -> route {name}"));
+                plan.routes.push(route(
+                    PathRule::Exact(value.clone()),
+                    (0, -len),
+                    false,
+                    "",
+                    None,
+                ));
+            }
+            "PathPrefix" => prefix_routes(value, &desc, &name, &at_place, plan, route),
+            _ => regex_route(value, &desc, &name, &at_place, plan, route),
+        }
+    }
+}
+
+/// `PathPrefix`: `/` alone is one prefix route; any other is its prefix with a trailing `/` and
+/// its exact half, as the Gateway API matches whole path elements.
+fn prefix_routes(
+    value: &str,
+    desc: &str,
+    name: &str,
+    at_place: &str,
+    plan: &mut Plan,
+    route: impl Fn(PathRule, (u8, i64), bool, &str, Option<String>) -> Route,
+) {
+    let trimmed = value.trim_end_matches('/');
+    if trimmed.is_empty() {
+        plan.report
+            .exact(at_place, format!("{desc} -> route {name}"));
+        plan.routes.push(route(
+            PathRule::Prefix("/".into()),
+            (1, -1),
+            false,
+            "",
+            None,
+        ));
+    } else {
+        let slash = format!("{trimmed}/");
+        plan.report.exact(at_place, format!("{desc} -> routes {name} (prefix {slash}) and {name}-exact ({trimmed}): whole path elements, as the Gateway API matches them"));
+        plan.routes.push(route(
+            PathRule::Prefix(slash.clone()),
+            (1, -(trimmed.len() as i64)),
+            false,
+            "",
+            Some(format!("PathPrefix matches whole path elements: {trimmed} and {slash}..., never {trimmed}x.")),
+        ));
+        plan.routes.push(route(
+            PathRule::Exact(trimmed.to_owned()),
+            (0, -(trimmed.len() as i64)),
+            true,
+            "-exact",
+            Some(format!("The exact half of PathPrefix {value}.")),
+        ));
+    }
+}
+
+/// `RegularExpression`: read in Rust regex syntax, or skipped when crossgate cannot read it.
+fn regex_route(
+    value: &str,
+    desc: &str,
+    name: &str,
+    at_place: &str,
+    plan: &mut Plan,
+    route: impl Fn(PathRule, (u8, i64), bool, &str, Option<String>) -> Route,
+) {
+    if let Err(e) = crate::origin::anchored_regex(value) {
+        plan.report.unsupported(
+            at_place,
+            format!(
+                "{desc}: not a regex crossgate (Rust regex syntax) reads ({}); not converted",
+                e.message.lines().next().unwrap_or("")
+            ),
+        );
+        return;
+    }
+    plan.report.changed(at_place, format!("{desc} -> route {name}: RegularExpression is implementation-specific; crossgate reads it in Rust regex syntax, case-sensitive and anchored at both ends (it must match the whole path, as Envoy-based gateways do), and tries it among the prefixes of its host by length, longest first (as Contour does): check that it means the same"));
+    plan.routes.push(route(
+        PathRule::Regex(value.to_owned()),
+        (1, -(value.len() as i64)),
+        false,
+        "",
+        None,
+    ));
 }
 
 fn hostname(obj: &Object, at: &At) -> Result<Host, ConfigError> {
