@@ -83,11 +83,35 @@ pub fn convert(obj: &Object, ctx: &Ctx, plan: &mut Plan) -> Result<(), ConfigErr
     ingress_class(obj, plan)?;
     let rewrite = anns
         .iter()
-        .find(|(k, _, v)| *k == "rewrite-target" && !v.is_empty());
+        .find(|(k, _, v)| *k == "rewrite-target" && !v.is_empty())
+        .map(|(_, at, target)| (at, *target));
 
     let root = obj.root();
     let spec = obj.need(&root, "spec")?;
-    if let Some(tls) = obj.get(&spec, "tls")? {
+    tls(obj, &spec, plan)?;
+    let ns = obj.namespace.as_str();
+    let base = format!("ingress-{ns}-{}", obj.name);
+    if let Some(rules) = obj.get(&spec, "rules")? {
+        let ingress = Ingress {
+            obj,
+            ctx,
+            base: &base,
+            policy: &policy,
+            rewrite,
+        };
+        for (i, rule) in obj.list(&rules)?.into_iter().enumerate() {
+            ingress.rule(i, &rule, plan)?;
+        }
+    }
+    if let Some(d) = obj.get(&spec, "defaultBackend")? {
+        default_backend(obj, &d, &base, &policy, ctx, plan)?;
+    }
+    Ok(())
+}
+
+/// `spec.tls` is not converted: the report says how crossgate serves HTTPS instead.
+fn tls(obj: &Object, spec: &At, plan: &mut Plan) -> Result<(), ConfigError> {
+    if let Some(tls) = obj.get(spec, "tls")? {
         for t in obj.list(&tls)? {
             let secret = obj.opt_str(&t, "secretName")?.map_or("", |(_, s)| s);
             let mut hosts = Vec::new();
@@ -99,67 +123,89 @@ pub fn convert(obj: &Object, ctx: &Ctx, plan: &mut Plan) -> Result<(), ConfigErr
             plan.report.unsupported(&obj.place(t.node), format!("spec.tls (hosts {}, Secret {secret:?}): not converted; crossgate serves HTTPS from PEM files (`tls:` listeners with cert and key, which can be the Secret mounted as files), or leave TLS to the load balancer in front", hosts.join(", ")));
         }
     }
-    let ns = obj.namespace.as_str();
-    let base = format!("ingress-{ns}-{}", obj.name);
-    if let Some(rules) = obj.get(&spec, "rules")? {
-        for (i, rule) in obj.list(&rules)?.into_iter().enumerate() {
-            let (host, host_key) = match obj.opt_str(&rule, "host")? {
-                None => (Host::Any, String::new()),
-                Some((at, h)) => (ingress_host(obj, &at, h, plan)?, h.to_ascii_lowercase()),
-            };
-            let Some(http) = obj.get(&rule, "http")? else {
-                plan.report.unsupported(&obj.place(rule.node), format!("spec.rules[{i}] ({}) has no http paths: ingress-nginx sends its requests to the default backend; not converted", host.describe()));
+    Ok(())
+}
+
+/// What the rules of one Ingress share.
+struct Ingress<'r, 'a> {
+    obj: &'r Object<'a>,
+    ctx: &'r Ctx,
+    base: &'r str,
+    policy: &'r Option<String>,
+    /// The `rewrite-target` annotation, when set: where, and its value.
+    rewrite: Option<(&'r At<'a>, &'a str)>,
+}
+
+impl Ingress<'_, '_> {
+    /// `spec.rules[i]`: a route (or two) per path with a Service backend.
+    fn rule(&self, i: usize, rule: &At, plan: &mut Plan) -> Result<(), ConfigError> {
+        let (obj, ctx, base) = (self.obj, self.ctx, self.base);
+        let (host, host_key) = match obj.opt_str(rule, "host")? {
+            None => (Host::Any, String::new()),
+            Some((at, h)) => (ingress_host(obj, &at, h, plan)?, h.to_ascii_lowercase()),
+        };
+        let Some(http) = obj.get(rule, "http")? else {
+            plan.report.unsupported(&obj.place(rule.node), format!("spec.rules[{i}] ({}) has no http paths: ingress-nginx sends its requests to the default backend; not converted", host.describe()));
+            return Ok(());
+        };
+        if let Some((t, target)) = self.rewrite {
+            plan.report.unsupported(&obj.place(t.node), format!("rewrite-target {target:?}: crossgate forwards the path the browser sent and does not rewrite it, so the paths of spec.rules[{i}] ({}) are not converted (their backends would get other paths than today)", host.describe()));
+            return Ok(());
+        }
+        for (j, p) in obj
+            .list(&obj.need(&http, "paths")?)?
+            .into_iter()
+            .enumerate()
+        {
+            let Some(backend) = backend(obj, &obj.need(&p, "backend")?, ctx, plan)? else {
                 continue;
             };
-            if let Some((_, t, target)) = rewrite {
-                plan.report.unsupported(&obj.place(t.node), format!("rewrite-target {target:?}: crossgate forwards the path the browser sent and does not rewrite it, so the paths of spec.rules[{i}] ({}) are not converted (their backends would get other paths than today)", host.describe()));
-                continue;
-            }
-            for (j, p) in obj
-                .list(&obj.need(&http, "paths")?)?
-                .into_iter()
-                .enumerate()
-            {
-                let Some(backend) = backend(obj, &obj.need(&p, "backend")?, ctx, plan)? else {
-                    continue;
-                };
-                let routes = ingress_paths(
-                    obj,
-                    &p,
-                    &host,
-                    ctx.regex_hosts.contains(&host_key),
-                    &format!("{base}-{i}-{j}"),
-                    plan,
-                )?;
-                for mut r in routes {
-                    r.backends = vec![backend.clone()];
-                    r.policy = policy.clone();
-                    plan.routes.push(r);
-                }
+            let routes = ingress_paths(
+                obj,
+                &p,
+                &host,
+                ctx.regex_hosts.contains(&host_key),
+                &format!("{base}-{i}-{j}"),
+                plan,
+            )?;
+            for mut r in routes {
+                r.backends = vec![backend.clone()];
+                r.policy = self.policy.clone();
+                plan.routes.push(r);
             }
         }
+        Ok(())
     }
-    if let Some(d) = obj.get(&spec, "defaultBackend")? {
-        if let Some(backend) = backend(obj, &d, ctx, plan)? {
-            let place = obj.place(d.node);
-            plan.report.exact(&place, format!("spec.defaultBackend -> route {base}-default, any host, prefix /, after every other route (as ingress-nginx's catch-all server)"));
-            plan.routes.push(Route {
-                name: format!("{base}-default"),
-                host: Host::Any,
-                path: PathRule::Prefix("/".into()),
-                backends: vec![backend],
-                policy: policy.clone(),
-                comment: vec![format!(
-                    "{} ({}): spec.defaultBackend, for requests no other route takes.",
-                    obj.label(),
-                    obj.loc(d.node)
-                )],
-                path_rank: (1, -1),
-                implied: false,
-                tier: 1,
-                place,
-            });
-        }
+}
+
+/// `spec.defaultBackend`: a catch-all route after every other.
+fn default_backend(
+    obj: &Object,
+    d: &At,
+    base: &str,
+    policy: &Option<String>,
+    ctx: &Ctx,
+    plan: &mut Plan,
+) -> Result<(), ConfigError> {
+    if let Some(backend) = backend(obj, d, ctx, plan)? {
+        let place = obj.place(d.node);
+        plan.report.exact(&place, format!("spec.defaultBackend -> route {base}-default, any host, prefix /, after every other route (as ingress-nginx's catch-all server)"));
+        plan.routes.push(Route {
+            name: format!("{base}-default"),
+            host: Host::Any,
+            path: PathRule::Prefix("/".into()),
+            backends: vec![backend],
+            policy: policy.clone(),
+            comment: vec![format!(
+                "{} ({}): spec.defaultBackend, for requests no other route takes.",
+                obj.label(),
+                obj.loc(d.node)
+            )],
+            path_rank: (1, -1),
+            implied: false,
+            tier: 1,
+            place,
+        });
     }
     Ok(())
 }
@@ -218,6 +264,61 @@ fn ingress_paths(
     name: &str,
     plan: &mut Plan,
 ) -> Result<Vec<Route>, ConfigError> {
+    let (path_type, path) = path_of(obj, p)?;
+    let place = obj.place(p.node);
+    let what = format!("{}, path {path} ({path_type})", host.describe());
+    let comment = |extra: &str| {
+        let mut c = vec![format!("{} ({}): {what}.", obj.label(), obj.loc(p.node))];
+        if !extra.is_empty() {
+            c.push(extra.to_owned());
+        }
+        c
+    };
+    let route =
+        |path: PathRule, rank: (u8, i64), implied: bool, suffix: &str, c: Vec<String>| Route {
+            name: format!("{name}{suffix}"),
+            host: host.clone(),
+            path,
+            backends: Vec::new(),
+            policy: None,
+            comment: c,
+            path_rank: rank,
+            implied,
+            tier: 0,
+            place: place.clone(),
+        };
+    let len = path.len() as i64;
+    if regex_host {
+        return Ok(regex_path(path, &what, name, &place, plan, route, comment));
+    }
+    Ok(match path_type {
+        "Exact" => {
+            plan.report.exact(&place, format!("{what} -> route {name}"));
+            vec![route(
+                PathRule::Exact(path.into()),
+                (0, -len),
+                false,
+                "",
+                comment(""),
+            )]
+        }
+        "Prefix" if path == "/" => {
+            plan.report.exact(&place, format!("{what} -> route {name}"));
+            vec![route(
+                PathRule::Prefix("/".into()),
+                (1, -1),
+                false,
+                "",
+                comment(""),
+            )]
+        }
+        "Prefix" => prefix_paths(path, &what, name, &place, plan, route, comment),
+        _ => string_prefix_path(path, &what, name, &place, plan, route, comment),
+    })
+}
+
+/// An Ingress path's `pathType` and `path`, checked as the API server checks them.
+fn path_of<'a>(obj: &Object<'a>, p: &At<'a>) -> Result<(&'a str, &'a str), ConfigError> {
     let type_at = obj.need(p, "pathType")?;
     let path_type = obj.str(&type_at)?;
     const TYPES: [&str; 3] = ["Prefix", "Exact", "ImplementationSpecific"];
@@ -250,120 +351,101 @@ fn ingress_paths(
             format!("write \"/{path}\""),
         ));
     }
-    let place = obj.place(p.node);
-    let what = format!("{}, path {path} ({path_type})", host.describe());
-    let comment = |extra: &str| {
-        let mut c = vec![format!("{} ({}): {what}.", obj.label(), obj.loc(p.node))];
-        if !extra.is_empty() {
-            c.push(extra.to_owned());
-        }
-        c
-    };
-    let route =
-        |path: PathRule, rank: (u8, i64), implied: bool, suffix: &str, c: Vec<String>| Route {
-            name: format!("{name}{suffix}"),
-            host: host.clone(),
-            path,
-            backends: Vec::new(),
-            policy: None,
-            comment: c,
-            path_rank: rank,
-            implied,
-            tier: 0,
-            place: place.clone(),
-        };
-    let len = path.len() as i64;
-    if regex_host {
-        // nginx.tmpl: `location ~* "^PATH"`; crossgate anchors both ends, so `.*` keeps
-        // the end open. The path is a PCRE regex to nginx; Rust's syntax is close but not
-        // the same (no look-around or back-references).
-        let re = format!("(?i)(?:{path}).*");
-        if let Err(e) = crate::origin::anchored_regex(&re) {
-            plan.report.unsupported(&place, format!("{what}: ingress-nginx reads it as a regex (use-regex or rewrite-target on this host), which Rust's regex syntax cannot express ({}); not converted", e.message.lines().next().unwrap_or("")));
-            return Ok(Vec::new());
-        }
-        plan.report.exact(&place, format!("{what} -> route {name}: ingress-nginx matches every path of this host as a case-insensitive regex from the start of the path (use-regex or rewrite-target on an Ingress of the host), and so does the route"));
-        return Ok(vec![route(
-            PathRule::Regex(re),
-            (1, -len),
-            false,
-            "",
-            comment("ingress-nginx: `location ~* \"^PATH\"` (use-regex or rewrite-target on this host): a case-insensitive regex from the start of the path."),
-        )]);
+    Ok((path_type, path))
+}
+
+/// A path of a host where ingress-nginx makes every path a regex.
+fn regex_path(
+    path: &str,
+    what: &str,
+    name: &str,
+    place: &str,
+    plan: &mut Plan,
+    route: impl Fn(PathRule, (u8, i64), bool, &str, Vec<String>) -> Route,
+    comment: impl Fn(&str) -> Vec<String>,
+) -> Vec<Route> {
+    // nginx.tmpl: `location ~* "^PATH"`; crossgate anchors both ends, so `.*` keeps
+    // the end open. The path is a PCRE regex to nginx; Rust's syntax is close but not
+    // the same (no look-around or back-references).
+    let re = format!("(?i)(?:{path}).*");
+    if let Err(e) = crate::origin::anchored_regex(&re) {
+        plan.report.unsupported(place, format!("{what}: ingress-nginx reads it as a regex (use-regex or rewrite-target on this host), which Rust's regex syntax cannot express ({}); not converted", e.message.lines().next().unwrap_or("")));
+        return Vec::new();
     }
-    Ok(match path_type {
-        "Exact" => {
-            plan.report.exact(&place, format!("{what} -> route {name}"));
-            vec![route(
-                PathRule::Exact(path.into()),
-                (0, -len),
-                false,
-                "",
-                comment(""),
-            )]
-        }
-        "Prefix" if path == "/" => {
-            plan.report.exact(&place, format!("{what} -> route {name}"));
-            vec![route(
-                PathRule::Prefix("/".into()),
-                (1, -1),
-                false,
-                "",
-                comment(""),
-            )]
-        }
-        "Prefix" => {
-            // location.go: the prefix `/p/` and the exact `/p`: whole path segments only.
-            let slash = if path.ends_with('/') {
-                path.to_owned()
-            } else {
-                format!("{path}/")
-            };
-            let mut out = vec![route(
-                PathRule::Prefix(slash.clone()),
-                (1, -(slash.len() as i64)),
-                false,
-                "",
-                comment(&format!("A Prefix matches whole segments: {path} and {slash}..., never {path}x (ingress-nginx writes the same two locations).")),
-            )];
-            if !path.ends_with('/') {
-                out.push(route(
-                    PathRule::Exact(path.into()),
-                    (0, -len),
-                    true,
-                    "-exact",
-                    comment(&format!("The exact half of the Prefix {path}.")),
-                ));
-                plan.report.exact(
-                    &place,
-                    format!("{what} -> routes {name} (prefix {slash}) and {name}-exact ({path})"),
-                );
-            } else {
-                plan.report
-                    .exact(&place, format!("{what} -> route {name} (prefix {slash})"));
-            }
-            out
-        }
-        _ => {
-            // ImplementationSpecific without use-regex: nginx's plain `location PATH`, a
-            // string prefix (`/p` also takes `/pq`), the longest winning.
-            plan.report.exact(
-                &place,
-                format!(
-                    "{what} -> route {name}: a plain string prefix, as nginx's `location {path}`"
-                ),
-            );
-            vec![route(
-                PathRule::Prefix(path.into()),
-                (1, -len),
-                false,
-                "",
-                comment(
-                    "ImplementationSpecific is nginx's plain prefix location: a string prefix.",
-                ),
-            )]
-        }
-    })
+    plan.report.exact(place, format!("{what} -> route {name}: ingress-nginx matches every path of this host as a case-insensitive regex from the start of the path (use-regex or rewrite-target on an Ingress of the host), and so does the route"));
+    vec![route(
+        PathRule::Regex(re),
+        (1, -(path.len() as i64)),
+        false,
+        "",
+        comment("ingress-nginx: `location ~* \"^PATH\"` (use-regex or rewrite-target on this host): a case-insensitive regex from the start of the path."),
+    )]
+}
+
+/// A `Prefix` path other than `/`: location.go's prefix `/p/` and exact `/p`, whole path
+/// segments only.
+fn prefix_paths(
+    path: &str,
+    what: &str,
+    name: &str,
+    place: &str,
+    plan: &mut Plan,
+    route: impl Fn(PathRule, (u8, i64), bool, &str, Vec<String>) -> Route,
+    comment: impl Fn(&str) -> Vec<String>,
+) -> Vec<Route> {
+    let slash = if path.ends_with('/') {
+        path.to_owned()
+    } else {
+        format!("{path}/")
+    };
+    let mut out = vec![route(
+        PathRule::Prefix(slash.clone()),
+        (1, -(slash.len() as i64)),
+        false,
+        "",
+        comment(&format!("A Prefix matches whole segments: {path} and {slash}..., never {path}x (ingress-nginx writes the same two locations).")),
+    )];
+    if !path.ends_with('/') {
+        out.push(route(
+            PathRule::Exact(path.into()),
+            (0, -(path.len() as i64)),
+            true,
+            "-exact",
+            comment(&format!("The exact half of the Prefix {path}.")),
+        ));
+        plan.report.exact(
+            place,
+            format!("{what} -> routes {name} (prefix {slash}) and {name}-exact ({path})"),
+        );
+    } else {
+        plan.report
+            .exact(place, format!("{what} -> route {name} (prefix {slash})"));
+    }
+    out
+}
+
+/// `ImplementationSpecific` without use-regex: nginx's plain `location PATH`, a string prefix
+/// (`/p` also takes `/pq`), the longest winning.
+fn string_prefix_path(
+    path: &str,
+    what: &str,
+    name: &str,
+    place: &str,
+    plan: &mut Plan,
+    route: impl Fn(PathRule, (u8, i64), bool, &str, Vec<String>) -> Route,
+    comment: impl Fn(&str) -> Vec<String>,
+) -> Vec<Route> {
+    plan.report.exact(
+        place,
+        format!("{what} -> route {name}: a plain string prefix, as nginx's `location {path}`"),
+    );
+    vec![route(
+        PathRule::Prefix(path.into()),
+        (1, -(path.len() as i64)),
+        false,
+        "",
+        comment("ImplementationSpecific is nginx's plain prefix location: a string prefix."),
+    )]
 }
 
 /// The Service of an Ingress backend, registered in the plan; `None` if it is not a Service.
