@@ -44,12 +44,7 @@ pub(super) fn origin_item(e: &str) -> Result<OriginItem, (String, String)> {
         return Ok(OriginItem::Any);
     }
     if e == "null" {
-        return Ok(OriginItem::Origin {
-            entry: OriginEntry::Exact("null".into()),
-            note: "null (opaque origins: sandboxed frames, file: pages)".into(),
-            refused: None,
-            changed: Some("`null`: ingress-nginx's origin regex is anchored at the end only, so `null` also allowed any origin ending in null (such as http://xnull); crossgate allows only the literal origin null".into()),
-        });
+        return Ok(null_item());
     }
     let Some((scheme, rest)) = e.split_once("://") else {
         return if valid_host_chars(e.split(':').next().unwrap_or("")) {
@@ -79,6 +74,25 @@ pub(super) fn origin_item(e: &str) -> Result<OriginItem, (String, String)> {
         Some(r) => (true, r),
         None => (false, authority),
     };
+    let (host, port) = host_and_port(host_port, &bad)?;
+    origin(e, &lower_scheme, wild, &host, port, refused).map_err(|why| bad(&why))
+}
+
+/// `null`, the origin of sandboxed frames and file: pages.
+fn null_item() -> OriginItem {
+    OriginItem::Origin {
+        entry: OriginEntry::Exact("null".into()),
+        note: "null (opaque origins: sandboxed frames, file: pages)".into(),
+        refused: None,
+        changed: Some("`null`: ingress-nginx's origin regex is anchored at the end only, so `null` also allowed any origin ending in null (such as http://xnull); crossgate allows only the literal origin null".into()),
+    }
+}
+
+/// The host (in lower case) and port of an entry's authority, its `*.` taken off.
+fn host_and_port(
+    host_port: &str,
+    bad: &impl Fn(&str) -> (String, String),
+) -> Result<(String, Option<u16>), (String, String)> {
     let (host, port) = match host_port.rsplit_once(':') {
         Some((h, p)) => {
             let port = p
@@ -100,8 +114,20 @@ pub(super) fn origin_item(e: &str) -> Result<OriginItem, (String, String)> {
             "the host must be a DNS name (letters, digits, - and .)",
         ));
     }
-    let host = host.to_ascii_lowercase();
-    let default = crate::origin::default_port(&lower_scheme);
+    Ok((host.to_ascii_lowercase(), port))
+}
+
+/// The entry as crossgate allows it: a one-label regex for `*.`, else the exact origin; the
+/// error is why it is not an origin.
+fn origin(
+    e: &str,
+    lower_scheme: &str,
+    wild: bool,
+    host: &str,
+    port: Option<u16>,
+    refused: Vec<String>,
+) -> Result<OriginItem, String> {
+    let default = crate::origin::default_port(lower_scheme);
     let mut changed = None;
     let port_part = match port {
         Some(p) if Some(p) == default => {
@@ -126,7 +152,7 @@ pub(super) fn origin_item(e: &str) -> Result<OriginItem, (String, String)> {
         });
     }
     let exact = format!("{lower_scheme}://{host}{port_part}");
-    let exact = crate::origin::canonical_exact(&exact).map_err(|p| bad(&p.message))?;
+    let exact = crate::origin::canonical_exact(&exact).map_err(|p| p.message)?;
     Ok(OriginItem::Origin {
         note: e.to_owned(),
         entry: OriginEntry::Exact(exact),
