@@ -377,55 +377,13 @@ pub(super) fn cors_policy(
         exact: Vec::new(),
     };
     let place = obj.place(obj.node);
-    let enabled = match r.get("enable-cors") {
-        None => false,
-        Some((at, v)) => go_bool(v).ok_or_else(|| {
-            obj.err(
-                at,
-                format!("enable-cors {v:?} is not a boolean ingress-nginx reads: it treats it as false (with a warning in its log)"),
-                BOOLEANS,
-            )
-        })?,
-    };
-    if !enabled {
-        let set: Vec<&str> = anns
-            .iter()
-            .map(|(k, _, _)| *k)
-            .filter(|k| k.starts_with("cors-"))
-            .collect();
-        if !set.is_empty() {
-            plan.report.exact(&place, format!("{} without enable-cors \"true\": no effect in ingress-nginx, and none here (the routes leave CORS to the backends)", set.join(", ")));
-        }
+    if !r.enabled(&place, plan)? {
         return Ok(None);
     }
     let name = format!("ingress-{}-{}", obj.namespace, obj.name);
 
     // Credentials first: what `*` becomes depends on them.
-    let (credentials, cred_note) = r.credentials()?;
-    let (list, origins_note) = r.origins(plan)?;
-    let (origins, credentials) = match list {
-        None if credentials => {
-            plan.report.changed(&place, format!("policy {name}: ingress-nginx answers `*` (cors-allow-origin {}) together with Access-Control-Allow-Credentials: true; browsers refuse that answer for any request that carries cookies or HTTP authentication, and crossgate refuses `any` with credentials at load. The policy is allow_origins: any with allow_credentials: false: what browsers did accept (requests without credentials) is answered the same; to let pages send credentials, list their origins in cors-allow-origin", if r.get("cors-allow-origin").is_some() { "`*`" } else { "not set" }));
-            (
-                Field::new(Origins::Any, origins_note),
-                Field::new(false, format!("{cred_note}, but never with `*`: browsers refuse credentials on a `*` answer, and crossgate refuses them at load")),
-            )
-        }
-        None => {
-            r.exact.push("credentials");
-            (
-                Field::new(Origins::Any, origins_note),
-                Field::new(false, cred_note),
-            )
-        }
-        Some(list) => {
-            r.exact.push("credentials");
-            (
-                Field::new(Origins::List(list), origins_note),
-                Field::new(credentials, cred_note),
-            )
-        }
-    };
+    let (origins, credentials) = r.origins_and_credentials(&name, &place, plan)?;
     let methods = r.methods(plan)?;
     let headers = r.headers(plan)?;
     let expose = r.expose(plan, credentials.value)?;
@@ -455,6 +413,70 @@ pub(super) fn cors_policy(
         credentials,
         max_age,
     }))
+}
+
+impl Reader<'_, '_> {
+    /// `enable-cors`; when it is off, the report says the other `cors-` annotations do nothing.
+    fn enabled(&self, place: &str, plan: &mut Plan) -> Result<bool, ConfigError> {
+        let obj = self.obj;
+        let enabled = match self.get("enable-cors") {
+            None => false,
+            Some((at, v)) => go_bool(v).ok_or_else(|| {
+                obj.err(
+                    at,
+                    format!("enable-cors {v:?} is not a boolean ingress-nginx reads: it treats it as false (with a warning in its log)"),
+                    BOOLEANS,
+                )
+            })?,
+        };
+        if !enabled {
+            let set: Vec<&str> = self
+                .anns
+                .iter()
+                .map(|(k, _, _)| *k)
+                .filter(|k| k.starts_with("cors-"))
+                .collect();
+            if !set.is_empty() {
+                plan.report.exact(place, format!("{} without enable-cors \"true\": no effect in ingress-nginx, and none here (the routes leave CORS to the backends)", set.join(", ")));
+            }
+        }
+        Ok(enabled)
+    }
+
+    /// The origins and the credentials they leave: `*` with credentials becomes any origin
+    /// without them.
+    fn origins_and_credentials(
+        &mut self,
+        name: &str,
+        place: &str,
+        plan: &mut Plan,
+    ) -> Result<(Field<Origins>, Field<bool>), ConfigError> {
+        let (credentials, cred_note) = self.credentials()?;
+        let (list, origins_note) = self.origins(plan)?;
+        Ok(match list {
+            None if credentials => {
+                plan.report.changed(place, format!("policy {name}: ingress-nginx answers `*` (cors-allow-origin {}) together with Access-Control-Allow-Credentials: true; browsers refuse that answer for any request that carries cookies or HTTP authentication, and crossgate refuses `any` with credentials at load. The policy is allow_origins: any with allow_credentials: false: what browsers did accept (requests without credentials) is answered the same; to let pages send credentials, list their origins in cors-allow-origin", if self.get("cors-allow-origin").is_some() { "`*`" } else { "not set" }));
+                (
+                    Field::new(Origins::Any, origins_note),
+                    Field::new(false, format!("{cred_note}, but never with `*`: browsers refuse credentials on a `*` answer, and crossgate refuses them at load")),
+                )
+            }
+            None => {
+                self.exact.push("credentials");
+                (
+                    Field::new(Origins::Any, origins_note),
+                    Field::new(false, cred_note),
+                )
+            }
+            Some(list) => {
+                self.exact.push("credentials");
+                (
+                    Field::new(Origins::List(list), origins_note),
+                    Field::new(credentials, cred_note),
+                )
+            }
+        })
+    }
 }
 
 #[cfg(test)]
