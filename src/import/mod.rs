@@ -20,12 +20,15 @@ mod ingress;
 mod manifest;
 mod plan;
 mod report;
+mod upstreams;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::config::{marked, ConfigError};
 use plan::{Plan, Port, Service};
+use upstreams::upstreams;
+pub(crate) use upstreams::Upstream;
 
 /// One input file.
 pub struct Source {
@@ -133,18 +136,43 @@ pub(crate) fn browser_max_age(age: u64) -> Option<(u64, String)> {
     Some((CHROMIUM_MAX_AGE, why))
 }
 
-fn arg_error(message: String, fix: impl Into<String>) -> ConfigError {
-    ConfigError::new(
-        Path::new("--upstream"),
-        None,
-        String::new(),
-        message,
-        fix.into(),
-    )
-}
-
 /// Converts the manifests of `sources` into a crossgate config and its report.
 pub fn import(sources: &[Source], options: &Options) -> Result<Imported, ConfigError> {
+    check_options(options)?;
+    let trees = sources.iter().map(parse).collect::<Result<Vec<_>, _>>()?;
+    let mut objects = Vec::new();
+    for (s, docs) in sources.iter().zip(&trees) {
+        objects.extend(manifest::objects(&s.name, docs, &options.namespace)?);
+    }
+
+    let mut plan = Plan::default();
+    let ctx = context(&objects, &mut plan)?;
+    convert(&objects, &ctx, &mut plan)?;
+    plan.order();
+    let upstreams = upstreams(&mut plan, options)?;
+    if plan.routes.is_empty() {
+        return Err(nothing_to_import(&plan, sources));
+    }
+    let yaml = emit::config(&plan, &upstreams, sources, options);
+    let warnings = check(&yaml, options)?;
+    let report = report::text(&plan, sources, &upstreams, &warnings, options);
+    Ok(Imported {
+        yaml,
+        report,
+        upstreams: upstreams
+            .iter()
+            .map(|u| {
+                (
+                    u.name.clone(),
+                    u.servers.iter().map(|(s, _)| s.clone()).collect(),
+                )
+            })
+            .collect(),
+    })
+}
+
+/// `--listen` and `--service-domain`, checked before any input is read.
+fn check_options(options: &Options) -> Result<(), ConfigError> {
     if options.listen.parse::<std::net::SocketAddr>().is_err() {
         return Err(ConfigError::new(
             Path::new("--listen"),
@@ -171,27 +199,28 @@ pub fn import(sources: &[Source], options: &Options) -> Result<Imported, ConfigE
             "give the cluster's domain, such as svc.cluster.local".into(),
         ));
     }
-    let mut trees = Vec::new();
-    for s in sources {
-        let docs = marked::documents(&s.text).map_err(|e| {
-            ConfigError::new(
-                &s.name,
-                Some((e.line, e.col)),
-                String::new(),
-                format!("this is not valid YAML: {}", e.message),
-                "fix the YAML at this line (kubectl apply --dry-run=client -f FILE reports the same)".into(),
-            )
-        })?;
-        trees.push(docs);
-    }
-    let mut objects = Vec::new();
-    for (s, docs) in sources.iter().zip(&trees) {
-        objects.extend(manifest::objects(&s.name, docs, &options.namespace)?);
-    }
+    Ok(())
+}
 
-    let mut plan = Plan::default();
+/// One input file's YAML documents.
+fn parse(s: &Source) -> Result<Vec<marked::Node>, ConfigError> {
+    marked::documents(&s.text).map_err(|e| {
+        ConfigError::new(
+            &s.name,
+            Some((e.line, e.col)),
+            String::new(),
+            format!("this is not valid YAML: {}", e.message),
+            "fix the YAML at this line (kubectl apply --dry-run=client -f FILE reports the same)"
+                .into(),
+        )
+    })
+}
+
+/// The first pass: counts what was read, and collects what the readers share (Service ports,
+/// regex hosts) before any object is converted.
+fn context(objects: &[manifest::Object], plan: &mut Plan) -> Result<Ctx, ConfigError> {
     let mut ctx = Ctx::default();
-    for o in &objects {
+    for o in objects {
         if ["Ingress", "HTTPRoute", "Service"].contains(&o.kind) {
             *plan.report.read.entry(o.kind.to_owned()).or_default() += 1;
         }
@@ -201,8 +230,13 @@ pub fn import(sources: &[Source], options: &Options) -> Result<Imported, ConfigE
             _ => {}
         }
     }
+    Ok(ctx)
+}
+
+/// The second pass: each Ingress and HTTPRoute (once) into the plan.
+fn convert(objects: &[manifest::Object], ctx: &Ctx, plan: &mut Plan) -> Result<(), ConfigError> {
     let mut seen: BTreeMap<(String, String, &str), String> = BTreeMap::new();
-    for o in &objects {
+    for o in objects {
         if matches!(o.kind, "Ingress" | "HTTPRoute") {
             let key = (o.kind.to_owned(), o.namespace.clone(), o.name);
             if let Some(first) = seen.get(&key) {
@@ -212,9 +246,9 @@ pub fn import(sources: &[Source], options: &Options) -> Result<Imported, ConfigE
             seen.insert(key, o.place(o.node));
         }
         match (o.kind, o.api_version) {
-            ("Ingress", "networking.k8s.io/v1") => ingress::convert(o, &ctx, &mut plan)?,
+            ("Ingress", "networking.k8s.io/v1") => ingress::convert(o, ctx, plan)?,
             ("HTTPRoute", "gateway.networking.k8s.io/v1" | "gateway.networking.k8s.io/v1beta1") => {
-                gateway::convert(o, &ctx, &mut plan)?
+                gateway::convert(o, ctx, plan)?
             }
             ("Ingress", v) => plan.report.unsupported(&o.place(o.node), format!("apiVersion {v}: only networking.k8s.io/v1 Ingresses are read (the beta versions left Kubernetes in 1.22); export it again with kubectl get ingress -o yaml")),
             ("HTTPRoute", v) => plan.report.unsupported(&o.place(o.node), format!("apiVersion {v}: only gateway.networking.k8s.io/v1 (and v1beta1) HTTPRoutes are read")),
@@ -222,150 +256,26 @@ pub fn import(sources: &[Source], options: &Options) -> Result<Imported, ConfigE
             (kind, _) => *plan.report.ignored.entry(kind.to_owned()).or_default() += 1,
         }
     }
-    plan.order();
-    let upstreams = upstreams(&mut plan, options)?;
-    if plan.routes.is_empty() {
-        let mut why = report::skipped(&plan);
-        if why.is_empty() {
-            why = "no Ingress (networking.k8s.io/v1) or HTTPRoute (gateway.networking.k8s.io/v1) with a Service backend".into();
-        }
-        let names: Vec<String> = sources
-            .iter()
-            .map(|s| s.name.display().to_string())
-            .collect();
-        return Err(ConfigError::new(
-            Path::new(&names.join(", ")),
-            None,
-            String::new(),
-            format!("nothing to import: {why}"),
-            "give the Ingress and HTTPRoute manifests to convert (kubectl get ingress,httproute -A -o yaml > routes.yaml)".into(),
-        ));
-    }
-    let yaml = emit::config(&plan, &upstreams, sources, options);
-    let warnings = check(&yaml, options)?;
-    let report = report::text(&plan, sources, &upstreams, &warnings, options);
-    Ok(Imported {
-        yaml,
-        report,
-        upstreams: upstreams
-            .iter()
-            .map(|u| {
-                (
-                    u.name.clone(),
-                    u.servers.iter().map(|(s, _)| s.clone()).collect(),
-                )
-            })
-            .collect(),
-    })
+    Ok(())
 }
 
-/// An upstream of the config: the Services a route spreads its requests over.
-pub(crate) struct Upstream {
-    pub name: String,
-    /// `host:port`, with a comment naming the Service.
-    pub servers: Vec<(String, String)>,
-}
-
-/// Turns the Services routes name into upstreams; a route whose Service port is a name that
-/// nothing resolves is dropped, with the flag that would resolve it.
-fn upstreams(plan: &mut Plan, options: &Options) -> Result<Vec<Upstream>, ConfigError> {
-    let mut overrides: BTreeMap<&str, &str> = BTreeMap::new();
-    for (name, addr) in &options.upstreams {
-        let port_ok = addr
-            .rsplit_once(':')
-            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
-        if !port_ok {
-            return Err(arg_error(
-                format!("{name}={addr}: the address is not host:port"),
-                "write --upstream NAME=HOST:PORT, such as default-web-80=10.0.0.5:8080",
-            ));
-        }
-        let used = |key: &str| {
-            plan.routes
-                .iter()
-                .any(|r| r.backends.iter().any(|b| b == key))
-        };
-        if !used(name) {
-            let known: Vec<&str> = plan
-                .services
-                .keys()
-                .map(String::as_str)
-                .filter(|k| used(k))
-                .collect();
-            return Err(arg_error(
-                format!("{name}={addr}: the import has no upstream named {name:?}"),
-                format!(
-                    "name one of the Services the manifests route to: {}",
-                    if known.is_empty() {
-                        "(none)".to_owned()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
-            ));
-        }
-        overrides.insert(name, addr);
+/// The error when no route was converted: why each object was skipped.
+fn nothing_to_import(plan: &Plan, sources: &[Source]) -> ConfigError {
+    let mut why = report::skipped(plan);
+    if why.is_empty() {
+        why = "no Ingress (networking.k8s.io/v1) or HTTPRoute (gateway.networking.k8s.io/v1) with a Service backend".into();
     }
-    let server = |key: &str, s: &Service| -> Option<(String, String)> {
-        let svc = format!("Service {}/{}", s.namespace, s.name);
-        if let Some(addr) = overrides.get(key) {
-            return Some((
-                addr.to_string(),
-                format!("{svc} ({key}), given with --upstream"),
-            ));
-        }
-        match &s.port {
-            Port::Number(p) => {
-                let note = s.note.as_ref().map_or(String::new(), |n| format!(": {n}"));
-                Some((
-                    format!("{}.{}.{}:{p}", s.name, s.namespace, options.service_domain),
-                    format!("{svc} port {p}{note}"),
-                ))
-            }
-            Port::Name(_) => None,
-        }
-    };
-
-    let mut out: Vec<Upstream> = Vec::new();
-    let mut kept = Vec::new();
-    let mut unresolved: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for mut r in std::mem::take(&mut plan.routes) {
-        let mut servers = Vec::new();
-        let mut missing = false;
-        for key in &r.backends {
-            let s = &plan.services[key];
-            match server(key, s) {
-                Some(x) => servers.push(x),
-                None => {
-                    unresolved
-                        .entry(key.clone())
-                        .or_default()
-                        .push(r.name.clone());
-                    missing = true;
-                }
-            }
-        }
-        if missing {
-            continue;
-        }
-        let name = r.backends.join("+");
-        if !out.iter().any(|u| u.name == name) {
-            out.push(Upstream {
-                name: name.clone(),
-                servers,
-            });
-        }
-        r.backends = vec![name];
-        kept.push(r);
-    }
-    plan.routes = kept;
-    for (key, routes) in unresolved {
-        let s = &plan.services[&key];
-        let Port::Name(port) = &s.port else { continue };
-        plan.report.unsupported(&s.first_seen, format!("Service {}/{} port {port:?}: a named port is a number only the Service object knows, and it is not in the input, so routes {} are not converted; add the Service's manifest to the input, or give --upstream {key}=HOST:PORT", s.namespace, s.name, routes.join(", ")));
-    }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
+    let names: Vec<String> = sources
+        .iter()
+        .map(|s| s.name.display().to_string())
+        .collect();
+    ConfigError::new(
+        Path::new(&names.join(", ")),
+        None,
+        String::new(),
+        format!("nothing to import: {why}"),
+        "give the Ingress and HTTPRoute manifests to convert (kubectl get ingress,httproute -A -o yaml > routes.yaml)".into(),
+    )
 }
 
 /// Compiles the config written, as `crossgate check` would, and returns its warnings. The
