@@ -131,35 +131,50 @@ pub fn config(
     options: &Options,
 ) -> String {
     let mut out = String::new();
+    header(&mut out, sources, options);
+    upstreams_section(&mut out, upstreams);
+    policies_section(&mut out, plan);
+    routes_section(&mut out, plan);
+    out
+}
+
+/// Where the config comes from, how to check it, and `listen:`.
+fn header(out: &mut String, sources: &[Source], options: &Options) {
     let names: Vec<String> = sources
         .iter()
         .map(|s| s.name.display().to_string())
         .collect();
     comment(
-        &mut out,
+        out,
         0,
         &format!(
             "crossgate config written by `crossgate import` from {}.",
             names.join(", ")
         ),
     );
-    comment(&mut out, 0, "Each route, upstream and CORS policy says where it comes from; the import report says what maps exactly, what changes meaning, and what was not converted.");
-    comment(&mut out, 0, "Check it with `crossgate check --config FILE` where the upstream names resolve (crossgate resolves them when it loads the file).");
+    comment(out, 0, "Each route, upstream and CORS policy says where it comes from; the import report says what maps exactly, what changes meaning, and what was not converted.");
+    comment(out, 0, "Check it with `crossgate check --config FILE` where the upstream names resolve (crossgate resolves them when it loads the file).");
     out.push('\n');
     out.push_str("listen:\n");
     let _ = writeln!(out, "  - {}", scalar(&options.listen));
     out.push('\n');
+}
 
-    comment(&mut out, 0, "One upstream per backend Service (NAMESPACE-SERVICE-PORT, the names ingress-nginx gives its upstreams; several Services of one rule are joined with +). No health_check: ingress-nginx has none either, and Kubernetes readiness keeps unready pods out of a Service.");
+fn upstreams_section(out: &mut String, upstreams: &[Upstream]) {
+    comment(out, 0, "One upstream per backend Service (NAMESPACE-SERVICE-PORT, the names ingress-nginx gives its upstreams; several Services of one rule are joined with +). No health_check: ingress-nginx has none either, and Kubernetes readiness keeps unready pods out of a Service.");
     out.push_str("upstreams:\n");
     for u in upstreams {
         let _ = writeln!(out, "  {}:", scalar(&u.name));
         out.push_str("    servers:\n");
         for (server, note) in &u.servers {
-            comment(&mut out, 6, note);
+            comment(out, 6, note);
             let _ = writeln!(out, "      - {}", scalar(server));
         }
     }
+}
+
+/// The policies some route uses (none: no `cors_policies:`).
+fn policies_section(out: &mut String, plan: &Plan) {
     let used: Vec<&str> = plan
         .routes
         .iter()
@@ -177,18 +192,21 @@ pub fn config(
             if i > 0 {
                 out.push('\n');
             }
-            policy(&mut out, p);
+            policy(out, p);
         }
     }
+}
+
+fn routes_section(out: &mut String, plan: &Plan) {
     out.push('\n');
-    comment(&mut out, 0, "First match wins: exact hosts, then wildcard hosts (longest first), then any host; within a host, exact paths, then the longest prefix, as the sources rank them.");
+    comment(out, 0, "First match wins: exact hosts, then wildcard hosts (longest first), then any host; within a host, exact paths, then the longest prefix, as the sources rank them.");
     out.push_str("routes:\n");
     for r in &plan.routes {
         for c in &r.comment {
-            comment(&mut out, 2, c);
+            comment(out, 2, c);
         }
         if r.policy.is_none() {
-            comment(&mut out, 2, "No cors: the source had no CORS for it, so CORS stays the backend's business (preflights are forwarded, headers untouched).");
+            comment(out, 2, "No cors: the source had no CORS for it, so CORS stays the backend's business (preflights are forwarded, headers untouched).");
         }
         let _ = writeln!(out, "  - name: {}", scalar(&r.name));
         match &r.host {
@@ -210,7 +228,6 @@ pub fn config(
             let _ = writeln!(out, "    cors: {}", scalar(p));
         }
     }
-    out
 }
 
 #[cfg(test)]
