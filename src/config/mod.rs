@@ -7,22 +7,23 @@
 //! serde_yaml is used only in this module (see [`parse_yaml`]), so that a maintained fork can
 //! replace it in one line.
 
+mod de;
 mod duration;
 mod error;
 mod hash;
+mod load;
 mod locate;
 pub mod marked;
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 pub use duration::Seconds;
 pub use error::{ConfigError, PathSeg, YamlPath};
 pub use hash::semantic_hash;
+pub use load::{load, parse_yaml, Loaded};
 
 /// The YAML library behind the config. Swap this line (and `parse_yaml`) to change it.
 use serde_yaml as yaml;
@@ -471,209 +472,3 @@ pub enum UpstreamHeaders {
 /// A scalar or a list of scalars.
 #[derive(Debug, Clone)]
 pub struct OneOrMany<T>(pub Vec<T>);
-
-/// The loaded file: its path and text (for error locations) and what it says.
-#[derive(Debug)]
-pub struct Loaded {
-    pub path: PathBuf,
-    pub source: String,
-    pub config: FileConfig,
-}
-
-impl Loaded {
-    /// An error at `path` in this file, with its line and column looked up.
-    pub fn error_at(&self, path: &YamlPath, message: String, fix: String) -> ConfigError {
-        let location = locate::locate(&self.source, path.segments());
-        ConfigError::new(&self.path, location, path.to_string(), message, fix)
-    }
-}
-
-/// Reads and parses a config file. Semantic checks happen in [`crate::rules::compile`].
-pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    let source = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::new(
-            path,
-            None,
-            String::new(),
-            format!("cannot read the config file: {e}"),
-            "check the path given with --config".into(),
-        )
-    })?;
-    let config = parse_yaml(path, &source)?;
-    Ok(Loaded {
-        path: path.to_path_buf(),
-        source,
-        config,
-    })
-}
-
-/// Parses YAML text; `path` only names the file in errors.
-pub fn parse_yaml(path: &Path, source: &str) -> Result<FileConfig, ConfigError> {
-    let de = yaml::Deserializer::from_str(source);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let yaml_path = e.path().to_string();
-        let inner = e.into_inner();
-        let location = inner.location().map(|l| (l.line(), l.column()));
-        error::from_serde(path, location, yaml_path, inner.to_string())
-    })
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Either<T> {
-            One(T),
-            Many(Vec<T>),
-        }
-        Ok(match Either::deserialize(d)? {
-            Either::One(t) => OneOrMany(vec![t]),
-            Either::Many(v) => OneOrMany(v),
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for FilePath {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = FilePath;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a path prefix such as /api/, or one of {prefix: ...}, {exact: ...}, {regex: ...}")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<FilePath, E> {
-                Ok(FilePath::Prefix(v.to_owned()))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FilePath, A::Error> {
-                let key: String = map
-                    .next_key()?
-                    .ok_or_else(|| de::Error::custom("empty path map: use {prefix: /api/}"))?;
-                let value: String = map.next_value()?;
-                let path = match key.as_str() {
-                    "prefix" => FilePath::Prefix(value),
-                    "exact" => FilePath::Exact(value),
-                    "regex" => FilePath::Regex(value),
-                    other => {
-                        return Err(de::Error::unknown_field(
-                            other,
-                            &["prefix", "exact", "regex"],
-                        ))
-                    }
-                };
-                if let Some(extra) = map.next_key::<String>()? {
-                    return Err(de::Error::custom(format!(
-                        "a path has one matcher, found a second key `{extra}`: make it a second route"
-                    )));
-                }
-                Ok(path)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl<'de> Deserialize<'de> for CorsRef {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = CorsRef;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str(
-                    "the name of a policy in cors_policies, or a policy (a map with allow_origins)",
-                )
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<CorsRef, E> {
-                Ok(CorsRef::Named(v.to_owned()))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<CorsRef, A::Error> {
-                FileCorsPolicy::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(|p| CorsRef::Inline(Box::new(p)))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl<'de> Deserialize<'de> for FileOrigins {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = FileOrigins;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("`any`, or a list of origins such as [\"https://app.example.com\"]")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<FileOrigins, E> {
-                match v {
-                    "any" | "*" => Ok(FileOrigins::Any),
-                    other => Err(E::custom(format!(
-                        "allow_origins must be `any` or a list, found the string {other:?}: write [{other:?}]"
-                    ))),
-                }
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<FileOrigins, A::Error> {
-                let mut list = Vec::new();
-                while let Some(o) = seq.next_element()? {
-                    list.push(o);
-                }
-                Ok(FileOrigins::List(list))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl<'de> Deserialize<'de> for FileOrigin {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = FileOrigin;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an origin such as \"https://app.example.com\", a wildcard such as \"https://*.example.com\", or {regex: ...}")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<FileOrigin, E> {
-                Ok(FileOrigin::Pattern(v.to_owned()))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FileOrigin, A::Error> {
-                let key: String = map
-                    .next_key()?
-                    .ok_or_else(|| de::Error::custom("empty map: use {regex: ...}"))?;
-                if key != "regex" {
-                    return Err(de::Error::unknown_field(&key, &["regex"]));
-                }
-                Ok(FileOrigin::Regex(map.next_value()?))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl<'de> Deserialize<'de> for FileAllowHeaders {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = FileAllowHeaders;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("`mirror` or a list of header names")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<FileAllowHeaders, E> {
-                match v {
-                    "mirror" => Ok(FileAllowHeaders::Mirror),
-                    other => Err(E::custom(format!(
-                        "allow_headers must be `mirror` or a list, found the string {other:?}: write [{other:?}]"
-                    ))),
-                }
-            }
-            fn visit_seq<A: SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<FileAllowHeaders, A::Error> {
-                let mut list = Vec::new();
-                while let Some(h) = seq.next_element()? {
-                    list.push(h);
-                }
-                Ok(FileAllowHeaders::List(list))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
