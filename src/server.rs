@@ -66,6 +66,105 @@ pub struct Gateway {
     upgrade_sock: PathBuf,
 }
 
+/// pingora's server, bootstrapped, with the settings of `server:` and the command line.
+fn pingora_server(rules: &Rules, options: &Options, upgrade_sock: &std::path::Path) -> Server {
+    let conf = ServerConf {
+        threads: rules.server.threads,
+        grace_period_seconds: Some(ceil_secs(rules.server.grace_period)),
+        graceful_shutdown_timeout_seconds: Some(ceil_secs(rules.server.shutdown_timeout)),
+        upgrade_sock: upgrade_sock.display().to_string(),
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade: options.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+    server
+}
+
+/// The proxy's listeners: what pingora binds (plain TCP for all), each address with its TLS
+/// acceptor if it is an HTTPS listener, and each HTTPS listener's swappable certificate.
+type Endpoints = (
+    Vec<pingora::listeners::ListenerConfig>,
+    Vec<(
+        std::net::SocketAddr,
+        Option<pingora::listeners::tls::Acceptor>,
+    )>,
+    Vec<(std::net::SocketAddr, Arc<crate::tls::SwappableCert>)>,
+);
+
+fn endpoints(listen: &[std::net::SocketAddr], tls: &[crate::rules::TlsListener]) -> Endpoints {
+    let mut listeners = Vec::new();
+    let mut endpoints = Vec::new();
+    for addr in listen {
+        endpoints.push(
+            pingora::listeners::ListenerConfig::tcp(addr.to_string()).l4_buffer(CLIENT_TCP_BUFFERS),
+        );
+        listeners.push((*addr, None));
+    }
+    let mut certs = Vec::new();
+    for l in tls {
+        let resolver = crate::tls::SwappableCert::new(l.cert.clone());
+        let mut settings =
+            pingora::listeners::tls::TlsSettings::intermediate("", "").expect("no I/O");
+        settings.set_cert_resolver(resolver.clone());
+        if l.http2 {
+            settings.enable_h2();
+        }
+        // A TCP listener for pingora: the handshake is done in `Guarded`, within
+        // client_header_timeout (pingora's TLS listener would allow it 60 s).
+        endpoints.push(pingora::listeners::ListenerConfig::tcp(l.addr.to_string()));
+        listeners.push((l.addr, Some(settings.build())));
+        certs.push((l.addr, resolver));
+    }
+    (endpoints, listeners, certs)
+}
+
+/// The admin listener: health, metrics, `/refused`.
+fn add_admin(
+    server: &mut Server,
+    addr: std::net::SocketAddr,
+    rules: &Arc<ArcSwap<Rules>>,
+    metrics: &Arc<Metrics>,
+    refused: Arc<crate::refused::Refused>,
+) {
+    let mut admin = pingora::services::listening::Service::new(
+        "crossgate admin".into(),
+        pingora::apps::http_app::HttpServer::new_app(Admin {
+            rules: rules.clone(),
+            metrics: metrics.clone(),
+            refused,
+        }),
+    );
+    admin.add_tcp(&addr.to_string());
+    server.add_service(admin);
+}
+
+/// The beacon forwarder, the health checks and the re-resolution of upstream names.
+fn add_background_services(
+    server: &mut Server,
+    forwarder: crate::beacon::Forwarder,
+    rules: &Arc<ArcSwap<Rules>>,
+    metrics: &Arc<Metrics>,
+) {
+    server.add_service(background_service("beacon forwarder", forwarder));
+    server.add_service(background_service(
+        "health checks",
+        HealthChecks {
+            rules: rules.clone(),
+        },
+    ));
+    server.add_service(background_service(
+        "upstream DNS",
+        crate::dns::DnsRefresh {
+            rules: rules.clone(),
+            metrics: metrics.clone(),
+        },
+    ));
+}
+
 impl Gateway {
     pub fn new(rules: Rules) -> Gateway {
         Self::with_options(rules, &Options::default())
@@ -76,19 +175,7 @@ impl Gateway {
             .upgrade_sock
             .clone()
             .unwrap_or_else(|| rules.server.upgrade_sock.clone());
-        let conf = ServerConf {
-            threads: rules.server.threads,
-            grace_period_seconds: Some(ceil_secs(rules.server.grace_period)),
-            graceful_shutdown_timeout_seconds: Some(ceil_secs(rules.server.shutdown_timeout)),
-            upgrade_sock: upgrade_sock.display().to_string(),
-            ..ServerConf::default()
-        };
-        let opt = Opt {
-            upgrade: options.upgrade,
-            ..Opt::default()
-        };
-        let mut server = Server::new_with_opt_and_conf(opt, conf);
-        server.bootstrap();
+        let mut server = pingora_server(&rules, options, &upgrade_sock);
         let listen = rules.listen.clone();
         let admin_addr = rules.admin;
         let grace_period = rules.server.grace_period;
@@ -117,30 +204,7 @@ impl Gateway {
         let mut http = pingora::apps::HttpServerOptions::default();
         http.h2_idle_timeout = Some(rules.load().server.client.keepalive);
         app.server_options = Some(http);
-        let mut listeners = Vec::new();
-        let mut endpoints = Vec::new();
-        for addr in &listen {
-            endpoints.push(
-                pingora::listeners::ListenerConfig::tcp(addr.to_string())
-                    .l4_buffer(CLIENT_TCP_BUFFERS),
-            );
-            listeners.push((*addr, None));
-        }
-        let mut certs = Vec::new();
-        for l in &rules.load().tls_listeners {
-            let resolver = crate::tls::SwappableCert::new(l.cert.clone());
-            let mut settings =
-                pingora::listeners::tls::TlsSettings::intermediate("", "").expect("no I/O");
-            settings.set_cert_resolver(resolver.clone());
-            if l.http2 {
-                settings.enable_h2();
-            }
-            // A TCP listener for pingora: the handshake is done in `Guarded`, within
-            // client_header_timeout (pingora's TLS listener would allow it 60 s).
-            endpoints.push(pingora::listeners::ListenerConfig::tcp(l.addr.to_string()));
-            listeners.push((l.addr, Some(settings.build())));
-            certs.push((l.addr, resolver));
-        }
+        let (endpoints, listeners, certs) = endpoints(&listen, &rules.load().tls_listeners);
         let mut proxy = pingora::services::listening::Service::new(
             "crossgate".into(),
             crate::guard::Guarded {
@@ -154,31 +218,9 @@ impl Gateway {
         }
         server.add_service(proxy);
         if let Some(addr) = admin_addr {
-            let mut admin = pingora::services::listening::Service::new(
-                "crossgate admin".into(),
-                pingora::apps::http_app::HttpServer::new_app(Admin {
-                    rules: rules.clone(),
-                    metrics: metrics.clone(),
-                    refused,
-                }),
-            );
-            admin.add_tcp(&addr.to_string());
-            server.add_service(admin);
+            add_admin(&mut server, addr, &rules, &metrics, refused);
         }
-        server.add_service(background_service("beacon forwarder", forwarder));
-        server.add_service(background_service(
-            "health checks",
-            HealthChecks {
-                rules: rules.clone(),
-            },
-        ));
-        server.add_service(background_service(
-            "upstream DNS",
-            crate::dns::DnsRefresh {
-                rules: rules.clone(),
-                metrics: metrics.clone(),
-            },
-        ));
+        add_background_services(&mut server, forwarder, &rules, &metrics);
         Gateway {
             server,
             rules,
