@@ -15,6 +15,7 @@ use http::header;
 use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
+use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::ErrorType;
@@ -71,6 +72,70 @@ fn connection_listed(headers: &http::HeaderMap) -> Vec<String> {
         .collect()
 }
 
+/// The request as it goes upstream: hop-by-hop headers and the body's length dropped, an
+/// HTTP/2 request's target and Host made HTTP/1.1's, and `path` (when set) forwarded instead of
+/// the client's.
+fn upstream_request(req: &mut RequestHeader, path: Option<&str>) -> Result<()> {
+    for n in connection_listed(&req.headers) {
+        req.remove_header(n.as_str());
+    }
+    let names: Vec<String> = req.headers.keys().map(|k| k.as_str().to_owned()).collect();
+    strip_hop_by_hop(names.into_iter(), |n| {
+        req.remove_header(n);
+    });
+    // The request body is not forwarded on this path (an EventSource sends none).
+    req.remove_header(&header::CONTENT_LENGTH);
+    // An HTTP/2 request goes upstream as HTTP/1.1: origin-form target, Host from :authority.
+    if !req.headers.contains_key(header::HOST) {
+        if let Some(authority) = req.uri.authority().map(|a| a.as_str().to_owned()) {
+            req.insert_header(header::HOST, authority)?;
+        }
+    }
+    if let Some(path) = path {
+        // ambiguous_paths: forward_normalized: the routed path is the forwarded one.
+        let uri = crate::proxy::origin_form(path, req.uri.query())?;
+        req.set_uri(uri);
+    } else if req.uri.authority().is_some() {
+        let target = req
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let uri = http::Uri::builder()
+            .path_and_query(target)
+            .build()
+            .map_err(|e| {
+                Error::because(ErrorType::InternalError, "rewriting the request target", e)
+            })?;
+        req.set_uri(uri);
+    }
+    req.set_version(http::Version::HTTP_11);
+    Ok(())
+}
+
+/// The upstream's response header as the client gets it (before the route's headers): hop-by-hop
+/// headers dropped, and chunked on HTTP/1 when it has no length. Returns whether it is an
+/// event stream, which gets heartbeats.
+fn client_response(resp: &mut ResponseHeader, http2: bool) -> Result<bool> {
+    for n in connection_listed(&resp.headers) {
+        resp.remove_header(n.as_str());
+    }
+    let names: Vec<String> = resp.headers.keys().map(|k| k.as_str().to_owned()).collect();
+    strip_hop_by_hop(names.into_iter(), |n| {
+        resp.remove_header(n);
+    });
+    let beats = is_event_stream(resp);
+    if beats {
+        // A heartbeat changes the length; an event stream has none anyway.
+        resp.remove_header(&header::CONTENT_LENGTH);
+    }
+    let bodiless = matches!(resp.status.as_u16(), 100..=199 | 204 | 304);
+    if !bodiless && !http2 && !resp.headers.contains_key(header::CONTENT_LENGTH) {
+        resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+    }
+    Ok(beats)
+}
+
 /// What the stream did, for the access log.
 pub struct Streamed {
     pub upstream_time: Duration,
@@ -98,40 +163,7 @@ pub fn stream<'a>(
         let (mut upstream, _reused) = connector.get_http_session(peer).await.map_err(up)?;
 
         let mut req = session.req_header().clone();
-        for n in connection_listed(&req.headers) {
-            req.remove_header(n.as_str());
-        }
-        let names: Vec<String> = req.headers.keys().map(|k| k.as_str().to_owned()).collect();
-        strip_hop_by_hop(names.into_iter(), |n| {
-            req.remove_header(n);
-        });
-        // The request body is not forwarded on this path (an EventSource sends none).
-        req.remove_header(&header::CONTENT_LENGTH);
-        // An HTTP/2 request goes upstream as HTTP/1.1: origin-form target, Host from :authority.
-        if !req.headers.contains_key(header::HOST) {
-            if let Some(authority) = req.uri.authority().map(|a| a.as_str().to_owned()) {
-                req.insert_header(header::HOST, authority)?;
-            }
-        }
-        if let Some(path) = path {
-            // ambiguous_paths: forward_normalized: the routed path is the forwarded one.
-            let uri = crate::proxy::origin_form(path, req.uri.query())?;
-            req.set_uri(uri);
-        } else if req.uri.authority().is_some() {
-            let target = req
-                .uri
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_owned();
-            let uri = http::Uri::builder()
-                .path_and_query(target)
-                .build()
-                .map_err(|e| {
-                    Error::because(ErrorType::InternalError, "rewriting the request target", e)
-                })?;
-            req.set_uri(uri);
-        }
-        req.set_version(http::Version::HTTP_11);
+        upstream_request(&mut req, path)?;
         upstream
             .write_request_header(Box::new(req))
             .await
@@ -151,53 +183,52 @@ pub fn stream<'a>(
                 Error::explain(ErrorType::InvalidHTTPHeader, "no response header").into_up()
             })?
             .clone();
-        for n in connection_listed(&resp.headers) {
-            resp.remove_header(n.as_str());
-        }
-        let names: Vec<String> = resp.headers.keys().map(|k| k.as_str().to_owned()).collect();
-        strip_hop_by_hop(names.into_iter(), |n| {
-            resp.remove_header(n);
-        });
-        let beats = is_event_stream(&resp);
-        if beats {
-            // A heartbeat changes the length; an event stream has none anyway.
-            resp.remove_header(&header::CONTENT_LENGTH);
-        }
-        let bodiless = matches!(resp.status.as_u16(), 100..=199 | 204 | 304);
-        if !bodiless && !session.is_http2() && !resp.headers.contains_key(header::CONTENT_LENGTH) {
-            resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
-        }
+        let beats = client_response(&mut resp, session.is_http2())?;
         decorate(&mut resp);
         session.write_response_header(Box::new(resp), false).await?;
 
-        let mut last_data = Instant::now();
-        loop {
-            let wait = if beats { heartbeat } else { silence_limit };
-            match tokio::time::timeout(wait, upstream.read_response_body()).await {
-                Ok(Ok(Some(chunk))) => {
-                    last_data = Instant::now();
-                    session.write_response_body(Some(chunk), false).await?;
-                }
-                Ok(Ok(None)) => {
-                    session.write_response_body(None, true).await?;
-                    return Ok(Streamed { upstream_time });
-                }
-                Ok(Err(e)) => return Err(up(e)),
-                Err(_) if last_data.elapsed() >= silence_limit => {
-                    return Error::e_explain(
-                        ErrorType::ReadTimedout,
-                        "the upstream stream was silent for its read timeout",
-                    )
-                    .map_err(|e| e.into_up());
-                }
-                Err(_) => {
-                    session
-                        .write_response_body(Some(Bytes::from_static(HEARTBEAT)), false)
-                        .await?;
-                }
+        relay(session, &mut upstream, beats, heartbeat, silence_limit).await?;
+        Ok(Streamed { upstream_time })
+    })
+}
+
+/// Forwards the body as it comes, with a heartbeat after each `heartbeat` of silence on an
+/// event stream, until the upstream ends it or is silent for `silence_limit`.
+async fn relay(
+    session: &mut Session,
+    upstream: &mut HttpSession,
+    beats: bool,
+    heartbeat: Duration,
+    silence_limit: Duration,
+) -> Result<()> {
+    let up = |e: Box<Error>| e.into_up();
+    let mut last_data = Instant::now();
+    loop {
+        let wait = if beats { heartbeat } else { silence_limit };
+        match tokio::time::timeout(wait, upstream.read_response_body()).await {
+            Ok(Ok(Some(chunk))) => {
+                last_data = Instant::now();
+                session.write_response_body(Some(chunk), false).await?;
+            }
+            Ok(Ok(None)) => {
+                session.write_response_body(None, true).await?;
+                return Ok(());
+            }
+            Ok(Err(e)) => return Err(up(e)),
+            Err(_) if last_data.elapsed() >= silence_limit => {
+                return Error::e_explain(
+                    ErrorType::ReadTimedout,
+                    "the upstream stream was silent for its read timeout",
+                )
+                .map_err(|e| e.into_up());
+            }
+            Err(_) => {
+                session
+                    .write_response_body(Some(Bytes::from_static(HEARTBEAT)), false)
+                    .await?;
             }
         }
-    })
+    }
 }
 
 #[cfg(test)]
