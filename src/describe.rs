@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use crate::config::UpstreamHeaders;
 use crate::cors::{AllowHeaders, AllowOrigin, CorsPolicy};
-use crate::rules::{HostMatch, PathMatch, Rules};
+use crate::rules::{HostMatch, PathMatch, Route, Rules};
 
 pub fn policy(p: &CorsPolicy) -> String {
     let origins = match &p.origins {
@@ -73,65 +73,7 @@ pub fn rules(r: &Rules) -> String {
     }
     let _ = writeln!(out, "routes (first match wins):");
     for (i, route) in r.routes.iter().enumerate() {
-        let host = match &route.host {
-            HostMatch::Any => "any host".to_owned(),
-            HostMatch::Exact(h) => format!("host {h}"),
-            HostMatch::Suffix(s) => format!("host *{s}"),
-        };
-        let path = match &route.path {
-            PathMatch::Prefix(p) => format!("path prefix {p}"),
-            PathMatch::Exact(p) => format!("path = {p}"),
-            PathMatch::Regex(re) => format!("path regex {}", re.as_str()),
-        };
-        let cors = match &route.cors {
-            None => "CORS left to the backend".to_owned(),
-            Some(p) if r.policies.values().any(|n| std::sync::Arc::ptr_eq(n, p)) => {
-                format!("cors policy {}", p.name)
-            }
-            Some(p) => format!("cors {{{}}}", policy(p)),
-        };
-        let mut extras = Vec::new();
-        if let Some(t) = route.read_timeout {
-            extras.push(format!("read timeout {t:?}"));
-        }
-        if let Some(j) = &route.jsonp {
-            let referer = if j.allow_without_referer {
-                "allowed"
-            } else {
-                "refused"
-            };
-            extras.push(format!(
-                "jsonp (?{}=, envelope {}, no Referer {referer})",
-                j.param, j.envelope
-            ));
-        }
-        if let Some(s) = &route.sse {
-            extras.push(match s.heartbeat {
-                Some(h) => format!("sse heartbeat {h:?}"),
-                None => "sse".to_owned(),
-            });
-        }
-        if let Some(ws) = &route.websocket {
-            let no_origin = if ws.allow_without_origin {
-                "allowed"
-            } else {
-                "refused"
-            };
-            extras.push(format!(
-                "websocket (idle {:?}, no Origin {no_origin})",
-                ws.idle_timeout
-            ));
-        }
-        let extras = if extras.is_empty() {
-            String::new()
-        } else {
-            format!("; {}", extras.join("; "))
-        };
-        let _ = writeln!(
-            out,
-            "  {i}. {}: {host}, {path} -> {}; {cors}{extras}",
-            route.name, route.upstream.name
-        );
+        let _ = writeln!(out, "  {i}. {}", route_line(r, route));
     }
     for b in &r.beacons {
         let forward = b.forward.as_ref().map_or("not forwarded".to_owned(), |f| {
@@ -153,4 +95,72 @@ pub fn rules(r: &Rules) -> String {
         let _ = writeln!(out, "no route: 404 without CORS headers");
     }
     out
+}
+
+/// One route of `rules`: its host, path, upstream, CORS and channel settings.
+fn route_line(r: &Rules, route: &Route) -> String {
+    let host = match &route.host {
+        HostMatch::Any => "any host".to_owned(),
+        HostMatch::Exact(h) => format!("host {h}"),
+        HostMatch::Suffix(s) => format!("host *{s}"),
+    };
+    let path = match &route.path {
+        PathMatch::Prefix(p) => format!("path prefix {p}"),
+        PathMatch::Exact(p) => format!("path = {p}"),
+        PathMatch::Regex(re) => format!("path regex {}", re.as_str()),
+    };
+    let cors = match &route.cors {
+        None => "CORS left to the backend".to_owned(),
+        Some(p) if r.policies.values().any(|n| std::sync::Arc::ptr_eq(n, p)) => {
+            format!("cors policy {}", p.name)
+        }
+        Some(p) => format!("cors {{{}}}", policy(p)),
+    };
+    let extras = extras(route);
+    let extras = if extras.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", extras.join("; "))
+    };
+    format!(
+        "{}: {host}, {path} -> {}; {cors}{extras}",
+        route.name, route.upstream.name
+    )
+}
+
+/// A route's read timeout and channels (JSONP, SSE, WebSocket).
+fn extras(route: &Route) -> Vec<String> {
+    let mut extras = Vec::new();
+    if let Some(t) = route.read_timeout {
+        extras.push(format!("read timeout {t:?}"));
+    }
+    if let Some(j) = &route.jsonp {
+        let referer = if j.allow_without_referer {
+            "allowed"
+        } else {
+            "refused"
+        };
+        extras.push(format!(
+            "jsonp (?{}=, envelope {}, no Referer {referer})",
+            j.param, j.envelope
+        ));
+    }
+    if let Some(s) = &route.sse {
+        extras.push(match s.heartbeat {
+            Some(h) => format!("sse heartbeat {h:?}"),
+            None => "sse".to_owned(),
+        });
+    }
+    if let Some(ws) = &route.websocket {
+        let no_origin = if ws.allow_without_origin {
+            "allowed"
+        } else {
+            "refused"
+        };
+        extras.push(format!(
+            "websocket (idle {:?}, no Origin {no_origin})",
+            ws.idle_timeout
+        ));
+    }
+    extras
 }
