@@ -42,49 +42,8 @@ impl Bridge {
     /// Builds the bridge for `policy`, which must list only exact origins and wildcards:
     /// the browser side cannot run the proxy's regexes.
     pub fn new(path: &str, policy: &CorsPolicy, allow_paths: &[String]) -> Result<Bridge, String> {
-        let (any, exact, wildcards, sources) = match &policy.origins {
-            AllowOrigin::Any => (true, vec![], vec![], "*".to_owned()),
-            AllowOrigin::List(list) => {
-                if list.has_regex() {
-                    return Err(format!(
-                        "policy {} has regex origins, which the bridge page cannot check in the browser",
-                        policy.name
-                    ));
-                }
-                // `null` is never answered by the bridge (anyone can make an opaque origin).
-                let exact: Vec<String> = list
-                    .exact_origins()
-                    .filter(|o| *o != "null")
-                    .map(str::to_owned)
-                    .collect();
-                let wildcards: Vec<serde_json::Value> = list
-                    .wildcards()
-                    .map(|w| json!({"scheme": w.scheme(), "suffix": w.dot_suffix(), "port": w.port()}))
-                    .collect();
-                // CSP source expressions: exact origins and *.suffix wildcards; `null` has none.
-                let mut sources: Vec<String> =
-                    exact.iter().filter(|o| *o != "null").cloned().collect();
-                sources.extend(list.wildcards().map(|w| w.csp_source()));
-                let sources = if sources.is_empty() {
-                    "'none'".to_owned()
-                } else {
-                    sources.join(" ")
-                };
-                (false, exact, wildcards, sources)
-            }
-        };
-        // The names a preflight against this policy allows, whatever their values (the engine
-        // checks `Access-Control-Request-Headers` by name only); `null` for `mirror`, which
-        // allows every name. The frame lets any other header through only if the Fetch standard
-        // safelists it, name and value, as a browser would without a preflight.
-        let headers = match &policy.headers {
-            AllowHeaders::Mirror => serde_json::Value::Null,
-            AllowHeaders::List { names, .. } => {
-                let mut v: Vec<&String> = names.iter().collect();
-                v.sort();
-                json!(v)
-            }
-        };
+        let (any, exact, wildcards, sources) = origins(policy)?;
+        let headers = headers(policy);
         let expose: Vec<&str> = policy
             .expose_value
             .as_ref()
@@ -133,6 +92,58 @@ impl Bridge {
             Some(Asset::ClientJs)
         } else {
             None
+        }
+    }
+}
+
+/// What the frame checks `event.origin` against: any origin, or the exact origins and the
+/// wildcards; and the `frame-ancestors` sources of the CSP. Regex origins are refused.
+fn origins(
+    policy: &CorsPolicy,
+) -> Result<(bool, Vec<String>, Vec<serde_json::Value>, String), String> {
+    Ok(match &policy.origins {
+        AllowOrigin::Any => (true, vec![], vec![], "*".to_owned()),
+        AllowOrigin::List(list) => {
+            if list.has_regex() {
+                return Err(format!(
+                    "policy {} has regex origins, which the bridge page cannot check in the browser",
+                    policy.name
+                ));
+            }
+            // `null` is never answered by the bridge (anyone can make an opaque origin).
+            let exact: Vec<String> = list
+                .exact_origins()
+                .filter(|o| *o != "null")
+                .map(str::to_owned)
+                .collect();
+            let wildcards: Vec<serde_json::Value> = list
+                .wildcards()
+                .map(|w| json!({"scheme": w.scheme(), "suffix": w.dot_suffix(), "port": w.port()}))
+                .collect();
+            // CSP source expressions: exact origins and *.suffix wildcards; `null` has none.
+            let mut sources: Vec<String> = exact.iter().filter(|o| *o != "null").cloned().collect();
+            sources.extend(list.wildcards().map(|w| w.csp_source()));
+            let sources = if sources.is_empty() {
+                "'none'".to_owned()
+            } else {
+                sources.join(" ")
+            };
+            (false, exact, wildcards, sources)
+        }
+    })
+}
+
+/// The names a preflight against this policy allows, whatever their values (the engine
+/// checks `Access-Control-Request-Headers` by name only); `null` for `mirror`, which
+/// allows every name. The frame lets any other header through only if the Fetch standard
+/// safelists it, name and value, as a browser would without a preflight.
+fn headers(policy: &CorsPolicy) -> serde_json::Value {
+    match &policy.headers {
+        AllowHeaders::Mirror => serde_json::Value::Null,
+        AllowHeaders::List { names, .. } => {
+            let mut v: Vec<&String> = names.iter().collect();
+            v.sort();
+            json!(v)
         }
     }
 }
