@@ -56,44 +56,11 @@ impl CorsPolicy {
         h.insert(VARY, self.vary_preflight.clone());
         let body = match &check {
             OriginCheck::Allowed(acao) => {
-                h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, acao.clone());
-                if self.credentials {
-                    h.insert(ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE.clone());
-                }
-                h.insert(ACCESS_CONTROL_ALLOW_METHODS, self.methods_value.clone());
-                match &self.headers {
-                    AllowHeaders::Mirror => {
-                        if let Some(v) = mirrored_headers(req) {
-                            h.insert(ACCESS_CONTROL_ALLOW_HEADERS, v);
-                        }
-                    }
-                    AllowHeaders::List { value: Some(v), .. } => {
-                        h.insert(ACCESS_CONTROL_ALLOW_HEADERS, v.clone());
-                    }
-                    AllowHeaders::List { value: None, .. } => {}
-                }
-                if let Some(age) = &self.max_age {
-                    h.insert(ACCESS_CONTROL_MAX_AGE, age.clone());
-                }
-                if self.private_network && asks_private_network(req) {
-                    h.insert(ALLOW_PRIVATE_NETWORK, TRUE.clone());
-                }
+                self.allow(h, acao, req);
                 // 204: no Content-Length (RFC 9110 §8.6).
                 None
             }
-            OriginCheck::Denied(why) => {
-                let body = format!("crossgate: CORS preflight refused: {why}\n");
-                h.insert(
-                    http::header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; charset=utf-8"),
-                );
-                h.insert(
-                    http::header::X_CONTENT_TYPE_OPTIONS,
-                    HeaderValue::from_static("nosniff"),
-                );
-                h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-                Some(body)
-            }
+            OriginCheck::Denied(why) => Some(refuse(h, why)),
             OriginCheck::NoOrigin | OriginCheck::WouldDeny { .. } => {
                 unreachable!("a preflight has an Origin, and the strict check never defers")
             }
@@ -102,6 +69,32 @@ impl CorsPolicy {
             check,
             header: ResponseHeader::from(parts),
             body,
+        }
+    }
+
+    /// A 204's headers: the origin, and what the policy allows.
+    fn allow(&self, h: &mut http::HeaderMap, acao: &HeaderValue, req: &RequestHeader) {
+        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, acao.clone());
+        if self.credentials {
+            h.insert(ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE.clone());
+        }
+        h.insert(ACCESS_CONTROL_ALLOW_METHODS, self.methods_value.clone());
+        match &self.headers {
+            AllowHeaders::Mirror => {
+                if let Some(v) = mirrored_headers(req) {
+                    h.insert(ACCESS_CONTROL_ALLOW_HEADERS, v);
+                }
+            }
+            AllowHeaders::List { value: Some(v), .. } => {
+                h.insert(ACCESS_CONTROL_ALLOW_HEADERS, v.clone());
+            }
+            AllowHeaders::List { value: None, .. } => {}
+        }
+        if let Some(age) = &self.max_age {
+            h.insert(ACCESS_CONTROL_MAX_AGE, age.clone());
+        }
+        if self.private_network && asks_private_network(req) {
+            h.insert(ALLOW_PRIVATE_NETWORK, TRUE.clone());
         }
     }
 
@@ -149,6 +142,21 @@ impl CorsPolicy {
         }
         Ok(())
     }
+}
+
+/// A 403's headers, and its body: why the preflight is refused.
+fn refuse(h: &mut http::HeaderMap, why: &Refusal) -> String {
+    let body = format!("crossgate: CORS preflight refused: {why}\n");
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    body
 }
 
 /// Every `Access-Control-Request-Headers` line, joined (already checked to be header names).
