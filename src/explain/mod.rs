@@ -3,81 +3,26 @@
 
 use std::fmt::Write;
 
+use std::ops::ControlFlow;
+
 use http::{HeaderName, Method};
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::ResponseHeader;
 
 use crate::cors::{is_preflight, CorsPolicy, OriginCheck};
 use crate::dispatch::{dispatch, Action, Routed, Serve};
 use crate::rules::Rules;
+
+mod browser;
+#[cfg(test)]
+mod tests;
+
+use browser::{normalize_method, request, safelisted, split_url, url_origin};
 
 /// The answer: the report to print and whether the browser would let the page read the
 /// response.
 pub struct Explanation {
     pub report: String,
     pub allowed: bool,
-}
-
-/// Request headers a page may set without a preflight (Fetch, "CORS-safelisted
-/// request-header"); `content-type` only with one of three values.
-fn safelisted(name: &str, value: Option<&str>) -> bool {
-    match name {
-        "accept" | "accept-language" | "content-language" => true,
-        "content-type" => value.is_some_and(|v| {
-            let essence = v
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            matches!(
-                essence.as_str(),
-                "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain"
-            )
-        }),
-        _ => false,
-    }
-}
-
-/// Fetch normalizes these method names to upper case; others stay as written.
-fn normalize_method(m: &str) -> String {
-    match m.to_ascii_uppercase().as_str() {
-        u @ ("DELETE" | "GET" | "HEAD" | "OPTIONS" | "POST" | "PUT") => u.to_owned(),
-        _ => m.to_owned(),
-    }
-}
-
-/// The URL's origin (`scheme://host[:port]`, default port left out).
-fn url_origin(url: &str) -> String {
-    let scheme_end = url.find("://").map_or(0, |i| i + 3);
-    let end = url[scheme_end..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| scheme_end + i);
-    let origin = url[..end].to_ascii_lowercase();
-    origin
-        .strip_suffix(":80")
-        .filter(|o| o.starts_with("http://"))
-        .or_else(|| {
-            origin
-                .strip_suffix(":443")
-                .filter(|o| o.starts_with("https://"))
-        })
-        .map_or(origin.clone(), str::to_owned)
-}
-
-fn split_url(url: &str) -> Result<(&str, &str), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| format!("{url:?} is not an http:// or https:// URL"))?;
-    let (authority, path) = rest
-        .find('/')
-        .map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
-    let host = crate::proxy::strip_port(authority);
-    let host = host.strip_suffix('.').unwrap_or(host);
-    if host.is_empty() {
-        return Err(format!("{url:?} has no host"));
-    }
-    Ok((host, path))
 }
 
 fn headers_of(resp: &ResponseHeader) -> String {
@@ -126,21 +71,6 @@ fn origin_reason(policy: &CorsPolicy, origin: &str) -> String {
     }
 }
 
-/// A request head for `explain` (built the way a browser would send it).
-fn request(
-    method: &str,
-    target: &str,
-    headers: &[(&str, Option<&str>)],
-) -> Result<RequestHeader, String> {
-    let mut req =
-        RequestHeader::build(method, target.as_bytes(), None).map_err(|e| e.to_string())?;
-    for (n, v) in headers {
-        req.append_header(n.to_string(), v.unwrap_or(""))
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(req)
-}
-
 /// Explains what a page on `origin` gets for `method url` with `headers` ("Name: value"),
 /// by asking [`dispatch`] what the proxy would do with the browser's requests.
 pub fn explain(
@@ -158,6 +88,61 @@ pub fn explain(
     let method = normalize_method(method);
     let method =
         Method::from_bytes(method.as_bytes()).map_err(|_| format!("{method:?} is not a method"))?;
+    let parsed = parse_headers(headers)?;
+    let mut sent: Vec<(&str, Option<&str>)> = vec![("origin", Some(origin))];
+    sent.extend(parsed.iter().map(|(n, v)| (n.as_str(), v.as_deref())));
+    let actual = request(method.as_str(), target, &sent)?;
+    let action = dispatch(rules, host, &actual);
+
+    let mut out = String::new();
+    let page = Page {
+        url,
+        origin,
+        host,
+        path,
+    };
+    let (routed, policy) = match route_and_policy(rules, action, &page, &mut out) {
+        ControlFlow::Continue(found) => found,
+        ControlFlow::Break(allowed) => {
+            return Ok(Explanation {
+                report: out,
+                allowed,
+            })
+        }
+    };
+    if let ControlFlow::Break(allowed) = channel(&routed.serve, &mut out) {
+        return Ok(Explanation {
+            report: out,
+            allowed,
+        });
+    }
+    let mut allowed = preflight(rules, &page, target, &method, &parsed, &mut out)?;
+    allowed &= actual_response(policy, &routed, credentials, &mut out)?;
+    let _ = writeln!(
+        out,
+        "result: {}",
+        if allowed {
+            "ALLOWED: the page can read the response"
+        } else {
+            "REFUSED: the browser will not let the page read the response"
+        }
+    );
+    Ok(Explanation {
+        report: out,
+        allowed,
+    })
+}
+
+/// Where the request comes from and goes to.
+struct Page<'a> {
+    url: &'a str,
+    origin: &'a str,
+    host: &'a str,
+    path: &'a str,
+}
+
+/// The `--header` arguments ("Name: value", or a bare name), checked as header names.
+fn parse_headers(headers: &[String]) -> Result<Vec<(HeaderName, Option<String>)>, String> {
     let mut parsed = Vec::new();
     for h in headers {
         let (name, value) = match h.split_once(':') {
@@ -168,23 +153,31 @@ pub fn explain(
             .map_err(|_| format!("{name:?} is not a header name"))?;
         parsed.push((name, value.map(str::to_owned)));
     }
-    let mut sent: Vec<(&str, Option<&str>)> = vec![("origin", Some(origin))];
-    sent.extend(parsed.iter().map(|(n, v)| (n.as_str(), v.as_deref())));
-    let actual = request(method.as_str(), target, &sent)?;
-    let action = dispatch(rules, host, &actual);
+    Ok(parsed)
+}
 
+/// The route and its CORS policy, or (`Break`) the answer when there is none to ask: a refused
+/// path, a same-origin request, no route, or a route without a policy.
+fn route_and_policy<'r>(
+    rules: &'r Rules,
+    action: Action,
+    page: &Page,
+    out: &mut String,
+) -> ControlFlow<bool, (Routed, &'r CorsPolicy)> {
+    let Page {
+        url,
+        origin,
+        host,
+        path,
+    } = *page;
     let own_endpoint = matches!(action, Action::Bridge(_) | Action::Beacon(_));
-    let mut out = String::new();
     let routed = match action {
         Action::BadPath(why) => {
             let _ = writeln!(
                 out,
                 "path: {path} is refused with 400 by crossgate before routing: {why}"
             );
-            return Ok(Explanation {
-                report: out,
-                allowed: false,
-            });
+            return ControlFlow::Break(false);
         }
         Action::Route(r) => Some(r),
         _ => None,
@@ -200,10 +193,7 @@ pub fn explain(
             out,
             "same-origin: the page and the URL share the origin {origin}; CORS does not apply"
         );
-        return Ok(Explanation {
-            report: out,
-            allowed: true,
-        });
+        return ControlFlow::Break(true);
     }
     let Some(routed) = routed else {
         let _ = if own_endpoint {
@@ -217,10 +207,7 @@ pub fn explain(
                 "route: none matches host {host} path {path}: crossgate answers 404 itself"
             )
         };
-        return Ok(Explanation {
-            report: out,
-            allowed: own_endpoint,
-        });
+        return ControlFlow::Break(own_endpoint);
     };
     let route = &rules.routes[routed.route];
     let _ = writeln!(
@@ -230,19 +217,18 @@ pub fn explain(
     );
     let Some(policy) = route.cors.as_deref() else {
         let _ = writeln!(out, "cors: this route leaves CORS to the backend: crossgate adds no CORS headers and forwards preflights");
-        return Ok(Explanation {
-            report: out,
-            allowed: false,
-        });
+        return ControlFlow::Break(false);
     };
     let _ = writeln!(out, "{}", origin_reason(policy, origin));
-    match &routed.serve {
+    ControlFlow::Continue((routed, policy))
+}
+
+/// What JSONP and WebSocket routes add, or (`Break`) the answer when the channel decides it.
+fn channel(serve: &Serve, out: &mut String) -> ControlFlow<bool> {
+    match serve {
         Serve::JsonpRefused { why, .. } => {
             let _ = writeln!(out, "jsonp: refused by crossgate: {why}");
-            return Ok(Explanation {
-                report: out,
-                allowed: false,
-            });
+            return ControlFlow::Break(false);
         }
         Serve::Jsonp { callback, .. } => {
             let _ = writeln!(
@@ -253,27 +239,32 @@ pub fn explain(
         }
         Serve::WebSocketRefused(why) => {
             let _ = writeln!(out, "websocket: the upgrade is refused with 403: {why}");
-            return Ok(Explanation {
-                report: out,
-                allowed: false,
-            });
+            return ControlFlow::Break(false);
         }
         Serve::WebSocket(_) => {
             let _ = writeln!(
                 out,
                 "websocket: the upgrade goes through (browsers apply no CORS to WebSockets)"
             );
-            return Ok(Explanation {
-                report: out,
-                allowed: true,
-            });
+            return ControlFlow::Break(true);
         }
         _ => {}
     }
+    ControlFlow::Continue(())
+}
 
-    // Would the browser send a preflight?
+/// Would the browser send a preflight, and would its answer let the request go? `false` when
+/// the preflight is refused.
+fn preflight(
+    rules: &Rules,
+    page: &Page,
+    target: &str,
+    method: &Method,
+    parsed: &[(HeaderName, Option<String>)],
+    out: &mut String,
+) -> Result<bool, String> {
     let mut reasons = Vec::new();
-    if !matches!(method, Method::GET | Method::HEAD | Method::POST) {
+    if !matches!(*method, Method::GET | Method::HEAD | Method::POST) {
         reasons.push(format!("method {method} is not CORS-safelisted"));
     }
     let mut unsafe_names: Vec<String> = parsed
@@ -287,42 +278,48 @@ pub fn explain(
         reasons.push(format!("header {n} is not CORS-safelisted"));
     }
 
-    let mut allowed = true;
     if reasons.is_empty() {
         let _ = writeln!(out, "preflight: no (a simple request)");
-    } else {
-        let _ = writeln!(out, "preflight: yes ({})", reasons.join("; "));
-        let asked = unsafe_names.join(",");
-        let mut pre = vec![
-            ("origin", Some(origin)),
-            ("access-control-request-method", Some(method.as_str())),
-        ];
-        if !unsafe_names.is_empty() {
-            pre.push(("access-control-request-headers", Some(asked.as_str())));
-        }
-        let preflight = request("OPTIONS", target, &pre)?;
-        debug_assert!(is_preflight(&preflight));
-        let Action::Route(Routed {
-            serve: Serve::Preflight(p),
-            ..
-        }) = dispatch(rules, host, &preflight)
-        else {
-            return Err("the preflight was not answered by the route's policy".into());
-        };
-        let _ = writeln!(
-            out,
-            "preflight answer: {} (by crossgate; never forwarded)",
-            p.header.status.as_u16()
-        );
-        out.push_str(&headers_of(&p.header));
-        if let Some(body) = &p.body {
-            let _ = writeln!(out, "    body: {}", body.trim_end());
-        }
-        if p.header.status.as_u16() != 204 {
-            allowed = false;
-        }
+        return Ok(true);
     }
+    let _ = writeln!(out, "preflight: yes ({})", reasons.join("; "));
+    let asked = unsafe_names.join(",");
+    let mut pre = vec![
+        ("origin", Some(page.origin)),
+        ("access-control-request-method", Some(method.as_str())),
+    ];
+    if !unsafe_names.is_empty() {
+        pre.push(("access-control-request-headers", Some(asked.as_str())));
+    }
+    let preflight = request("OPTIONS", target, &pre)?;
+    debug_assert!(is_preflight(&preflight));
+    let Action::Route(Routed {
+        serve: Serve::Preflight(p),
+        ..
+    }) = dispatch(rules, page.host, &preflight)
+    else {
+        return Err("the preflight was not answered by the route's policy".into());
+    };
+    let _ = writeln!(
+        out,
+        "preflight answer: {} (by crossgate; never forwarded)",
+        p.header.status.as_u16()
+    );
+    out.push_str(&headers_of(&p.header));
+    if let Some(body) = &p.body {
+        let _ = writeln!(out, "    body: {}", body.trim_end());
+    }
+    Ok(p.header.status.as_u16() == 204)
+}
 
+/// The headers crossgate sets on the actual response, and whether the browser lets the page
+/// read it.
+fn actual_response(
+    policy: &CorsPolicy,
+    routed: &Routed,
+    credentials: bool,
+    out: &mut String,
+) -> Result<bool, String> {
     let check = routed
         .serve
         .origin()
@@ -349,169 +346,5 @@ pub fn explain(
     if let OriginCheck::WouldDeny { .. } = &check {
         let _ = writeln!(out, "report-only: counted as would_deny and logged");
     }
-    allowed &= readable;
-    let _ = writeln!(
-        out,
-        "result: {}",
-        if allowed {
-            "ALLOWED: the page can read the response"
-        } else {
-            "REFUSED: the browser will not let the page read the response"
-        }
-    );
-    Ok(Explanation {
-        report: out,
-        allowed,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rules() -> Rules {
-        let yaml = "listen: 127.0.0.1:0\nupstreams:\n  b: {servers: [127.0.0.1:9]}\nroutes:\n  - name: api\n    path: /api/\n    upstream: b\n    cors: {allow_origins: ['https://*.example.com'], allow_methods: [GET, PUT], allow_headers: [x-custom], allow_credentials: true}\n  - {name: public, path: /public/, upstream: b, cors: {allow_origins: any}}\n";
-        crate::test_util::rules_from_yaml(yaml)
-    }
-
-    fn ex(
-        url: &str,
-        origin: &str,
-        method: &str,
-        headers: &[&str],
-        credentials: bool,
-    ) -> Explanation {
-        let headers: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
-        explain(&rules(), url, origin, method, &headers, credentials).unwrap()
-    }
-
-    #[test]
-    fn a_simple_allowed_request() {
-        // The query is not part of the path routes match; `get` is normalized like Fetch does.
-        let e = ex(
-            "https://api.test/api/x?q=1",
-            "https://a.example.com",
-            "get",
-            &[],
-            true,
-        );
-        assert!(e.allowed, "{}", e.report);
-        assert!(
-            e.report
-                .contains("allowed by allow_origins entry \"https://*.example.com\""),
-            "{}",
-            e.report
-        );
-        assert!(e.report.contains("preflight: no"), "{}", e.report);
-        assert!(
-            e.report
-                .contains("access-control-allow-origin: https://a.example.com"),
-            "{}",
-            e.report
-        );
-    }
-
-    #[test]
-    fn a_preflighted_request_shows_the_preflight_answer() {
-        let e = ex(
-            "https://api.test/api/x",
-            "https://a.example.com",
-            "PUT",
-            &["X-Custom: 1", "Content-Type: application/json"],
-            false,
-        );
-        assert!(!e.allowed, "content-type is not listed: {}", e.report);
-        assert!(e.report.contains("preflight: yes (method PUT is not CORS-safelisted; header content-type is not CORS-safelisted; header x-custom is not CORS-safelisted)"), "{}", e.report);
-        assert!(e.report.contains("preflight answer: 403"), "{}", e.report);
-        let e = ex(
-            "https://api.test/api/x",
-            "https://a.example.com",
-            "PUT",
-            &["X-Custom: 1"],
-            false,
-        );
-        assert!(e.allowed, "{}", e.report);
-        assert!(e.report.contains("preflight answer: 204"), "{}", e.report);
-    }
-
-    #[test]
-    fn credentials_need_an_exact_origin() {
-        let e = ex(
-            "https://api.test/public/x",
-            "https://a.example.com",
-            "GET",
-            &[],
-            false,
-        );
-        assert!(e.allowed, "{}", e.report);
-        let e = ex(
-            "https://api.test/public/x",
-            "https://a.example.com",
-            "GET",
-            &[],
-            true,
-        );
-        assert!(
-            !e.allowed,
-            "the browser refuses * with credentials: {}",
-            e.report
-        );
-        assert!(
-            e.report.contains("credentials: refused by the browser"),
-            "{}",
-            e.report
-        );
-    }
-
-    #[test]
-    fn same_origin_needs_no_cors() {
-        let e = ex(
-            "https://a.example.com:443/api/x",
-            "https://a.example.com",
-            "PUT",
-            &[],
-            false,
-        );
-        assert!(
-            e.allowed && e.report.starts_with("same-origin"),
-            "{}",
-            e.report
-        );
-    }
-
-    #[test]
-    fn refusals_say_why() {
-        let e = ex(
-            "https://api.test/api/x",
-            "https://example.com.evil.io",
-            "GET",
-            &[],
-            false,
-        );
-        assert!(!e.allowed);
-        assert!(
-            e.report
-                .contains("matches no allow_origins entry of policy routes[0].cors"),
-            "{}",
-            e.report
-        );
-        let e = ex(
-            "https://api.test/other",
-            "https://a.example.com",
-            "GET",
-            &[],
-            false,
-        );
-        assert!(!e.allowed);
-        assert!(e.report.contains("route: none matches"), "{}", e.report);
-        assert!(explain(
-            &rules(),
-            "ftp://x/",
-            "https://a.example.com",
-            "GET",
-            &[],
-            false
-        )
-        .is_err());
-    }
+    Ok(readable)
 }
