@@ -20,14 +20,14 @@
 //! reads it otherwise (an origin with a path makes it fall back to `*`) the report says so; a
 //! value with no clear meaning is an error.
 
-use std::sync::LazyLock;
-
-use regex::Regex;
-
 use super::super::browser_max_age;
 use super::super::manifest::{At, Object};
 use super::super::plan::{Field, Headers, OriginEntry, Origins, Plan, Policy};
 use super::origin::{origin_item, OriginItem};
+use super::values::{
+    go_bool, go_int, items, nginx_takes, normalized, quoted, BOOLEANS, EXPOSE_VALID, METHODS_VALID,
+    ORIGINS_VALID,
+};
 use crate::config::ConfigError;
 
 pub(super) const PREFIX: &str = "nginx.ingress.kubernetes.io/";
@@ -45,61 +45,6 @@ pub(super) const CORS_ANNOTATIONS: [&str; 7] = [
     "cors-max-age",
 ];
 
-// ingress-nginx's validation patterns (cors/main.go), applied to the value with its spaces
-// removed; a value they refuse is replaced by the annotation's default.
-static ORIGINS_VALID: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^((((([a-z]+://)?(\*\.)?[A-Za-z0-9\-.]*(:\d+)?,?)|null)+)|\*)?$")
-        .expect("a valid pattern")
-});
-// The methods and expose-headers patterns are checked a second time on the value with its
-// spaces, where `\s?` allows one space after a comma, no more.
-static METHODS_VALID: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^([A-Za-z]+,?\s?)+$").expect("a valid pattern"));
-static EXPOSE_VALID: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^(([A-Za-z0-9\-_]+|\*),?\s?)+$").expect("a valid pattern"));
-
-/// An annotation's value as ingress-nginx reads it (`parser.normalizeString`: each line
-/// trimmed).
-fn normalized(v: &str) -> String {
-    v.split('\n').map(str::trim).collect::<Vec<_>>().join("\n")
-}
-
-/// Would ingress-nginx take this list value, or fall back to the default?
-fn nginx_takes(v: &str, pattern: &Regex, also_with_spaces: bool) -> bool {
-    let v = normalized(v);
-    let squeezed = v.replace(' ', "");
-    pattern.is_match(&squeezed)
-        && !squeezed.contains(['\r', '\n'])
-        && (!also_with_spaces || pattern.is_match(&v))
-}
-
-/// Go's `strconv.ParseBool`, which ingress-nginx uses.
-pub(super) fn go_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
-}
-
-/// Go's `strconv.Atoi`: optional sign, decimal digits.
-fn go_int(s: &str) -> Option<i64> {
-    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
-}
-
-/// The comma list of an annotation, as ingress-nginx splits it: empty items (a trailing
-/// comma) dropped, spaces around items trimmed.
-fn items(v: &str) -> Vec<&str> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
 /// Allowed origins with their comments.
 type OriginList = Vec<Field<OriginEntry>>;
 
@@ -110,14 +55,6 @@ struct Reader<'x, 'a> {
     /// What maps exactly, for the report's line about the policy.
     exact: Vec<&'static str>,
 }
-
-/// An annotation's value as a comment quotes it.
-fn quoted(v: &str) -> String {
-    format!("{:?}", normalized(v))
-}
-
-const BOOLEANS: &str =
-    "write \"true\" or \"false\" (ingress-nginx also reads True, TRUE, 1, t, False, FALSE, 0, f)";
 
 impl<'a> Reader<'_, 'a> {
     /// The annotation's node and value, if it is set and not empty (ingress-nginx treats an
@@ -476,46 +413,5 @@ impl Reader<'_, '_> {
                 )
             }
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn go_booleans_are_the_spellings_strconv_parsebool_reads() {
-        for t in ["true", "True", "TRUE", "1", "t", "T"] {
-            assert_eq!(go_bool(t), Some(true), "{t}");
-        }
-        for f in ["false", "False", "FALSE", "0", "f", "F"] {
-            assert_eq!(go_bool(f), Some(false), "{f}");
-        }
-        for bad in ["yes", "on", " true", "tRuE", ""] {
-            assert_eq!(go_bool(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn ingress_nginx_refuses_two_spaces_after_a_comma_in_methods() {
-        assert!(nginx_takes("GET, POST", &METHODS_VALID, true));
-        assert!(nginx_takes("GET,POST,", &METHODS_VALID, true));
-        assert!(!nginx_takes("GET,  POST", &METHODS_VALID, true));
-        assert!(!nginx_takes("GET,\nPOST", &METHODS_VALID, true));
-    }
-
-    #[test]
-    fn ingress_nginx_refuses_an_origin_list_with_a_path_or_capital_scheme() {
-        assert!(nginx_takes(
-            "https://a.example.com, http://*.b.example.com:8080, null",
-            &ORIGINS_VALID,
-            false
-        ));
-        assert!(!nginx_takes(
-            "https://a.example.com/",
-            &ORIGINS_VALID,
-            false
-        ));
-        assert!(!nginx_takes("HTTPS://a.example.com", &ORIGINS_VALID, false));
     }
 }

@@ -11,6 +11,8 @@
 
 mod cors;
 mod origin;
+mod paths;
+mod values;
 
 use std::collections::BTreeMap;
 
@@ -18,8 +20,10 @@ use super::manifest::{At, Object};
 use super::plan::{Host, PathRule, Plan, Port, Route};
 use super::Ctx;
 use crate::config::ConfigError;
-use cors::{cors_policy, go_bool, CORS_ANNOTATIONS, PREFIX};
+use cors::{cors_policy, CORS_ANNOTATIONS, PREFIX};
 use origin::valid_host_chars;
+use paths::ingress_paths;
+use values::go_bool;
 
 /// The hosts (`""` for rules without one) on which ingress-nginx turns every path into a
 /// regex: those of an Ingress with `use-regex: "true"` or a `rewrite-target`.
@@ -253,199 +257,6 @@ fn ingress_host(obj: &Object, at: &At, h: &str, plan: &mut Plan) -> Result<Host,
         return Err(bad());
     }
     Ok(Host::Exact(lower))
-}
-
-/// The routes of one Ingress path (the `backend` and `policy` are set by the caller).
-fn ingress_paths(
-    obj: &Object,
-    p: &At,
-    host: &Host,
-    regex_host: bool,
-    name: &str,
-    plan: &mut Plan,
-) -> Result<Vec<Route>, ConfigError> {
-    let (path_type, path) = path_of(obj, p)?;
-    let place = obj.place(p.node);
-    let what = format!("{}, path {path} ({path_type})", host.describe());
-    let comment = |extra: &str| {
-        let mut c = vec![format!("{} ({}): {what}.", obj.label(), obj.loc(p.node))];
-        if !extra.is_empty() {
-            c.push(extra.to_owned());
-        }
-        c
-    };
-    let route =
-        |path: PathRule, rank: (u8, i64), implied: bool, suffix: &str, c: Vec<String>| Route {
-            name: format!("{name}{suffix}"),
-            host: host.clone(),
-            path,
-            backends: Vec::new(),
-            policy: None,
-            comment: c,
-            path_rank: rank,
-            implied,
-            tier: 0,
-            place: place.clone(),
-        };
-    let len = path.len() as i64;
-    if regex_host {
-        return Ok(regex_path(path, &what, name, &place, plan, route, comment));
-    }
-    Ok(match path_type {
-        "Exact" => {
-            plan.report.exact(&place, format!("{what} -> route {name}"));
-            vec![route(
-                PathRule::Exact(path.into()),
-                (0, -len),
-                false,
-                "",
-                comment(""),
-            )]
-        }
-        "Prefix" if path == "/" => {
-            plan.report.exact(&place, format!("{what} -> route {name}"));
-            vec![route(
-                PathRule::Prefix("/".into()),
-                (1, -1),
-                false,
-                "",
-                comment(""),
-            )]
-        }
-        "Prefix" => prefix_paths(path, &what, name, &place, plan, route, comment),
-        _ => string_prefix_path(path, &what, name, &place, plan, route, comment),
-    })
-}
-
-/// An Ingress path's `pathType` and `path`, checked as the API server checks them.
-fn path_of<'a>(obj: &Object<'a>, p: &At<'a>) -> Result<(&'a str, &'a str), ConfigError> {
-    let type_at = obj.need(p, "pathType")?;
-    let path_type = obj.str(&type_at)?;
-    const TYPES: [&str; 3] = ["Prefix", "Exact", "ImplementationSpecific"];
-    if !TYPES.contains(&path_type) {
-        let hint = TYPES
-            .iter()
-            .find(|t| t.eq_ignore_ascii_case(path_type))
-            .map_or(String::new(), |t| format!(" (did you mean {t}?)"));
-        return Err(obj.err(
-            &type_at,
-            format!("unknown pathType {path_type:?}{hint}"),
-            "use Prefix, Exact or ImplementationSpecific (the API server refuses anything else)",
-        ));
-    }
-    let (path_at, path) = match obj.opt_str(p, "path")? {
-        Some((at, s)) if !s.is_empty() => (at, s),
-        _ if path_type == "ImplementationSpecific" => (p.clone(), "/"),
-        _ => {
-            return Err(obj.err(
-                p,
-                format!("a {path_type} path needs `path:`"),
-                "add path: /something",
-            ))
-        }
-    };
-    if !path.starts_with('/') {
-        return Err(obj.err(
-            &path_at,
-            format!("path {path:?} does not start with /"),
-            format!("write \"/{path}\""),
-        ));
-    }
-    Ok((path_type, path))
-}
-
-/// A path of a host where ingress-nginx makes every path a regex.
-fn regex_path(
-    path: &str,
-    what: &str,
-    name: &str,
-    place: &str,
-    plan: &mut Plan,
-    route: impl Fn(PathRule, (u8, i64), bool, &str, Vec<String>) -> Route,
-    comment: impl Fn(&str) -> Vec<String>,
-) -> Vec<Route> {
-    // nginx.tmpl: `location ~* "^PATH"`; crossgate anchors both ends, so `.*` keeps
-    // the end open. The path is a PCRE regex to nginx; Rust's syntax is close but not
-    // the same (no look-around or back-references).
-    let re = format!("(?i)(?:{path}).*");
-    if let Err(e) = crate::origin::anchored_regex(&re) {
-        plan.report.unsupported(place, format!("{what}: ingress-nginx reads it as a regex (use-regex or rewrite-target on this host), which Rust's regex syntax cannot express ({}); not converted", e.message.lines().next().unwrap_or("")));
-        return Vec::new();
-    }
-    plan.report.exact(place, format!("{what} -> route {name}: ingress-nginx matches every path of this host as a case-insensitive regex from the start of the path (use-regex or rewrite-target on an Ingress of the host), and so does the route"));
-    vec![route(
-        PathRule::Regex(re),
-        (1, -(path.len() as i64)),
-        false,
-        "",
-        comment("ingress-nginx: `location ~* \"^PATH\"` (use-regex or rewrite-target on this host): a case-insensitive regex from the start of the path."),
-    )]
-}
-
-/// A `Prefix` path other than `/`: location.go's prefix `/p/` and exact `/p`, whole path
-/// segments only.
-fn prefix_paths(
-    path: &str,
-    what: &str,
-    name: &str,
-    place: &str,
-    plan: &mut Plan,
-    route: impl Fn(PathRule, (u8, i64), bool, &str, Vec<String>) -> Route,
-    comment: impl Fn(&str) -> Vec<String>,
-) -> Vec<Route> {
-    let slash = if path.ends_with('/') {
-        path.to_owned()
-    } else {
-        format!("{path}/")
-    };
-    let mut out = vec![route(
-        PathRule::Prefix(slash.clone()),
-        (1, -(slash.len() as i64)),
-        false,
-        "",
-        comment(&format!("A Prefix matches whole segments: {path} and {slash}..., never {path}x (ingress-nginx writes the same two locations).")),
-    )];
-    if !path.ends_with('/') {
-        out.push(route(
-            PathRule::Exact(path.into()),
-            (0, -(path.len() as i64)),
-            true,
-            "-exact",
-            comment(&format!("The exact half of the Prefix {path}.")),
-        ));
-        plan.report.exact(
-            place,
-            format!("{what} -> routes {name} (prefix {slash}) and {name}-exact ({path})"),
-        );
-    } else {
-        plan.report
-            .exact(place, format!("{what} -> route {name} (prefix {slash})"));
-    }
-    out
-}
-
-/// `ImplementationSpecific` without use-regex: nginx's plain `location PATH`, a string prefix
-/// (`/p` also takes `/pq`), the longest winning.
-fn string_prefix_path(
-    path: &str,
-    what: &str,
-    name: &str,
-    place: &str,
-    plan: &mut Plan,
-    route: impl Fn(PathRule, (u8, i64), bool, &str, Vec<String>) -> Route,
-    comment: impl Fn(&str) -> Vec<String>,
-) -> Vec<Route> {
-    plan.report.exact(
-        place,
-        format!("{what} -> route {name}: a plain string prefix, as nginx's `location {path}`"),
-    );
-    vec![route(
-        PathRule::Prefix(path.into()),
-        (1, -(path.len() as i64)),
-        false,
-        "",
-        comment("ImplementationSpecific is nginx's plain prefix location: a string prefix."),
-    )]
 }
 
 /// The Service of an Ingress backend, registered in the plan; `None` if it is not a Service.
