@@ -26,7 +26,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::metrics::Metrics;
-use crate::rules::Rules;
+use crate::upstream::LiveUpstreams;
 
 /// The `dns:` section, compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,8 +216,8 @@ fn resolve_at_load(settings: &DnsSettings, host: &str) -> Result<Answer, String>
 }
 
 /// Re-resolves the names of whatever config is live, each when its TTL runs out.
-pub struct DnsRefresh {
-    pub rules: Arc<ArcSwap<Rules>>,
+pub struct DnsRefresh<R> {
+    pub rules: Arc<ArcSwap<R>>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -225,11 +225,11 @@ pub struct DnsRefresh {
 const TICK: Duration = Duration::from_millis(100);
 
 #[async_trait]
-impl BackgroundService for DnsRefresh {
+impl<R: LiveUpstreams> BackgroundService for DnsRefresh<R> {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         loop {
             let rules = self.rules.load_full();
-            for up in rules.upstreams.iter().filter(|u| u.follows_dns()) {
+            for up in rules.upstreams().iter().filter(|u| u.follows_dns()) {
                 tokio::spawn(up.clone().refresh_dns_if_due(self.metrics.clone()));
             }
             tokio::select! {

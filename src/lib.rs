@@ -27,6 +27,7 @@ pub mod explain;
 pub mod guard;
 pub mod import;
 pub mod logging;
+pub mod matcher;
 pub mod metrics;
 pub mod origin;
 pub mod path;

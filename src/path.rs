@@ -282,6 +282,25 @@ pub fn encode(path: &[u8]) -> String {
     out
 }
 
+/// An origin-form request target of `path` and `query`: what the proxy, JSONP and SSE send
+/// upstream in place of the client's target.
+pub(crate) fn origin_form(path: &str, query: Option<&str>) -> pingora::Result<http::Uri> {
+    let target = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    http::Uri::builder()
+        .path_and_query(target)
+        .build()
+        .map_err(|e| {
+            pingora::Error::because(
+                pingora::ErrorType::InternalError,
+                "rewriting the request target",
+                e,
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,6 @@ use pingora::upstreams::peer::HttpPeer;
 
 use crate::dns::{Dns, Followed};
 use crate::metrics::Metrics;
-use crate::rules::Rules;
 
 /// One backend server.
 pub struct Backend {
@@ -349,20 +348,26 @@ fn backend(
     }
 }
 
+/// What holds the live upstreams (the compiled rules): the background services here and in
+/// `dns` read them through this, so that this module does not import the rules that hold it.
+pub trait LiveUpstreams: Send + Sync + 'static {
+    fn upstreams(&self) -> &[Arc<Upstream>];
+}
+
 /// Runs the health checks of whatever config is live.
-pub struct HealthChecks {
-    pub rules: Arc<ArcSwap<Rules>>,
+pub struct HealthChecks<R> {
+    pub rules: Arc<ArcSwap<R>>,
 }
 
 /// How often the scheduler looks for due checks; each upstream has its own interval.
 const TICK: Duration = Duration::from_millis(100);
 
 #[async_trait]
-impl BackgroundService for HealthChecks {
+impl<R: LiveUpstreams> BackgroundService for HealthChecks<R> {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         loop {
             let rules = self.rules.load_full();
-            for up in rules.upstreams.iter().filter(|u| u.health.is_some()) {
+            for up in rules.upstreams().iter().filter(|u| u.health.is_some()) {
                 tokio::spawn(up.clone().check_if_due());
             }
             tokio::select! {

@@ -17,7 +17,7 @@ use pingora::services::background::BackgroundService;
 use tokio::sync::{mpsc, Mutex};
 
 use crate::cors::sanitize;
-use crate::rules::HostMatch;
+use crate::matcher::HostMatch;
 use crate::upstream::Upstream;
 
 /// The smallest transparent GIF: 1x1, one transparent colour (43 bytes).

@@ -93,7 +93,7 @@ fn upstream_request(req: &mut RequestHeader, path: Option<&str>) -> Result<()> {
     }
     if let Some(path) = path {
         // ambiguous_paths: forward_normalized: the routed path is the forwarded one.
-        let uri = crate::proxy::origin_form(path, req.uri.query())?;
+        let uri = crate::path::origin_form(path, req.uri.query())?;
         req.set_uri(uri);
     } else if req.uri.authority().is_some() {
         let target = req

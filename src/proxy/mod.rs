@@ -30,6 +30,7 @@ pub use ctx::{ActiveGauge, Ctx, InFlight};
 use crate::channels::Channel;
 use crate::dispatch::{dispatch, Action};
 use crate::metrics::Metrics;
+use crate::path::origin_form;
 use crate::rules::{ClientTimeouts, Route, Rules};
 use crate::{beacon, guard, jsonp, sse};
 use answer::{send, send_preflight, Answer};
@@ -72,18 +73,6 @@ pub(crate) fn strip_port(host: &str) -> &str {
         return host.find(']').map_or(host, |i| &host[..=i]);
     }
     host.rsplit_once(':').map_or(host, |(h, _)| h)
-}
-
-/// An origin-form request target of `path` and `query`.
-pub(crate) fn origin_form(path: &str, query: Option<&str>) -> Result<http::Uri> {
-    let target = match query {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_owned(),
-    };
-    http::Uri::builder()
-        .path_and_query(target)
-        .build()
-        .map_err(|e| Error::because(ErrorType::InternalError, "rewriting the request target", e))
 }
 
 /// The next server of the route's upstream, with the route's timeouts.

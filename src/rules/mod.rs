@@ -10,60 +10,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use regex::Regex;
-
 use crate::beacon::Beacon;
 use crate::bridge::Bridge;
 use crate::config::{ConfigError, LogFormat};
 use crate::cors::CorsPolicy;
-use crate::jsonp::CallbackPattern;
+pub use crate::jsonp::JsonpRoute;
+pub use crate::matcher::{HostMatch, PathMatch};
 use crate::path::AmbiguousPaths;
 use crate::upstream::Upstream;
 
 /// Browsers cap `Access-Control-Max-Age`: Chromium at 2 hours, Firefox at 24.
 pub const CHROMIUM_MAX_AGE: u64 = 7200;
 pub const FIREFOX_MAX_AGE: u64 = 86400;
-
-/// Which hosts a route serves.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostMatch {
-    Any,
-    Exact(String),
-    /// `*.example.com`, stored as `.example.com`.
-    Suffix(String),
-}
-
-impl HostMatch {
-    pub fn matches(&self, host: &str) -> bool {
-        match self {
-            HostMatch::Any => true,
-            HostMatch::Exact(h) => host.eq_ignore_ascii_case(h),
-            HostMatch::Suffix(s) => {
-                host.len() > s.len()
-                    && host.is_char_boundary(host.len() - s.len())
-                    && host[host.len() - s.len()..].eq_ignore_ascii_case(s)
-            }
-        }
-    }
-}
-
-/// Which paths a route serves.
-#[derive(Debug, Clone)]
-pub enum PathMatch {
-    Prefix(String),
-    Exact(String),
-    Regex(Regex),
-}
-
-impl PathMatch {
-    fn matches(&self, path: &str) -> bool {
-        match self {
-            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
-            PathMatch::Exact(p) => path == p,
-            PathMatch::Regex(r) => r.is_match(path),
-        }
-    }
-}
 
 pub struct Route {
     pub name: String,
@@ -90,15 +48,6 @@ pub struct WebSocketRoute {
 #[derive(Debug, Clone, Copy)]
 pub struct SseRoute {
     pub heartbeat: Option<Duration>,
-}
-
-/// JSONP settings of a route (its origin rules are the route's CORS policy).
-#[derive(Debug, Clone)]
-pub struct JsonpRoute {
-    pub param: String,
-    pub envelope: bool,
-    pub allow_without_referer: bool,
-    pub callback_pattern: CallbackPattern,
 }
 
 /// An HTTPS listener.
@@ -194,6 +143,12 @@ impl StartSettings {
         differs(self.upgrade_sock != new.upgrade_sock, "server.upgrade_sock");
         differs(self.log_format != new.log_format, "log.format");
         out
+    }
+}
+
+impl crate::upstream::LiveUpstreams for Rules {
+    fn upstreams(&self) -> &[Arc<Upstream>] {
+        &self.upstreams
     }
 }
 

@@ -10,11 +10,13 @@
 //!   arrive in different chunks. The body is never buffered whole.
 
 mod phases;
+mod route;
 mod wrap;
 pub use phases::{
     caller_allowed, error_body, response_body, response_header, upstream_request, JsonpResult,
     JsonpState, JAVASCRIPT,
 };
+pub use route::JsonpRoute;
 pub use wrap::{decide, is_json, Wrap, Wrapper, ZstdStream, MAX_DECODED};
 
 /// The longest callback name accepted, in bytes.

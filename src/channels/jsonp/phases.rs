@@ -7,10 +7,10 @@ use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::{Error, ErrorType, Result};
 
+use super::JsonpRoute;
 use super::{referer_origin, strip_query, Callback, Wrap, Wrapper, ZstdStream};
 use crate::cors::{self, CorsPolicy};
 use crate::refusal::Refusal;
-use crate::rules::JsonpRoute;
 
 static VARY_REFERER: HeaderValue = HeaderValue::from_static("Referer, Sec-Fetch-Site");
 pub static JAVASCRIPT: HeaderValue =
@@ -94,7 +94,7 @@ pub fn upstream_request(
 ) -> Result<()> {
     if let Some(query) = upstream.uri.query() {
         let query = strip_query(query, param);
-        let uri = crate::proxy::origin_form(upstream.uri.path(), query.as_deref())?;
+        let uri = crate::path::origin_form(upstream.uri.path(), query.as_deref())?;
         upstream.set_uri(uri);
     }
     // A <script> carries the user's cookies whatever the CORS policy says, and the answer is
