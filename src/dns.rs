@@ -159,6 +159,26 @@ pub struct Followed {
     pub ttl: Duration,
 }
 
+/// A server as written in `upstreams.*.servers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server<'a> {
+    /// An IP literal: used as written, never resolved.
+    Addr(SocketAddr),
+    /// A name, resolved at load and followed.
+    Name { host: &'a str, port: u16 },
+}
+
+/// What a server `host:port` is, without looking anything up.
+pub fn parse_server(s: &str) -> Result<Server<'_>, String> {
+    if let Ok(a) = s.parse() {
+        return Ok(Server::Addr(a));
+    }
+    s.rsplit_once(':')
+        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+        .map(|(host, port)| Server::Name { host, port })
+        .ok_or_else(|| "invalid socket address: write host:port".into())
+}
+
 /// Resolves a server written `host:port` at load: its addresses, and for a name what to
 /// follow. IPv4 is preferred when a name has both. With no `dns.resolver` the system's
 /// resolver answers, as before names followed DNS (it shows no TTL: the name is resolved
@@ -167,13 +187,10 @@ pub fn resolve_server(
     s: &str,
     dns: &DnsSettings,
 ) -> Result<(Vec<SocketAddr>, Option<Followed>), String> {
-    if let Ok(a) = s.parse() {
-        return Ok((vec![a], None));
-    }
-    let (host, port) = s
-        .rsplit_once(':')
-        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
-        .ok_or("invalid socket address: write host:port")?;
+    let (host, port) = match parse_server(s)? {
+        Server::Addr(a) => return Ok((vec![a], None)),
+        Server::Name { host, port } => (host, port),
+    };
     let (all, ttl) = if dns.resolver.is_some() {
         let answer = resolve_at_load(dns, host)?;
         let all = answer.addrs.iter().map(|&ip| SocketAddr::new(ip, port));

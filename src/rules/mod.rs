@@ -191,7 +191,9 @@ impl Rules {
 }
 
 mod compile;
+pub mod resolve;
 #[cfg(test)]
 mod tests;
 
-pub use compile::compile;
+pub use compile::{compile, compile_with};
+pub use resolve::{resolve, Resolved};

@@ -34,7 +34,16 @@ impl Compiler<'_> {
             listen.push(addr);
         }
 
-        let admin = match &cfg.admin {
+        let admin = self.admin(&listen)?;
+        let tls_listeners = self.tls_listeners(&listen, admin)?;
+        Ok((listen, admin, tls_listeners))
+    }
+
+    /// `admin.listen`: an address of its own.
+    fn admin(&self, listen: &[SocketAddr]) -> Result<Option<SocketAddr>, ConfigError> {
+        let cfg = &self.loaded.config;
+        let root = YamlPath::root();
+        Ok(match &cfg.admin {
             None => None,
             Some(a) => {
                 let text = a.listen.as_deref().unwrap_or("127.0.0.1:9090");
@@ -54,7 +63,17 @@ impl Compiler<'_> {
                 }
                 Some(addr)
             }
-        };
+        })
+    }
+
+    /// `tls`: each HTTPS listener on an address of its own, with its certificate as resolved.
+    fn tls_listeners(
+        &self,
+        listen: &[SocketAddr],
+        admin: Option<SocketAddr>,
+    ) -> Result<Vec<TlsListener>, ConfigError> {
+        let cfg = &self.loaded.config;
+        let root = YamlPath::root();
         let mut tls_listeners = Vec::new();
         for (i, t) in cfg.tls.iter().enumerate() {
             let path = root.key("tls").index(i);
@@ -76,7 +95,7 @@ impl Compiler<'_> {
                 ));
             }
             let (cert_path, key_path) = (self.relative(&t.cert), self.relative(&t.key));
-            let cert = crate::tls::load_certified(&cert_path, &key_path).map_err(|why| {
+            let cert = self.resolved.cert(i).map_err(|why| {
                 self.err(
                     &path.key("cert"),
                     why,
@@ -91,7 +110,7 @@ impl Compiler<'_> {
                 http2: t.http2.unwrap_or(true),
             });
         }
-        Ok((listen, admin, tls_listeners))
+        Ok(tls_listeners)
     }
 
     pub(super) fn server(&mut self) -> Result<ServerSettings, ConfigError> {
@@ -105,11 +124,10 @@ impl Compiler<'_> {
                 "use 1 or more",
             ));
         }
-        // Its directory is checked here so that `check` (ExecStartPre) refuses it; `run`
-        // creates a missing one and checks again (`upgrade_sock::prepare`).
-        crate::upgrade_sock::check_config(&cfg.server.upgrade_sock).map_err(|why| {
-            self.err(&server_path.key("upgrade_sock"), why.to_string(), why.fix())
-        })?;
+        // Its directory was checked by resolve (`upgrade_sock::check_config`).
+        self.resolved
+            .upgrade_sock()
+            .map_err(|(why, fix)| self.err(&server_path.key("upgrade_sock"), why, fix))?;
         let server = ServerSettings {
             beacon_queue: cfg.server.beacon_queue,
             upgrade_sock: cfg.server.upgrade_sock.clone(),

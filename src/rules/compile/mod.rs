@@ -22,9 +22,9 @@ use pingora::lb::health_check::HttpHealthCheck;
 use crate::beacon::{self, Beacon};
 use crate::bridge::Bridge;
 use crate::config::{
-    ConfigError, CorsRef, FileAllowHeaders, FileCorsPolicy, FileDns, FileHealthCheck, FileJsonp,
-    FileOrigin, FileOrigins, FilePath, FileUpstream, Loaded, Permission, PolicyMode, Seconds,
-    YamlPath,
+    ConfigError, CorsRef, FileAllowHeaders, FileCorsPolicy, FileHealthCheck, FileJsonp, FileOrigin,
+    FileOrigins, FilePath, FileRoute, FileUpstream, FileUpstreamTls, FileWebSocket, Loaded,
+    Permission, PolicyMode, Seconds, YamlPath,
 };
 use crate::cors::{AllowOrigin, CorsPolicy, PolicySpec};
 use crate::dns::{Dns, DnsSettings};
@@ -32,6 +32,7 @@ use crate::origin::{anchored_regex, canonical_exact, OriginList, Wildcard};
 use crate::path::AmbiguousPaths;
 use crate::upstream::{HealthSpec, Timeouts, Upstream, UpstreamTls};
 
+use super::resolve::Resolved;
 use super::*;
 
 mod channels;
@@ -41,10 +42,20 @@ mod policies;
 mod routes;
 mod upstreams;
 
-/// Compiles a loaded file into rules.
+pub(super) use upstreams::dns_settings;
+
+/// Compiles a loaded file into rules: [`resolve`](super::resolve::resolve) (the lookups and file
+/// reads), then [`compile_with`].
 pub fn compile(loaded: &Loaded) -> Result<Rules, ConfigError> {
+    compile_with(loaded, &super::resolve::resolve(loaded))
+}
+
+/// Compiles a loaded file into rules with what was resolved for it. Pure: no lookup, no file
+/// read, no clock.
+pub fn compile_with(loaded: &Loaded, resolved: &Resolved) -> Result<Rules, ConfigError> {
     Compiler {
         loaded,
+        resolved,
         warnings: Vec::new(),
         fallbacks: HashSet::new(),
     }
@@ -53,6 +64,8 @@ pub fn compile(loaded: &Loaded) -> Result<Rules, ConfigError> {
 
 struct Compiler<'a> {
     loaded: &'a Loaded,
+    /// Server addresses, certificates, CA bundles, the upgrade socket's check.
+    resolved: &'a Resolved,
     warnings: Vec<ConfigError>,
     /// Policies named as a report-only fallback (they count as used).
     fallbacks: HashSet<String>,
@@ -135,19 +148,7 @@ impl Compiler<'_> {
 
     /// A path from the config, relative to the config file's directory.
     fn relative(&self, p: &str) -> String {
-        let path = std::path::Path::new(p);
-        if path.is_absolute() {
-            return p.to_owned();
-        }
-        match self
-            .loaded
-            .path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
-            Some(dir) => dir.join(path).display().to_string(),
-            None => p.to_owned(),
-        }
+        super::resolve::relative(self.loaded, p)
     }
 
     /// A configured duration that must not be zero, or `default`.

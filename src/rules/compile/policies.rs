@@ -63,7 +63,51 @@ impl Compiler<'_> {
         p: &FileCorsPolicy,
         named: &BTreeMap<String, Arc<CorsPolicy>>,
     ) -> Result<CorsPolicy, ConfigError> {
-        let report_only = match (p.mode, &p.report_only_fallback) {
+        let report_only = self.report_only(path, p, named)?;
+        let origins = self.allow_origins(path, p)?;
+        let methods = self.methods(path, p)?;
+
+        let headers = match &p.allow_headers {
+            None => Some(Vec::new()),
+            Some(FileAllowHeaders::Mirror) => None,
+            Some(FileAllowHeaders::List(hs)) => Some(self.header_names(
+                &path.key("allow_headers"),
+                hs,
+                false,
+                "use `allow_headers: mirror` to allow whatever the browser asks for",
+            )?),
+        };
+        let expose = self.header_names(
+            &path.key("expose_headers"),
+            &p.expose_headers,
+            !p.allow_credentials,
+            "with allow_credentials, `*` is a literal name to browsers: list the headers to expose",
+        )?;
+
+        self.lint_max_age(path, p);
+
+        Ok(CorsPolicy::new(PolicySpec {
+            name,
+            origins,
+            methods,
+            headers,
+            expose,
+            credentials: p.allow_credentials,
+            max_age: p.max_age,
+            private_network: p.allow_private_network,
+            upstream_headers: p.upstream_headers,
+            report_only,
+        }))
+    }
+
+    /// `mode` and `report_only_fallback`: the enforcing policy a report-only one falls back to.
+    fn report_only(
+        &mut self,
+        path: &YamlPath,
+        p: &FileCorsPolicy,
+        named: &BTreeMap<String, Arc<CorsPolicy>>,
+    ) -> Result<Option<Arc<CorsPolicy>>, ConfigError> {
+        Ok(match (p.mode, &p.report_only_fallback) {
             (PolicyMode::Enforce, None) => None,
             (PolicyMode::Enforce, Some(_)) => {
                 self.warn(
@@ -99,8 +143,16 @@ impl Compiler<'_> {
                     ))
                 }
             },
-        };
-        let origins = match &p.allow_origins {
+        })
+    }
+
+    /// `allow_origins`: any, or a list of exact origins, wildcards and anchored regexes.
+    fn allow_origins(
+        &mut self,
+        path: &YamlPath,
+        p: &FileCorsPolicy,
+    ) -> Result<AllowOrigin, ConfigError> {
+        Ok(match &p.allow_origins {
             FileOrigins::Any if p.allow_credentials => {
                 return Err(self.err(
                     &path.key("allow_credentials"),
@@ -120,44 +172,64 @@ impl Compiler<'_> {
                 let mut list = OriginList::default();
                 for (i, e) in entries.iter().enumerate() {
                     let ep = path.key("allow_origins").index(i);
-                    match e {
-                        FileOrigin::Pattern(s) if s.contains('*') => {
-                            if s.trim() == "*" {
-                                return Err(self.err(&ep, "`*` inside the list".into(), "write allow_origins: any (without a list) to allow every origin"));
-                            }
-                            let w =
-                                Wildcard::parse(s).map_err(|e| self.err(&ep, e.message, e.fix))?;
-                            list.push_wildcard(w, s.clone());
-                        }
-                        FileOrigin::Pattern(s) => {
-                            let c =
-                                canonical_exact(s).map_err(|e| self.err(&ep, e.message, e.fix))?;
-                            list.push_exact(c, s.clone());
-                        }
-                        FileOrigin::Regex(r) => {
-                            let re = anchored_regex(r)
-                                .map_err(|e| self.err(&ep.key("regex"), e.message, e.fix))?;
-                            if re.is_match("null") {
-                                return Err(self.err(&ep.key("regex"), format!("regex {r:?} matches the origin `null`, which sandboxed frames and file: pages of any site send"), "crossgate never lets a regex match null: list \"null\" literally if you mean it, and anchor the regex on a scheme such as https://"));
-                            }
-                            if [
-                                "https://crossgate-lint-probe.invalid",
-                                "http://crossgate-lint-probe.invalid:8080",
-                            ]
-                            .iter()
-                            .any(|o| re.is_match(o))
-                            {
-                                self.warn(&ep.key("regex"), format!("regex {r:?} matches any http(s) origin"), "anchor it on your own domain, such as https://[a-z0-9-]+\\.example\\.com");
-                            }
-                            list.push_regex(re, format!("regex {r}"));
-                        }
-                    }
+                    self.push_origin(&ep, e, &mut list)?;
                 }
                 AllowOrigin::List(list)
             }
-        };
+        })
+    }
 
-        let methods = match &p.allow_methods {
+    /// One entry of `allow_origins`: an exact origin, a wildcard or an anchored regex.
+    fn push_origin(
+        &mut self,
+        ep: &YamlPath,
+        e: &FileOrigin,
+        list: &mut OriginList,
+    ) -> Result<(), ConfigError> {
+        match e {
+            FileOrigin::Pattern(s) if s.contains('*') => {
+                if s.trim() == "*" {
+                    return Err(self.err(
+                        ep,
+                        "`*` inside the list".into(),
+                        "write allow_origins: any (without a list) to allow every origin",
+                    ));
+                }
+                let w = Wildcard::parse(s).map_err(|e| self.err(ep, e.message, e.fix))?;
+                list.push_wildcard(w, s.clone());
+            }
+            FileOrigin::Pattern(s) => {
+                let c = canonical_exact(s).map_err(|e| self.err(ep, e.message, e.fix))?;
+                list.push_exact(c, s.clone());
+            }
+            FileOrigin::Regex(r) => {
+                let re =
+                    anchored_regex(r).map_err(|e| self.err(&ep.key("regex"), e.message, e.fix))?;
+                if re.is_match("null") {
+                    return Err(self.err(&ep.key("regex"), format!("regex {r:?} matches the origin `null`, which sandboxed frames and file: pages of any site send"), "crossgate never lets a regex match null: list \"null\" literally if you mean it, and anchor the regex on a scheme such as https://"));
+                }
+                if [
+                    "https://crossgate-lint-probe.invalid",
+                    "http://crossgate-lint-probe.invalid:8080",
+                ]
+                .iter()
+                .any(|o| re.is_match(o))
+                {
+                    self.warn(
+                        &ep.key("regex"),
+                        format!("regex {r:?} matches any http(s) origin"),
+                        "anchor it on your own domain, such as https://[a-z0-9-]+\\.example\\.com",
+                    );
+                }
+                list.push_regex(re, format!("regex {r}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// `allow_methods`, upper-cased and without repeats (default GET, HEAD, POST).
+    fn methods(&self, path: &YamlPath, p: &FileCorsPolicy) -> Result<Vec<Method>, ConfigError> {
+        Ok(match &p.allow_methods {
             None => vec![Method::GET, Method::HEAD, Method::POST],
             Some(ms) => {
                 let mut out = Vec::new();
@@ -184,25 +256,11 @@ impl Compiler<'_> {
                 }
                 out
             }
-        };
+        })
+    }
 
-        let headers = match &p.allow_headers {
-            None => Some(Vec::new()),
-            Some(FileAllowHeaders::Mirror) => None,
-            Some(FileAllowHeaders::List(hs)) => Some(self.header_names(
-                &path.key("allow_headers"),
-                hs,
-                false,
-                "use `allow_headers: mirror` to allow whatever the browser asks for",
-            )?),
-        };
-        let expose = self.header_names(
-            &path.key("expose_headers"),
-            &p.expose_headers,
-            !p.allow_credentials,
-            "with allow_credentials, `*` is a literal name to browsers: list the headers to expose",
-        )?;
-
+    /// A `max_age` above what browsers keep is a warning.
+    fn lint_max_age(&mut self, path: &YamlPath, p: &FileCorsPolicy) {
         if let Some(age) = p.max_age {
             if age > CHROMIUM_MAX_AGE {
                 let cap = if age > FIREFOX_MAX_AGE {
@@ -217,19 +275,6 @@ impl Compiler<'_> {
                 );
             }
         }
-
-        Ok(CorsPolicy::new(PolicySpec {
-            name,
-            origins,
-            methods,
-            headers,
-            expose,
-            credentials: p.allow_credentials,
-            max_age: p.max_age,
-            private_network: p.allow_private_network,
-            upstream_headers: p.upstream_headers,
-            report_only,
-        }))
     }
 
     pub(super) fn header_names(

@@ -30,98 +30,116 @@ impl Compiler<'_> {
                     "give every route its own name (it labels logs and metrics)",
                 ));
             }
-            let upstream = upstreams.get(&r.upstream).cloned().ok_or_else(|| {
-                self.err(
-                    &path.key("upstream"),
-                    format!("unknown upstream {:?}", r.upstream),
-                    format!(
-                        "name one of the upstreams: {}",
-                        closest(&r.upstream, upstreams.keys())
-                    ),
-                )
-            })?;
-            let cors = match &r.cors {
-                None => None,
-                Some(c) => Some(self.cors_ref(&path.key("cors"), c, policies, used)?),
-            };
-            let jsonp = match &r.jsonp {
-                None => None,
-                Some(j) => Some(self.jsonp(&path, j, cors.as_deref())?),
-            };
-            let websocket = match &r.websocket {
-                None => None,
-                Some(ws) => {
-                    if cors.is_none() {
-                        return Err(self.err(&path.key("websocket"), "websocket needs the route's cors policy: browsers do not apply CORS to WebSockets, so crossgate checks the upgrade's Origin against its allow_origins".into(), "add cors: to this route (a policy name or an inline policy)"));
-                    }
-                    let any = cors
-                        .as_deref()
-                        .is_some_and(|p| matches!(p.origins, AllowOrigin::Any));
-                    let ws_path = path.key("websocket");
-                    match (any, ws.allow_any_origin) {
-                        (true, false) => return Err(self.err(
-                            &ws_path,
-                            format!("websocket on route {:?}, whose policy allows any origin: handshakes always carry the user's cookies, so any site could open this socket as the user (cross-site WebSocket hijacking)", r.name),
-                            "list the origins in the route's policy, or, for a socket that needs no user's credentials, opt in with websocket: {allow_any_origin: true}",
-                        )),
-                        (true, true) => self.warn(
-                            &ws_path.key("allow_any_origin"),
-                            format!("route {:?} lets any site open its WebSocket with the user's cookies", r.name),
-                            "keep it only if the socket serves nothing per user",
-                        ),
-                        (false, true) => self.warn(
-                            &ws_path.key("allow_any_origin"),
-                            "allow_any_origin has no effect: the route's policy lists its origins".into(),
-                            "remove it",
-                        ),
-                        (false, false) => {}
-                    }
-                    Some(WebSocketRoute {
-                        idle_timeout: self.positive(
-                            &path.key("websocket").key("idle_timeout"),
-                            ws.idle_timeout,
-                            Duration::from_secs(300),
-                        )?,
-                        allow_without_origin: ws.without_origin == Permission::Allow,
-                    })
-                }
-            };
-            let sse = match &r.sse {
-                None => None,
-                Some(s) => Some(SseRoute {
-                    heartbeat: match s.heartbeat {
-                        None => None,
-                        Some(_) => Some(self.positive(
-                            &path.key("sse").key("heartbeat"),
-                            s.heartbeat,
-                            Duration::ZERO,
-                        )?),
-                    },
-                }),
-            };
-            let read_timeout = match r.read_timeout {
-                None => None,
-                Some(_) => Some(self.positive(
-                    &path.key("read_timeout"),
-                    r.read_timeout,
-                    Duration::ZERO,
-                )?),
-            };
-            routes.push(Route {
-                metrics: std::sync::OnceLock::new(),
-                read_timeout,
-                websocket,
-                sse,
-                name: r.name.clone(),
-                host: self.host(&path.key("host"), r.host.as_deref())?,
-                path: self.path(&path.key("path"), r.path.as_ref())?,
-                upstream,
-                cors,
-                jsonp,
-            });
+            routes.push(self.route(&path, r, upstreams, policies, used)?);
         }
 
         Ok(routes)
+    }
+
+    /// One route: its upstream, policy and channels, then its matchers.
+    fn route(
+        &mut self,
+        path: &YamlPath,
+        r: &FileRoute,
+        upstreams: &BTreeMap<String, Arc<Upstream>>,
+        policies: &BTreeMap<String, Arc<CorsPolicy>>,
+        used: &mut HashSet<String>,
+    ) -> Result<Route, ConfigError> {
+        let upstream = upstreams.get(&r.upstream).cloned().ok_or_else(|| {
+            self.err(
+                &path.key("upstream"),
+                format!("unknown upstream {:?}", r.upstream),
+                format!(
+                    "name one of the upstreams: {}",
+                    closest(&r.upstream, upstreams.keys())
+                ),
+            )
+        })?;
+        let cors = match &r.cors {
+            None => None,
+            Some(c) => Some(self.cors_ref(&path.key("cors"), c, policies, used)?),
+        };
+        let jsonp = match &r.jsonp {
+            None => None,
+            Some(j) => Some(self.jsonp(path, j, cors.as_deref())?),
+        };
+        let websocket = match &r.websocket {
+            None => None,
+            Some(ws) => Some(self.websocket(path, r, ws, cors.as_deref())?),
+        };
+        let sse = match &r.sse {
+            None => None,
+            Some(s) => Some(SseRoute {
+                heartbeat: match s.heartbeat {
+                    None => None,
+                    Some(_) => Some(self.positive(
+                        &path.key("sse").key("heartbeat"),
+                        s.heartbeat,
+                        Duration::ZERO,
+                    )?),
+                },
+            }),
+        };
+        let read_timeout = match r.read_timeout {
+            None => None,
+            Some(_) => {
+                Some(self.positive(&path.key("read_timeout"), r.read_timeout, Duration::ZERO)?)
+            }
+        };
+        Ok(Route {
+            metrics: std::sync::OnceLock::new(),
+            read_timeout,
+            websocket,
+            sse,
+            name: r.name.clone(),
+            host: self.host(&path.key("host"), r.host.as_deref())?,
+            path: self.path(&path.key("path"), r.path.as_ref())?,
+            upstream,
+            cors,
+            jsonp,
+        })
+    }
+
+    /// A route's `websocket`: the Origin check needs the route's policy, and one that allows any
+    /// origin only by an explicit opt-in.
+    fn websocket(
+        &mut self,
+        path: &YamlPath,
+        r: &FileRoute,
+        ws: &FileWebSocket,
+        cors: Option<&CorsPolicy>,
+    ) -> Result<WebSocketRoute, ConfigError> {
+        if cors.is_none() {
+            return Err(self.err(&path.key("websocket"), "websocket needs the route's cors policy: browsers do not apply CORS to WebSockets, so crossgate checks the upgrade's Origin against its allow_origins".into(), "add cors: to this route (a policy name or an inline policy)"));
+        }
+        let any = cors.is_some_and(|p| matches!(p.origins, AllowOrigin::Any));
+        let ws_path = path.key("websocket");
+        match (any, ws.allow_any_origin) {
+            (true, false) => return Err(self.err(
+                &ws_path,
+                format!("websocket on route {:?}, whose policy allows any origin: handshakes always carry the user's cookies, so any site could open this socket as the user (cross-site WebSocket hijacking)", r.name),
+                "list the origins in the route's policy, or, for a socket that needs no user's credentials, opt in with websocket: {allow_any_origin: true}",
+            )),
+            (true, true) => self.warn(
+                &ws_path.key("allow_any_origin"),
+                format!("route {:?} lets any site open its WebSocket with the user's cookies", r.name),
+                "keep it only if the socket serves nothing per user",
+            ),
+            (false, true) => self.warn(
+                &ws_path.key("allow_any_origin"),
+                "allow_any_origin has no effect: the route's policy lists its origins".into(),
+                "remove it",
+            ),
+            (false, false) => {}
+        }
+        Ok(WebSocketRoute {
+            idle_timeout: self.positive(
+                &path.key("websocket").key("idle_timeout"),
+                ws.idle_timeout,
+                Duration::from_secs(300),
+            )?,
+            allow_without_origin: ws.without_origin == Permission::Allow,
+        })
     }
 
     pub(super) fn host(
