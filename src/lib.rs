@@ -12,36 +12,41 @@
 //!    context; later phases call that channel's functions and `cors::CorsPolicy::apply_actual`.
 //! 5. `logging` records `metrics` and the access line; refusals are typed (`refusal::Refusal`).
 //!
-//! `config` (the YAML as written) -> `rules::compile` -> `Rules` (nothing left to parse) is the
-//! only way in; `reload` swaps the whole `Rules`.
+//! `config` (the YAML as written) -> `rules::resolve` (every lookup and file read) ->
+//! `rules::compile_with` (pure) -> `Rules` (nothing left to parse) is the only way in; `reload`
+//! swaps the whole `Rules`. `matcher` (hosts and paths) is the model's leaf.
+//!
+//! The engine's modules are private; the public ones are what the binary, tests, benches and
+//! fuzz targets use (ARCHITECTURE.md, "What may import what").
 
-pub mod admin;
-pub mod channels;
+mod admin;
+mod channels;
 pub mod config;
-pub mod cors;
+mod cors;
 pub mod demo;
 pub mod describe;
-pub mod dispatch;
-pub mod dns;
+mod dispatch;
+mod dns;
 pub mod explain;
-pub mod guard;
+mod guard;
 pub mod import;
 pub mod logging;
-pub mod matcher;
-pub mod metrics;
+mod matcher;
+mod metrics;
 pub mod origin;
 pub mod path;
 pub mod percent;
-pub mod proxy;
-pub mod refusal;
-pub mod refused;
-pub mod reload;
+mod proxy;
+mod refusal;
+mod refused;
+mod reload;
 pub mod rules;
 pub mod server;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 pub mod tls;
 pub mod upgrade_sock;
-pub mod upstream;
+mod upstream;
 
-pub use channels::{beacon, bridge, jsonp, sse};
+use channels::sse;
+pub use channels::{beacon, bridge, jsonp};

@@ -21,8 +21,8 @@ pub enum Channel {
     None,
     /// Answered by the proxy itself: the bridge, a beacon, the 404, a refusal.
     Own,
-    /// A beacon hit (the beacon's index in `Rules::beacons`).
-    Beacon(usize),
+    /// A beacon hit.
+    Beacon,
     /// A preflight, answered from the policy.
     Preflight,
     /// Forwarded, with the route's CORS headers.

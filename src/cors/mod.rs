@@ -16,7 +16,7 @@ mod preflight;
 mod tests;
 mod text;
 
-pub use actual::{merge_vary, strip_cors_headers};
+pub use actual::merge_vary;
 pub use text::{printable, sanitize};
 
 use std::collections::HashSet;

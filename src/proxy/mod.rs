@@ -25,7 +25,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType, RetryType};
 
-pub use ctx::{ActiveGauge, Ctx, InFlight};
+pub use ctx::{ActiveGauge, Ctx};
 
 use crate::channels::Channel;
 use crate::dispatch::{dispatch, Action};
@@ -158,7 +158,7 @@ impl ProxyHttp for CrossGate {
                 Ok(true)
             }
             Action::Beacon(i) => {
-                ctx.channel = Channel::Beacon(i);
+                ctx.channel = Channel::Beacon;
                 Box::pin(self.serve_beacon(session, &rules.beacons[i])).await?;
                 // Answered: beacons are the proxy's own endpoints.
                 Ok(true)

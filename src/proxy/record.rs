@@ -55,7 +55,7 @@ impl CrossGate {
         let Some(r) = ctx.route() else {
             // The proxy's own answers without a route: beacons and 404s.
             let route = match ctx.channel {
-                Channel::Beacon(_) => "beacon",
+                Channel::Beacon => "beacon",
                 _ => "none",
             };
             m.requests
@@ -113,7 +113,7 @@ impl CrossGate {
         let origin = log_origin(req);
         let route = match (ctx.route(), &ctx.channel) {
             (Some(r), _) => r.name.as_str(),
-            (None, Channel::Beacon(_)) => "beacon",
+            (None, Channel::Beacon) => "beacon",
             (None, _) => "-",
         };
         tracing::info!(

@@ -142,10 +142,12 @@ impl Refused {
     }
 
     /// Counters held across all routes (for tests of the bound).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.routes.read().values().map(|s| s.lock().len()).sum()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

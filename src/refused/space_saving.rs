@@ -57,12 +57,9 @@ impl<K, V: Default> SpaceSaving<K, V> {
         self.total
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.slots.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
     }
 
     /// Counts one observation of the key that `is_key` recognises; `new_key` builds it only
@@ -127,6 +124,7 @@ impl<K, V: Default> SpaceSaving<K, V> {
     }
 }
 
+#[cfg(test)]
 impl<K: PartialEq + Clone, V: Default> SpaceSaving<K, V> {
     pub fn observe(&mut self, key: &K, now: SystemTime) -> &mut Slot<K, V> {
         self.observe_with(|k| k == key, || key.clone(), now)
