@@ -115,8 +115,9 @@ impl OriginCheck {
 #[derive(Debug)]
 pub struct Preflight {
     pub check: OriginCheck,
-    /// 204, or 403 with `body` when refused.
-    pub header: ResponseHeader,
+    /// 204, or 403 with `body` when refused. Boxed where it is built: the answer moves from
+    /// the dispatcher through the adapter's futures to pingora (which takes a box) as a pointer.
+    pub header: Box<ResponseHeader>,
     pub body: Option<String>,
 }
 

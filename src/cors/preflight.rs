@@ -67,7 +67,7 @@ impl CorsPolicy {
         };
         Preflight {
             check,
-            header: ResponseHeader::from(parts),
+            header: Box::new(ResponseHeader::from(parts)),
             body,
         }
     }

@@ -130,7 +130,7 @@ pub async fn send_preflight(
     } = preflight;
     *origin = check;
     session
-        .write_response_header(Box::new(header), body.is_none())
+        .write_response_header(header, body.is_none())
         .await?;
     if let Some(body) = body {
         session
