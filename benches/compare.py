@@ -314,7 +314,12 @@ def main():
                     print(f"[{mode}] {name}: ws echo {ws}, sse first event {sse}, idle WebSocket {idle:.1f} KiB", flush=True)
                 if proc:
                     proc.send_signal(signal.SIGINT)
-                    proc.wait(10)
+                    try:
+                        proc.wait(10)
+                    except subprocess.TimeoutExpired:
+                        # HAProxy's stop can wait on a tunnel an idle-WebSocket client left.
+                        proc.kill()
+                        proc.wait(10)
 
     report = render(results, extra, args)
     print(report)
