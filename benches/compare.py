@@ -222,7 +222,7 @@ def main():
     ap.add_argument("--modes", default="unpinned,pinned")
     ap.add_argument("--port-base", type=int, default=18000)
     ap.add_argument("--out", help="also write the report (Markdown) to this file")
-    ap.add_argument("--proxies", default="crossgate,lean,nginx,haproxy,bare,bare-timeouts,direct", help="which to run, comma-separated")
+    ap.add_argument("--proxies", default="crossgate,lean,lean-own,nginx,haproxy,bare,bare-timeouts,direct", help="which to run, comma-separated")
     ap.add_argument("--baseline", help="another crossgate binary to run beside this one (before/after in one run)")
     ap.add_argument("--scenarios", default="", help="only the scenarios whose names contain one of these, comma-separated")
     args = ap.parse_args()
