@@ -10,7 +10,8 @@
 //!    the preflight answer, the `channels` checks (WebSocket Origin, JSONP callback and page).
 //! 4. The adapter answers what is the proxy's to answer, or forwards with one `Channel` in its
 //!    context; later phases call that channel's functions and `cors::CorsPolicy::apply_actual`.
-//! 5. `logging` records `metrics` and the access line; refusals are typed (`refusal::Refusal`).
+//! 5. `proxy`'s logging phase (`proxy/record.rs`) records `metrics` and the access line
+//!    (`logging` sets up tracing); refusals are typed (`refusal::Refusal`).
 //!
 //! `config` (the YAML as written) -> `rules::resolve` (every lookup and file read) ->
 //! `rules::compile_with` (pure) -> `Rules` (nothing left to parse) is the only way in; `reload`
