@@ -16,7 +16,7 @@ use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::http::client::HttpSession;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession as Session;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::ErrorType;
 
@@ -185,7 +185,7 @@ pub fn stream<'a>(
             .clone();
         let beats = client_response(&mut resp, session.is_http2())?;
         decorate(&mut resp);
-        session.write_response_header(Box::new(resp), false).await?;
+        session.write_response_header(Box::new(resp)).await?;
 
         relay(session, &mut upstream, beats, heartbeat, silence_limit).await?;
         Ok(Streamed { upstream_time })
@@ -208,10 +208,10 @@ async fn relay(
         match tokio::time::timeout(wait, upstream.read_response_body()).await {
             Ok(Ok(Some(chunk))) => {
                 last_data = Instant::now();
-                session.write_response_body(Some(chunk), false).await?;
+                session.write_response_body(chunk, false).await?;
             }
             Ok(Ok(None)) => {
-                session.write_response_body(None, true).await?;
+                session.finish_body().await?;
                 return Ok(());
             }
             Ok(Err(e)) => return Err(up(e)),
@@ -224,7 +224,7 @@ async fn relay(
             }
             Err(_) => {
                 session
-                    .write_response_body(Some(Bytes::from_static(HEARTBEAT)), false)
+                    .write_response_body(Bytes::from_static(HEARTBEAT), false)
                     .await?;
             }
         }

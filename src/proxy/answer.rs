@@ -8,7 +8,7 @@ use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, X_CONTENT
 use http::{HeaderName, HeaderValue, Method};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession as Session;
 
 use crate::cors::{CorsPolicy, OriginCheck, Preflight};
 
@@ -108,10 +108,13 @@ pub fn send<'a>(
         let head_only = session.req_header().method == Method::HEAD;
         match answer.body.filter(|_| !head_only) {
             Some(body) if !body.is_empty() => {
-                session.write_response_header(Box::new(h), false).await?;
-                session.write_response_body(Some(body), true).await
+                session.write_response_header(Box::new(h)).await?;
+                session.write_response_body(body, true).await
             }
-            _ => session.write_response_header(Box::new(h), true).await,
+            _ => {
+                session.write_response_header(Box::new(h)).await?;
+                session.finish_body().await
+            }
         }
     })
 }
@@ -129,13 +132,9 @@ pub async fn send_preflight(
         body,
     } = preflight;
     *origin = check;
-    session
-        .write_response_header(header, body.is_none())
-        .await?;
-    if let Some(body) = body {
-        session
-            .write_response_body(Some(Bytes::from(body)), true)
-            .await?;
+    session.write_response_header(header).await?;
+    match body {
+        Some(body) => session.write_response_body(Bytes::from(body), true).await,
+        None => session.finish_body().await,
     }
-    Ok(())
 }

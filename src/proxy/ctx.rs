@@ -59,6 +59,8 @@ pub struct Ctx {
     /// The response goes to the client chunked over HTTP/1.1: its sends can be coalesced
     /// (`guard::hold_head_flush`).
     pub(super) chunked_out: bool,
+    /// The upstream's body is decoded on its way (JSONP wraps the plain body).
+    pub(super) decompress: bool,
     _in_flight: InFlight,
 }
 
@@ -76,6 +78,7 @@ impl Ctx {
             forward_path: None,
             stream_gauge: None,
             chunked_out: false,
+            decompress: false,
             _in_flight: InFlight::new(in_flight),
         }
     }

@@ -2,7 +2,7 @@
 //! with CORS headers (a JSONP envelope where the route wraps errors).
 
 use pingora::prelude::*;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession as Session;
 use pingora::{ErrorSource, ErrorType};
 
 use super::answer::{send, Answer};

@@ -7,6 +7,7 @@ mod answer;
 mod ctx;
 mod errors;
 mod own;
+mod phases;
 mod record;
 mod route;
 
@@ -21,19 +22,17 @@ use http::header::{CONTENT_LENGTH, HOST};
 use http::{Method, StatusCode};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
+use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{ErrorSource, ErrorType, RetryType};
 
 pub use ctx::{ActiveGauge, Ctx};
 
-use crate::channels::Channel;
-use crate::dispatch::{dispatch, Action};
 use crate::metrics::Metrics;
-use crate::path::origin_form;
 use crate::rules::{ClientTimeouts, Route, Rules};
-use crate::{beacon, guard, jsonp, sse};
-use answer::{send, send_preflight, Answer};
+use crate::{beacon, guard};
+use phases::{response_body, upstream_request};
 
 /// The proxy. `rules` is swapped whole on reload; each request keeps the snapshot it started with.
 pub struct CrossGate {
@@ -91,7 +90,7 @@ fn peer_for(route: &Route, websocket: bool) -> Box<HttpPeer> {
 
 /// The head is in: its deadline stops ([`guard`]), and the body, response and next-request
 /// timeouts of the rules in force apply to this client.
-fn client_limits(session: &mut Session, limits: &ClientTimeouts) {
+fn client_limits(session: &mut ServerSession, limits: &ClientTimeouts) {
     guard::head_done(session.stream());
     // HTTP/1.1 pipelining (RFC 9112 §9.3.2): bytes that come after this request (the next
     // requests, sent before this one is answered) are kept and parsed as the next request once
@@ -109,7 +108,7 @@ fn client_limits(session: &mut Session, limits: &ClientTimeouts) {
 
 /// Whether pingora will send this response chunked on an HTTP/1.1 connection (it keeps the
 /// upstream's framing): a head, then chunks, then the last chunk, each flushed.
-fn chunked_h1(session: &Session, resp: &ResponseHeader) -> bool {
+fn chunked_h1(session: &ServerSession, resp: &ResponseHeader) -> bool {
     let req = session.req_header();
     let s = resp.status;
     !session.is_http2()
@@ -136,54 +135,11 @@ impl ProxyHttp for CrossGate {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Box<Ctx>) -> Result<bool> {
-        let rules = self.rules.load_full();
-        client_limits(session, &rules.server.client);
-        let req = session.req_header();
-        let action = dispatch(&rules, request_host(req), req);
-        ctx.rules = Some(rules.clone());
-        match action {
-            Action::Route(routed) => self.on_route(session, ctx, &rules, routed).await,
-            Action::BadPath(why) => {
-                ctx.channel = Channel::Own;
-                let message = format!("crossgate: ambiguous request path refused: {why}");
-                send(session, Answer::text(400, message), None).await?;
-                // Answered: what would be routed is not what the backend would get.
-                Ok(true)
-            }
-            Action::Bridge(asset) => {
-                ctx.channel = Channel::Own;
-                let bridge = rules.bridge.as_ref().expect("dispatched to the bridge");
-                Box::pin(own::serve_bridge(session, bridge, asset)).await?;
-                // Answered: the bridge's files are served from the binary.
-                Ok(true)
-            }
-            Action::Beacon(i) => {
-                ctx.channel = Channel::Beacon;
-                Box::pin(self.serve_beacon(session, &rules.beacons[i])).await?;
-                // Answered: beacons are the proxy's own endpoints.
-                Ok(true)
-            }
-            Action::NoRoutePreflight(preflight) => {
-                ctx.channel = Channel::Preflight;
-                send_preflight(session, preflight, &mut ctx.origin).await?;
-                // Answered: a preflight for a path no route serves, from default_cors.
-                Ok(true)
-            }
-            Action::NoRoute(origin) => {
-                ctx.channel = Channel::Own;
-                ctx.origin = origin;
-                let req = session.req_header();
-                let message = format!(
-                    "crossgate: no route for host {} path {}",
-                    crate::cors::printable(request_host(req)),
-                    crate::cors::printable(req.uri.path())
-                );
-                let cors = ctx.policy().map(|p| (p, &ctx.origin));
-                send(session, Answer::text(404, message), cors).await?;
-                // Answered: no route, nothing to forward.
-                Ok(true)
-            }
+        let answered = self.begin(session, ctx).await?;
+        if ctx.decompress {
+            session.upstream_compression.adjust_decompression(true);
         }
+        Ok(answered)
     }
 
     async fn upstream_request_filter(
@@ -192,22 +148,7 @@ impl ProxyHttp for CrossGate {
         upstream: &mut RequestHeader,
         ctx: &mut Box<Ctx>,
     ) -> Result<()> {
-        if let Some(path) = ctx.forward_path.as_deref() {
-            // ambiguous_paths: forward_normalized: the routed path is the forwarded one.
-            let uri = origin_form(path, upstream.uri.query())?;
-            upstream.set_uri(uri);
-        }
-        if let Channel::Jsonp(_) = ctx.channel {
-            let route = ctx.route();
-            let param = route
-                .and_then(|r| r.jsonp.as_ref())
-                .map_or("callback", |j| j.param.as_str());
-            let credentials = route
-                .and_then(|r| r.cors.as_deref())
-                .is_some_and(|p| p.credentials);
-            jsonp::upstream_request(upstream, param, credentials)?;
-        }
-        Ok(())
+        upstream_request(upstream, ctx)
     }
 
     async fn upstream_peer(
@@ -292,31 +233,7 @@ impl ProxyHttp for CrossGate {
         resp: &mut ResponseHeader,
         ctx: &mut Box<Ctx>,
     ) -> Result<()> {
-        let websocket = ctx.channel.is_websocket();
-        if let Some(policy) = ctx.route().and_then(|r| r.cors.as_deref()) {
-            if !websocket {
-                policy.apply_actual(resp, &ctx.origin);
-            }
-        }
-        if let Some(j) = ctx.channel.jsonp() {
-            jsonp::response_header(j, resp, session.is_http2())?;
-        }
-        if let Some(route) = ctx.route() {
-            let name = route.name.as_str();
-            if websocket && resp.status.as_u16() == 101 {
-                self.metrics
-                    .websocket_total
-                    .with_label_values(&[name])
-                    .inc();
-                let g = self.metrics.websocket_active.with_label_values(&[name]);
-                ctx.stream_gauge = Some(ActiveGauge::new(g));
-            } else if sse::is_event_stream(resp) {
-                let g = self.metrics.sse_active.with_label_values(&[name]);
-                ctx.stream_gauge = Some(ActiveGauge::new(g));
-            }
-        }
-        ctx.chunked_out = chunked_h1(session, resp);
-        Ok(())
+        self.response_head(session, resp, ctx)
     }
 
     fn response_body_filter(
@@ -326,20 +243,7 @@ impl ProxyHttp for CrossGate {
         end_of_stream: bool,
         ctx: &mut Box<Ctx>,
     ) -> Result<Option<Duration>> {
-        if let Some(j) = ctx.channel.jsonp() {
-            jsonp::response_body(j, body, end_of_stream)?;
-        }
-        if ctx.chunked_out {
-            // pingora runs this filter over a whole batch of upstream data before writing any
-            // of it: say what follows in the batch, so that it leaves in one send.
-            if end_of_stream {
-                guard::hold_until_last_chunk(session.stream());
-            } else if session.response_written().is_none()
-                && body.as_ref().is_some_and(|b| !b.is_empty())
-            {
-                guard::hold_head_flush(session.stream());
-            }
-        }
+        response_body(session, body, end_of_stream, ctx)?;
         Ok(None)
     }
 
@@ -372,16 +276,7 @@ impl ProxyHttp for CrossGate {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Box<Ctx>) {
-        guard::idle(session.stream());
-        let Some(rules) = ctx.rules.as_ref() else {
-            return;
-        };
-        let req = session.req_header();
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        self.record(req, status, e, ctx);
-        if rules.log.access_log {
-            self.access_log(req, status, e, ctx);
-        }
+        self.done(session, e, ctx);
     }
 }
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use pingora::prelude::*;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession as Session;
 
 use super::answer::{send, send_preflight, Answer};
 use super::record::report_would_deny;
@@ -96,7 +96,7 @@ impl CrossGate {
                 let j = route.jsonp.as_ref().expect("dispatched as JSONP");
                 ctx.channel = Channel::Jsonp(Box::new(jsonp::JsonpState::new(callback, j)));
                 // Wrapping needs the plain body, whatever the backend compresses.
-                session.upstream_compression.adjust_decompression(true);
+                ctx.decompress = true;
                 Ok(false)
             }
         }

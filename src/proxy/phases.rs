@@ -1,0 +1,166 @@
+//! The phases of a request that both engines share: what the proxy does when the head is in,
+//! to the request that goes upstream, to the response head and body, and when the request is
+//! over. Each takes pingora-core's `ServerSession`, not pingora-proxy's `Session`.
+
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::protocols::http::ServerSession;
+
+use super::answer::{send, send_preflight, Answer};
+use super::{chunked_h1, client_limits, own, request_host, ActiveGauge, CrossGate, Ctx};
+use crate::channels::Channel;
+use crate::dispatch::{dispatch, Action};
+use crate::path::origin_form;
+use crate::{guard, jsonp, sse};
+
+impl CrossGate {
+    /// The request head is in: the rules in force, the client's limits, the dispatcher's
+    /// decision, and the answer when the proxy gives it itself. `Ok(true)`: answered.
+    pub(super) async fn begin(&self, session: &mut ServerSession, ctx: &mut Ctx) -> Result<bool> {
+        let rules = self.rules.load_full();
+        client_limits(session, &rules.server.client);
+        let req = session.req_header();
+        let action = dispatch(&rules, request_host(req), req);
+        ctx.rules = Some(rules.clone());
+        match action {
+            Action::Route(routed) => self.on_route(session, ctx, &rules, routed).await,
+            Action::BadPath(why) => {
+                ctx.channel = Channel::Own;
+                let message = format!("crossgate: ambiguous request path refused: {why}");
+                send(session, Answer::text(400, message), None).await?;
+                // Answered: what would be routed is not what the backend would get.
+                Ok(true)
+            }
+            Action::Bridge(asset) => {
+                ctx.channel = Channel::Own;
+                let bridge = rules.bridge.as_ref().expect("dispatched to the bridge");
+                Box::pin(own::serve_bridge(session, bridge, asset)).await?;
+                // Answered: the bridge's files are served from the binary.
+                Ok(true)
+            }
+            Action::Beacon(i) => {
+                ctx.channel = Channel::Beacon;
+                Box::pin(self.serve_beacon(session, &rules.beacons[i])).await?;
+                // Answered: beacons are the proxy's own endpoints.
+                Ok(true)
+            }
+            Action::NoRoutePreflight(preflight) => {
+                ctx.channel = Channel::Preflight;
+                send_preflight(session, preflight, &mut ctx.origin).await?;
+                // Answered: a preflight for a path no route serves, from default_cors.
+                Ok(true)
+            }
+            Action::NoRoute(origin) => {
+                ctx.channel = Channel::Own;
+                ctx.origin = origin;
+                let req = session.req_header();
+                let message = format!(
+                    "crossgate: no route for host {} path {}",
+                    crate::cors::printable(request_host(req)),
+                    crate::cors::printable(req.uri.path())
+                );
+                let cors = ctx.policy().map(|p| (p, &ctx.origin));
+                send(session, Answer::text(404, message), cors).await?;
+                // Answered: no route, nothing to forward.
+                Ok(true)
+            }
+        }
+    }
+
+    /// The response head as the client gets it: the route's CORS headers, JSONP's, the stream
+    /// gauges, and whether its sends may be coalesced.
+    pub(super) fn response_head(
+        &self,
+        session: &ServerSession,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let websocket = ctx.channel.is_websocket();
+        if let Some(policy) = ctx.route().and_then(|r| r.cors.as_deref()) {
+            if !websocket {
+                policy.apply_actual(resp, &ctx.origin);
+            }
+        }
+        if let Some(j) = ctx.channel.jsonp() {
+            jsonp::response_header(j, resp, session.is_http2())?;
+        }
+        if let Some(route) = ctx.route() {
+            let name = route.name.as_str();
+            if websocket && resp.status.as_u16() == 101 {
+                self.metrics
+                    .websocket_total
+                    .with_label_values(&[name])
+                    .inc();
+                let g = self.metrics.websocket_active.with_label_values(&[name]);
+                ctx.stream_gauge = Some(ActiveGauge::new(g));
+            } else if sse::is_event_stream(resp) {
+                let g = self.metrics.sse_active.with_label_values(&[name]);
+                ctx.stream_gauge = Some(ActiveGauge::new(g));
+            }
+        }
+        ctx.chunked_out = chunked_h1(session, resp);
+        Ok(())
+    }
+
+    /// A request is over: its metrics and access-log line, and the head deadline re-armed
+    /// for the next request.
+    pub(super) fn done(&self, session: &ServerSession, e: Option<&Error>, ctx: &Ctx) {
+        guard::idle(session.stream());
+        let Some(rules) = ctx.rules.as_ref() else {
+            return;
+        };
+        let req = session.req_header();
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        self.record(req, status, e, ctx);
+        if rules.log.access_log {
+            self.access_log(req, status, e, ctx);
+        }
+    }
+}
+
+/// What the route changes in the request that goes upstream: the normalized path, JSONP's
+/// parameter and credentials.
+pub(super) fn upstream_request(upstream: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
+    if let Some(path) = ctx.forward_path.as_deref() {
+        // ambiguous_paths: forward_normalized: the routed path is the forwarded one.
+        let uri = origin_form(path, upstream.uri.query())?;
+        upstream.set_uri(uri);
+    }
+    if let Channel::Jsonp(_) = ctx.channel {
+        let route = ctx.route();
+        let param = route
+            .and_then(|r| r.jsonp.as_ref())
+            .map_or("callback", |j| j.param.as_str());
+        let credentials = route
+            .and_then(|r| r.cors.as_deref())
+            .is_some_and(|p| p.credentials);
+        jsonp::upstream_request(upstream, param, credentials)?;
+    }
+    Ok(())
+}
+
+/// One piece of the response body on its way to the client: JSONP's wrapping, and which
+/// flushes may be held so that a batch leaves in one send.
+pub(super) fn response_body(
+    session: &ServerSession,
+    body: &mut Option<Bytes>,
+    end_of_stream: bool,
+    ctx: &mut Ctx,
+) -> Result<()> {
+    if let Some(j) = ctx.channel.jsonp() {
+        jsonp::response_body(j, body, end_of_stream)?;
+    }
+    if ctx.chunked_out {
+        // pingora runs this filter over a whole batch of upstream data before writing any
+        // of it: say what follows in the batch, so that it leaves in one send.
+        if end_of_stream {
+            guard::hold_until_last_chunk(session.stream());
+        } else if session.response_written().is_none()
+            && body.as_ref().is_some_and(|b| !b.is_empty())
+        {
+            guard::hold_head_flush(session.stream());
+        }
+    }
+    Ok(())
+}
