@@ -186,37 +186,54 @@ impl Gateway {
         let (beacon_queue, forwarder) = crate::beacon::Queue::new(rules.server.beacon_queue);
         let rules = Arc::new(ArcSwap::from_pointee(rules));
 
-        let mut app = pingora::proxy::http_proxy(
-            &server.configuration,
-            CrossGate {
-                rules: rules.clone(),
-                in_flight: in_flight.clone(),
-                connector: pingora::connectors::http::Connector::new(None),
-                beacons: beacon_queue,
-                metrics: metrics.clone(),
-                refused: refused.clone(),
-            },
-        );
+        let proxy = CrossGate {
+            rules: rules.clone(),
+            in_flight: in_flight.clone(),
+            connector: pingora::connectors::http::Connector::new(None),
+            transport: pingora::connectors::TransportConnector::new(Some(
+                pingora::connectors::ConnectorOptions::from_server_conf(&server.configuration),
+            )),
+            beacons: beacon_queue,
+            metrics: metrics.clone(),
+            refused: refused.clone(),
+        };
         // An HTTP/2 connection with no request in flight is closed after
         // client_keepalive_timeout, as an idle HTTP/1 one is (pingora leaves it open forever
         // by default). pingora reads this option per connection from a field fixed here: a
         // reload does not change it.
         let mut http = pingora::apps::HttpServerOptions::default();
         http.h2_idle_timeout = Some(rules.load().server.client.keepalive);
-        app.server_options = Some(http);
         let (endpoints, listeners, certs) = endpoints(&listen, &rules.load().tls_listeners);
-        let mut proxy = pingora::services::listening::Service::new(
-            "crossgate".into(),
-            crate::guard::Guarded {
-                app: Arc::new(app),
-                rules: rules.clone(),
-                listeners,
-            },
-        );
-        for endpoint in endpoints {
-            proxy.add_listener(endpoint);
+        if std::env::var_os("CROSSGATE_ENGINE").is_some_and(|e| e == "pingora-proxy") {
+            // pingora-proxy's per-request machinery, for comparison (benches/compare.sh).
+            let mut app = pingora::proxy::http_proxy(&server.configuration, proxy);
+            app.server_options = Some(http);
+            let mut service = pingora::services::listening::Service::new(
+                "crossgate".into(),
+                crate::guard::Guarded {
+                    app: Arc::new(app),
+                    rules: rules.clone(),
+                    listeners,
+                },
+            );
+            for endpoint in endpoints {
+                service.add_listener(endpoint);
+            }
+            server.add_service(service);
+        } else {
+            let mut service = pingora::services::listening::Service::new(
+                "crossgate".into(),
+                crate::guard::Guarded {
+                    app: Arc::new(crate::proxy::Engine::new(proxy, http)),
+                    rules: rules.clone(),
+                    listeners,
+                },
+            );
+            for endpoint in endpoints {
+                service.add_listener(endpoint);
+            }
+            server.add_service(service);
         }
-        server.add_service(proxy);
         if let Some(addr) = admin_addr {
             add_admin(&mut server, addr, &rules, &metrics, refused);
         }

@@ -29,6 +29,21 @@ pub(super) fn error_status(e: &Error) -> u16 {
     }
 }
 
+/// A client that leaves before its answer is complete (an EventSource closed, a page left,
+/// a long poll given up) is ordinary traffic, not an error of the proxy: an ERROR line for
+/// each would bury real failures. The access log still records it, with its status and error.
+pub(super) fn client_left(e: &Error) -> bool {
+    let left = *e.esource() == ErrorSource::Downstream
+        && matches!(
+            e.etype(),
+            ErrorType::ConnectionClosed | ErrorType::WriteError
+        );
+    if left {
+        tracing::debug!(error = %e, "the client left before the response was complete");
+    }
+    left
+}
+
 /// Answers a request whose exchange with the upstream failed, if nothing was sent yet: the
 /// JSONP envelope when the route wraps errors, else a line of text; with the CORS headers of
 /// an allowed origin. Returns the status (0: the client is gone).

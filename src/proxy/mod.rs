@@ -5,7 +5,10 @@
 
 mod answer;
 mod ctx;
+mod engine;
 mod errors;
+mod forward;
+mod head;
 mod own;
 mod phases;
 mod record;
@@ -25,9 +28,10 @@ use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{ErrorSource, ErrorType, RetryType};
+use pingora::{ErrorType, RetryType};
 
 pub use ctx::{ActiveGauge, Ctx};
+pub use engine::Engine;
 
 use crate::metrics::Metrics;
 use crate::rules::{ClientTimeouts, Route, Rules};
@@ -39,6 +43,8 @@ pub struct CrossGate {
     pub rules: Arc<ArcSwap<Rules>>,
     /// For the responses crossgate streams itself (SSE with heartbeats).
     pub connector: pingora::connectors::http::Connector,
+    /// The engine's upstream connections (connects, TLS, the pool).
+    pub transport: pingora::connectors::TransportConnector,
     /// Beacon hits on their way to an upstream.
     pub beacons: Arc<beacon::Queue>,
     pub metrics: Arc<Metrics>,
@@ -259,20 +265,8 @@ impl ProxyHttp for CrossGate {
         }
     }
 
-    /// A client that leaves before its answer is complete (an EventSource closed, a page left,
-    /// a long poll given up) is ordinary traffic, not an error of the proxy: pingora's
-    /// "Fail to proxy" line at ERROR for each would bury real failures. The access log still
-    /// records it, with its status and error.
     fn suppress_error_log(&self, _session: &Session, _ctx: &Box<Ctx>, e: &Error) -> bool {
-        let client_left = *e.esource() == ErrorSource::Downstream
-            && matches!(
-                e.etype(),
-                ErrorType::ConnectionClosed | ErrorType::WriteError
-            );
-        if client_left {
-            tracing::debug!(error = %e, "the client left before the response was complete");
-        }
-        client_left
+        errors::client_left(e)
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Box<Ctx>) {

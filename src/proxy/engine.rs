@@ -1,0 +1,182 @@
+//! crossgate's own request engine on pingora-core's public app traits (issue 13): pingora is
+//! the server (listeners, TLS, the HTTP/1 and HTTP/2 codecs, graceful upgrade, connectors);
+//! the loop that reads a request, serves it and reads the next is crossgate's.
+//!
+//! - An HTTP/1 connection is one future for its whole life ([`Engine`]'s `ServerApp`), its
+//!   state ([`Conn`]: the upstream connection it used last) on that future, not moved into a
+//!   boxed future per request as pingora's `HttpServerApp` loop does (benches/RESULTS.md, the
+//!   engine study: 11.4k instructions per request).
+//! - An HTTP/2 connection (ALPN `h2`) goes through pingora's own h2 loop, which hands each
+//!   stream to [`H2Streams`] as a session of its own.
+//! - Each request runs the shared phases (`phases.rs`): the dispatcher's decision and the
+//!   proxy's own answers in `begin`, the exchange with the upstream in `forward.rs`, the
+//!   answer to a failure in `errors.rs`, and the metrics and access log in `done`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::Method;
+use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream, ServerApp};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::{Stream, ALPN};
+use pingora::server::ShutdownWatch;
+use pingora::ErrorType;
+
+use super::errors::{answer_failure, client_left};
+use super::forward::Conn;
+use super::{CrossGate, Ctx};
+
+/// The keep-alive timeout of a connection's first request, in seconds (pingora's default; the
+/// rules' `client_keepalive_timeout` applies from the first request on).
+const FIRST_KEEPALIVE: u64 = 60;
+
+/// The proxy's `ServerApp`: HTTP/1 connections served by crossgate's loop, HTTP/2 ones by
+/// pingora's.
+pub struct Engine {
+    proxy: Arc<CrossGate>,
+    h2: Arc<H2Streams>,
+}
+
+/// Each stream of an HTTP/2 connection, served as one request.
+struct H2Streams {
+    proxy: Arc<CrossGate>,
+    options: HttpServerOptions,
+}
+
+impl Engine {
+    /// `options`: pingora's HTTP server options (read by its h2 loop).
+    pub fn new(proxy: CrossGate, options: HttpServerOptions) -> Engine {
+        let proxy = Arc::new(proxy);
+        Engine {
+            h2: Arc::new(H2Streams {
+                proxy: proxy.clone(),
+                options,
+            }),
+            proxy,
+        }
+    }
+}
+
+#[async_trait]
+impl ServerApp for Engine {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            return self.h2.process_new(stream, shutdown).await;
+        }
+        let proxy = &*self.proxy;
+        let mut shutdown = shutdown.clone();
+        let mut conn = Conn::default();
+        let mut stream = stream;
+        let mut prefix = None;
+        let mut keepalive = Some(FIRST_KEEPALIVE);
+        loop {
+            let mut session = ServerSession::new_http1(stream);
+            if *shutdown.borrow() {
+                // Shutting down: this request is the connection's last.
+                keepalive = None;
+            }
+            session.set_keepalive(keepalive);
+            if let Some(p) = prefix.take() {
+                // Pipelined requests read with the one before.
+                session.set_pipelining_enabled(true);
+                session.set_pipelined_prefix(p);
+            }
+            if !proxy
+                .serve(&mut session, &mut conn, Some(&mut shutdown))
+                .await
+            {
+                break;
+            }
+            keepalive = session.get_keepalive();
+            match session.finish().await {
+                Ok(Some(reusable)) => (stream, prefix) = reusable.into_parts(),
+                _ => break,
+            }
+        }
+        proxy.release(&mut conn);
+        None
+    }
+}
+
+#[async_trait]
+impl HttpServerApp for H2Streams {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        _shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        let mut conn = Conn::default();
+        if self.proxy.serve(&mut session, &mut conn, None).await {
+            let _ = session.finish().await;
+        }
+        self.proxy.release(&mut conn);
+        None
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        Some(&self.options)
+    }
+}
+
+impl CrossGate {
+    /// Reads one request and serves it; `true`: it was served whole and the connection may
+    /// carry another. `shutdown` (HTTP/1): a wait for the next request ends when the server
+    /// begins to shut down.
+    async fn serve(
+        &self,
+        session: &mut ServerSession,
+        conn: &mut Conn,
+        shutdown: Option<&mut ShutdownWatch>,
+    ) -> bool {
+        let read = match shutdown {
+            Some(watch) => tokio::select! {
+                biased;
+                r = session.read_request() => r,
+                _ = watch.wait_for(|down| *down) => return false,
+            },
+            None => session.read_request().await,
+        };
+        match read {
+            Ok(true) => {}
+            Ok(false) => return false,
+            Err(e) => {
+                // A head that does not parse gets a 400; a connection that broke, nothing.
+                if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
+                    let _ = session.respond_error(400).await;
+                }
+                session.shutdown().await;
+                return false;
+            }
+        }
+        if session.req_header().method == Method::CONNECT {
+            // Not a forward proxy: CONNECT reframes the connection (RFC 9110 §9.3.6).
+            let _ = session.respond_error(405).await;
+            session.shutdown().await;
+            return false;
+        }
+        let mut ctx = Ctx::new(&self.in_flight);
+        let result = match self.begin(session, &mut ctx).await {
+            Ok(true) => Ok(()),
+            Ok(false) => self.forward(session, &mut ctx, conn).await,
+            Err(e) => Err(e),
+        };
+        let error = result.err();
+        if let Some(e) = &error {
+            let status = answer_failure(session, e, &ctx).await;
+            if !client_left(e) {
+                tracing::error!(
+                    error = %e,
+                    status,
+                    request = %session.request_summary(),
+                    "fail to proxy",
+                );
+            }
+        }
+        self.done(session, error.as_deref(), &ctx);
+        error.is_none()
+    }
+}

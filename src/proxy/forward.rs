@@ -1,0 +1,348 @@
+//! A routed request's exchange with its upstream, on pingora-core's HTTP/1 client: the server
+//! chosen (round-robin over the healthy ones), the connection (the one this client connection
+//! used last, else the pool's, else a new one), the request head and body out, the response
+//! head and body back through the route's filters, a successful upgrade relayed both ways, and
+//! the retries crossgate has always made.
+//!
+//! Retries: a connect that fails moves to the next server, whatever the method (nothing was
+//! sent). Once sent, only an idempotent request whose body is still whole in the retry buffer
+//! is sent again, and only if the connection closed before any response byte, to any server
+//! if the connection was a reused one (the server may have dropped it while idle), otherwise
+//! to the next (nginx's `proxy_next_upstream error` for idempotent methods). Never once the
+//! response has begun, never for POST or PATCH.
+
+use std::time::Instant;
+
+use futures_util::FutureExt;
+use pingora::http::RequestHeader;
+use pingora::prelude::*;
+use pingora::protocols::http::compression::ResponseCompressionCtx;
+use pingora::protocols::http::v1::client::HttpSession as Upstream;
+use pingora::protocols::http::{HttpTask, ServerSession};
+use pingora::protocols::Stream;
+use pingora::upstreams::peer::{HttpPeer, Peer};
+use pingora::{ErrorSource, RetryType};
+use tokio::io::AsyncReadExt;
+
+use super::phases::{response_body, upstream_request};
+use super::{head, peer_for, CrossGate, Ctx};
+
+/// The upstream connection a client connection keeps between its requests.
+pub(super) struct Pinned {
+    key: u64,
+    stream: Stream,
+    idle: Option<std::time::Duration>,
+}
+
+/// What a client connection carries from one request to the next.
+#[derive(Default)]
+pub(super) struct Conn {
+    pub(super) pinned: Option<Pinned>,
+}
+
+fn up(e: Box<Error>) -> Box<Error> {
+    e.into_up()
+}
+
+/// A client-side error, unless pingora already said whose it is.
+pub(super) fn down(mut e: Box<Error>) -> Box<Error> {
+    if *e.esource() == ErrorSource::Unset {
+        e.as_down();
+    }
+    e
+}
+
+/// Whether a kept upstream connection is still open and quiet: a closed one reads 0 at once,
+/// and one that sends unasked is out of step; either is not used again.
+fn still_open(stream: &mut Stream) -> bool {
+    let mut probe = [0u8; 1];
+    stream.read(&mut probe).now_or_never().is_none()
+}
+
+impl CrossGate {
+    /// The connection for `peer`: the client connection's own if it is to the same server and
+    /// still open, else the pool's, else a new one. `true`: a reused connection.
+    async fn connect(&self, peer: &HttpPeer, conn: &mut Conn) -> Result<(Upstream, bool)> {
+        let key = peer.reuse_hash();
+        if let Some(mut p) = conn.pinned.take() {
+            if p.key == key && still_open(&mut p.stream) {
+                return Ok((Upstream::new(p.stream), true));
+            }
+            if p.key != key {
+                self.transport.release_stream(p.stream, p.key, p.idle);
+            }
+        }
+        if let Some(s) = self.transport.reused_stream(peer).await {
+            return Ok((Upstream::new(s), true));
+        }
+        let s = self.transport.new_stream(peer).await?;
+        Ok((Upstream::new(s), false))
+    }
+
+    /// Keeps a finished exchange's connection in the client connection, for its next request
+    /// (an HTTP/2 stream's goes to the pool when the stream ends, [`CrossGate::release`]).
+    async fn keep(&self, mut upstream: Upstream, peer: &HttpPeer, conn: &mut Conn) {
+        upstream.respect_keepalive();
+        let Some(stream) = upstream.reuse().await else {
+            return;
+        };
+        let pinned = Pinned {
+            key: peer.reuse_hash(),
+            stream,
+            idle: peer.options.idle_timeout,
+        };
+        if let Some(old) = conn.pinned.replace(pinned) {
+            self.transport.release_stream(old.stream, old.key, old.idle);
+        }
+    }
+
+    /// Gives a client connection's kept upstream connection to the pool when it ends.
+    pub(super) fn release(&self, conn: &mut Conn) {
+        if let Some(p) = conn.pinned.take() {
+            self.transport.release_stream(p.stream, p.key, p.idle);
+        }
+    }
+
+    /// Forwards a routed request and relays the answer; an error before the response head
+    /// was sent is answered by the caller.
+    pub(super) async fn forward(
+        &self,
+        session: &mut ServerSession,
+        ctx: &mut Ctx,
+        conn: &mut Conn,
+    ) -> Result<()> {
+        let rules = ctx.rules.clone().expect("a routed request has its rules");
+        let route = &rules.routes[ctx.route.expect("a routed request has its route")];
+        let websocket = ctx.channel.is_websocket();
+        let has_body = !session.is_body_empty();
+        let mut head = head::upstream_request(session.req_header(), has_body)?;
+        upstream_request(&mut head, ctx)?;
+        let continue_first = has_body && head::expects_continue(session.req_header());
+        let mut decode = ctx.decompress.then(|| {
+            let mut c = ResponseCompressionCtx::new(0, true, false);
+            c.request_filter(&head);
+            c
+        });
+        session.enable_retry_buffering();
+        let servers = route.upstream.server_count();
+        loop {
+            let peer = peer_for(route, websocket);
+            ctx.tries += 1;
+            ctx.upstream_started = Some(Instant::now());
+            let (mut upstream, reused) = match self.connect(&peer, conn).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let e = up(e);
+                    if ctx.tries < servers {
+                        // A retried error never reaches the log: count it here.
+                        self.count_upstream_error(route, &e);
+                        continue;
+                    }
+                    return Err(e);
+                }
+            };
+            upstream.read_timeout = peer.options.read_timeout;
+            upstream.write_timeout = peer.options.write_timeout;
+            let exchange = Exchange {
+                proxy: self,
+                session: &mut *session,
+                upstream: &mut upstream,
+                ctx: &mut *ctx,
+                decode: decode.as_mut(),
+                continue_first,
+            };
+            match exchange.run(&head).await {
+                Ok(reusable) => {
+                    if reusable {
+                        self.keep(upstream, &peer, conn).await;
+                    }
+                    return Ok(());
+                }
+                Err(mut e) => {
+                    let resendable = session.req_header().method.is_idempotent()
+                        && !session.retry_buffer_truncated()
+                        && ctx.upstream_time.is_none()
+                        && session.response_written().is_none();
+                    let retry = matches!(e.retry, RetryType::ReusedOnly)
+                        && resendable
+                        && (reused || ctx.tries < servers);
+                    if !retry {
+                        e.retry = RetryType::Decided(false);
+                        return Err(e);
+                    }
+                    self.count_upstream_error(route, &e);
+                }
+            }
+        }
+    }
+}
+
+/// One attempt: a request sent on one upstream connection and its answer relayed.
+struct Exchange<'a> {
+    proxy: &'a CrossGate,
+    session: &'a mut ServerSession,
+    upstream: &'a mut Upstream,
+    ctx: &'a mut Ctx,
+    decode: Option<&'a mut ResponseCompressionCtx>,
+    continue_first: bool,
+}
+
+impl Exchange<'_> {
+    /// Sends the request and relays the answer; `Ok(true)`: the upstream connection can carry
+    /// another request.
+    async fn run(mut self, head: &RequestHeader) -> Result<bool> {
+        self.upstream
+            .write_request_header(Box::new(head.clone()))
+            .await
+            .map_err(up)?;
+        // A retry sends again what the client's body gave so far.
+        if let Some(sent) = self.session.get_retry_buffer() {
+            if !sent.is_empty() {
+                self.upstream.write_body(&sent).await.map_err(up)?;
+            }
+        }
+        let mut request_done = self.session.is_body_done();
+        if request_done {
+            self.upstream.finish_body().await.map_err(up)?;
+        } else if self.continue_first && self.session.response_written().is_none() {
+            self.session.write_continue_response().await.map_err(down)?;
+        }
+        let mut response_done = false;
+        let mut upgraded = false;
+        let mut reusable = true;
+        // A body the upstream stopped taking: it may still answer (a 413 before the end).
+        let mut send_error = None;
+        let mut batch = Vec::with_capacity(4);
+        while !response_done {
+            tokio::select! {
+                biased;
+                task = self.upstream.read_response_task() => {
+                    let task = match task {
+                        Ok(t) => t,
+                        Err(e) => return Err(send_error.unwrap_or_else(|| up(e))),
+                    };
+                    response_done = self.relay(task, &mut batch).await?;
+                    if !upgraded && self.upstream.was_upgraded() {
+                        upgraded = true;
+                        reusable = false;
+                        self.upstream.maybe_upgrade_body_writer();
+                        // Both ways now run until one side closes.
+                        request_done = false;
+                    }
+                }
+                body = self.session.read_body_or_idle(request_done) => {
+                    let sent = match body.map_err(down)? {
+                        Some(chunk) => self.upstream.write_body(&chunk).await.map(|_| ()),
+                        None => {
+                            request_done = true;
+                            if upgraded {
+                                // The client closed its side of an upgraded connection.
+                                response_done = true;
+                            }
+                            self.upstream.finish_body().await.map(|_| ())
+                        }
+                    };
+                    if let Err(e) = sent {
+                        if upgraded {
+                            return Err(up(e));
+                        }
+                        // Stop sending; read what the upstream answers. Neither connection
+                        // carries another request: the rest of the body is not read.
+                        send_error = Some(up(e));
+                        request_done = true;
+                        reusable = false;
+                        self.session.set_keepalive(None);
+                    }
+                }
+            }
+        }
+        if !self.session.is_body_done() {
+            // The answer is complete before the request: nothing more goes upstream on this
+            // connection.
+            reusable = false;
+        }
+        Ok(reusable && !upgraded)
+    }
+
+    /// What the route does to one piece of the upstream's answer, before it is written: the
+    /// response head's filters, JSONP's wrapping of the body.
+    fn filter(&mut self, task: &mut HttpTask) -> Result<()> {
+        if let Some(d) = self.decode.as_deref_mut() {
+            d.response_filter(task);
+        }
+        let session = &*self.session;
+        match task {
+            HttpTask::Header(resp, _) => {
+                head::client_response(resp, session.is_http2());
+                if resp.status.is_informational() && resp.status.as_u16() != 101 {
+                    return Ok(());
+                }
+                self.ctx.upstream_time = self.ctx.upstream_started.map(|t| t.elapsed());
+                self.proxy.response_head(session, resp, self.ctx)
+            }
+            HttpTask::Body(data, end) | HttpTask::UpgradedBody(data, end) => {
+                response_body(session, data, *end, self.ctx)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes one filtered piece of the answer to the client; `Ok(true)`: it was the last.
+    async fn write(&mut self, task: HttpTask) -> Result<bool> {
+        let session = &mut *self.session;
+        match task {
+            HttpTask::Header(resp, end) => {
+                // 100 Continue is the proxy's to send (it reads the body); other 1xx (103
+                // Early Hints) go on.
+                if resp.status.as_u16() != 100 {
+                    session.write_response_header(resp).await.map_err(down)?;
+                }
+                if end {
+                    session.finish_body().await.map_err(down)?;
+                }
+                Ok(end)
+            }
+            HttpTask::Body(data, end) | HttpTask::UpgradedBody(data, end) => {
+                match data {
+                    Some(d) if !d.is_empty() => {
+                        session.write_response_body(d, end).await.map_err(down)?
+                    }
+                    _ if end => session.finish_body().await.map_err(down)?,
+                    _ => {}
+                }
+                Ok(end)
+            }
+            HttpTask::Trailer(_) => Ok(false),
+            HttpTask::Done => {
+                session.finish_body().await.map_err(down)?;
+                Ok(true)
+            }
+            HttpTask::Failed(e) => Err(e),
+        }
+    }
+
+    /// Relays what the upstream has sent: the piece just read and every piece already there
+    /// behind it, all filtered before any is written, so that a head and a body that came
+    /// together leave together (`guard::hold_head_flush`); `Ok(true)`: the answer is complete.
+    async fn relay(&mut self, first: HttpTask, batch: &mut Vec<HttpTask>) -> Result<bool> {
+        batch.push(first);
+        while !batch.last().is_some_and(HttpTask::is_end) {
+            match self.upstream.read_response_task().now_or_never() {
+                Some(Ok(t)) => batch.push(t),
+                Some(Err(e)) => batch.push(HttpTask::Failed(up(e))),
+                None => break,
+            }
+            if matches!(batch.last(), Some(HttpTask::Failed(_))) {
+                break;
+            }
+        }
+        for task in batch.iter_mut() {
+            self.filter(task)?;
+        }
+        let mut done = false;
+        for task in batch.drain(..) {
+            done |= self.write(task).await?;
+        }
+        Ok(done)
+    }
+}

@@ -1,0 +1,297 @@
+//! The heads as they cross the proxy (RFC 9110 §7.6.1, RFC 9112, RFC 9113 §8.2-8.3): what the
+//! engine sends upstream of the client's request head, and what it keeps of the upstream's
+//! response head. The route's own changes (the normalized path, JSONP's) come after, in
+//! `phases::upstream_request`; the CORS headers in `phases::response_head`.
+//!
+//! Where the RFCs leave a choice, nginx's and HAProxy's documented behaviour is followed:
+//!
+//! - hop-by-hop headers (`Connection` and the fields it lists, `Keep-Alive`,
+//!   `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`, `HTTP2-Settings`,
+//!   `Proxy-Authorization`, `Proxy-Authenticate`) are dropped both ways; a WebSocket handshake
+//!   keeps `Connection: Upgrade` and `Upgrade: websocket` (any other upgrade is refused before
+//!   it gets here, see `channels::websocket`). `Connection` cannot remove the fields that frame
+//!   or route the message (`Host`, `Content-Length`, `Transfer-Encoding`): such a listing is
+//!   ignored, as nginx ignores it;
+//! - `Expect: 100-continue` is answered by the proxy when it starts reading the body, and not
+//!   forwarded (nginx: the proxy reads the body, so the `100` is its to send);
+//! - an HTTP/2 request goes upstream as HTTP/1.1 with `Host` set from `:authority`
+//!   (RFC 9113 §8.3.1) and its `cookie` fields joined with `"; "` (§8.2.3); an absolute-form
+//!   HTTP/1.1 target is sent in origin form with `Host` set from it (RFC 9112 §3.2.2);
+//! - a request with a body but no length of its own (an HTTP/2 one, or a chunked one) goes
+//!   upstream chunked, and never with a `Content-Length` beside `Transfer-Encoding`.
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::Version;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::{Error, ErrorType, Result};
+
+/// Fields a proxy never forwards.
+const HOP_BY_HOP: [&str; 10] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "http2-settings",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
+/// Fields that `Connection` cannot remove: they frame or route the message.
+const PROTECTED: [&str; 3] = ["host", "content-length", "transfer-encoding"];
+
+/// At most this many `Connection` tokens are honoured (a defence against a list made to cost).
+const MAX_NOMINATED: usize = 16;
+
+/// The fields `Connection` lists, lowercased, protected ones left out.
+fn nominated(headers: &http::HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+        .take(MAX_NOMINATED)
+        .filter_map(|t| HeaderName::from_bytes(t).ok())
+        .filter(|n| !PROTECTED.contains(&n.as_str()))
+        .collect()
+}
+
+/// Whether `Connection` lists `token`.
+fn connection_has(headers: &http::HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// A WebSocket handshake (RFC 6455 §4.1): HTTP/1.1, `Upgrade: websocket`, `Connection: upgrade`.
+pub(super) fn is_websocket_handshake(req: &RequestHeader) -> bool {
+    req.version == Version::HTTP_11
+        && req
+            .headers
+            .get(header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+        && connection_has(&req.headers, "upgrade")
+}
+
+/// Whether the request asks for `100 Continue` before it sends its body.
+pub(super) fn expects_continue(req: &RequestHeader) -> bool {
+    req.headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+fn strip_hop_by_hop(headers: &mut http::HeaderMap, remove: &mut impl FnMut(&HeaderName)) {
+    for name in nominated(headers) {
+        remove(&name);
+    }
+    for name in HOP_BY_HOP {
+        if headers.contains_key(name) {
+            remove(&HeaderName::from_static(name));
+        }
+    }
+}
+
+/// The client's request head as it goes upstream, before the route's changes. `has_body`:
+/// the client sends a body.
+pub(super) fn upstream_request(req: &RequestHeader, has_body: bool) -> Result<Box<RequestHeader>> {
+    let mut head = Box::new(req.clone());
+    let websocket = is_websocket_handshake(req);
+    let mut names = head.headers.clone();
+    strip_hop_by_hop(&mut names, &mut |n| {
+        head.remove_header(n);
+    });
+    if websocket {
+        head.insert_header(header::CONNECTION, HeaderValue::from_static("Upgrade"))?;
+        head.insert_header(header::UPGRADE, HeaderValue::from_static("websocket"))?;
+    }
+    if expects_continue(req) {
+        head.remove_header(&header::EXPECT);
+    }
+    if req.headers.contains_key(header::TRANSFER_ENCODING) {
+        // The body was read by its chunked framing, which wins over a Content-Length
+        // (RFC 9112 §6.3): the length goes, so the backend sees one framing only.
+        head.remove_header(&header::CONTENT_LENGTH);
+    }
+    if let Some(authority) = req.uri.authority() {
+        // :authority (HTTP/2) or an absolute-form target: it is the host, and the target goes
+        // in origin form.
+        let host = HeaderValue::from_str(authority.as_str())
+            .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "the authority", e))?;
+        head.insert_header(header::HOST, host)?;
+        let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        let uri = http::Uri::builder()
+            .path_and_query(target)
+            .build()
+            .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "the target", e))?;
+        head.set_uri(uri);
+    }
+    if req.version == Version::HTTP_2 {
+        join_cookies(&mut head)?;
+    }
+    head.set_version(Version::HTTP_11);
+    if has_body
+        && !head.headers.contains_key(header::CONTENT_LENGTH)
+        && !head.headers.contains_key(header::TRANSFER_ENCODING)
+    {
+        head.insert_header(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        )?;
+    }
+    Ok(head)
+}
+
+/// HTTP/2 may split `cookie` into one field per pair; HTTP/1.1 wants one line (RFC 9113
+/// §8.2.3).
+fn join_cookies(head: &mut RequestHeader) -> Result<()> {
+    let mut cookies = head.headers.get_all(header::COOKIE).iter();
+    let (Some(first), Some(_)) = (cookies.next(), cookies.next()) else {
+        return Ok(());
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for c in head.headers.get_all(header::COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(c.as_bytes());
+    }
+    let value = HeaderValue::from_bytes(&joined)
+        .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "joining cookies", e))?;
+    head.insert_header(header::COOKIE, value)
+}
+
+/// The upstream's response head as the client gets it, before the route's headers: its
+/// hop-by-hop fields dropped, but its framing kept for an HTTP/1.1 client (pingora's codec
+/// writes `Connection` itself), and a successful upgrade's `Upgrade`/`Connection` kept.
+pub(super) fn client_response(resp: &mut ResponseHeader, http2: bool) {
+    let upgrade = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
+    let upgrade_to = resp.headers.get(header::UPGRADE).cloned();
+    let chunked = resp.headers.get(header::TRANSFER_ENCODING).cloned();
+    let names = resp.headers.clone();
+    let mut names = names;
+    strip_hop_by_hop(&mut names, &mut |n| {
+        resp.remove_header(n);
+    });
+    if upgrade {
+        if let Some(to) = upgrade_to {
+            let _ = resp.insert_header(header::UPGRADE, to);
+            let _ = resp.insert_header(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        }
+    } else if let Some(te) = chunked.filter(|_| !http2) {
+        // The body is relayed as it comes: chunked in, chunked out.
+        let _ = resp.insert_header(header::TRANSFER_ENCODING, te);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(target: &str, headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", target.as_bytes(), None).unwrap();
+        r.set_uri(target.parse::<http::Uri>().unwrap());
+        for (n, v) in headers {
+            r.append_header(n.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn hop_by_hop_fields_and_those_connection_lists_are_dropped() {
+        let r = req(
+            "/a",
+            &[
+                ("host", "api"),
+                ("connection", "keep-alive, x-secret, content-length"),
+                ("keep-alive", "timeout=5"),
+                ("x-secret", "1"),
+                ("te", "trailers"),
+                ("proxy-authorization", "Basic x"),
+                ("content-length", "0"),
+                ("x-kept", "yes"),
+            ],
+        );
+        let h = upstream_request(&r, false).unwrap();
+        for gone in [
+            "connection",
+            "keep-alive",
+            "x-secret",
+            "te",
+            "proxy-authorization",
+        ] {
+            assert!(!h.headers.contains_key(gone), "{gone} forwarded");
+        }
+        // `Connection` cannot remove what frames the message.
+        assert_eq!(h.headers["content-length"], "0");
+        assert_eq!(h.headers["x-kept"], "yes");
+    }
+
+    #[test]
+    fn a_websocket_handshake_keeps_its_upgrade() {
+        let r = req(
+            "/ws",
+            &[
+                ("host", "api"),
+                ("connection", "keep-alive, Upgrade"),
+                ("upgrade", "websocket"),
+            ],
+        );
+        let h = upstream_request(&r, false).unwrap();
+        assert_eq!(h.headers["connection"], "Upgrade");
+        assert_eq!(h.headers["upgrade"], "websocket");
+    }
+
+    #[test]
+    fn an_absolute_target_goes_in_origin_form_with_its_host() {
+        let r = req("http://api.example/v1?q=1", &[("host", "other")]);
+        let h = upstream_request(&r, false).unwrap();
+        assert_eq!(h.uri.to_string(), "/v1?q=1");
+        assert_eq!(h.headers["host"], "api.example");
+    }
+
+    #[test]
+    fn http2_cookies_are_joined_and_a_body_without_length_is_chunked() {
+        let mut r = req(
+            "https://api.example/v1",
+            &[("cookie", "a=1"), ("cookie", "b=2")],
+        );
+        r.set_version(Version::HTTP_2);
+        let h = upstream_request(&r, true).unwrap();
+        assert_eq!(h.headers["cookie"], "a=1; b=2");
+        assert_eq!(h.headers["host"], "api.example");
+        assert_eq!(h.headers["transfer-encoding"], "chunked");
+        assert_eq!(h.version, Version::HTTP_11);
+    }
+
+    #[test]
+    fn expect_continue_is_answered_not_forwarded() {
+        let r = req(
+            "/up",
+            &[("expect", "100-continue"), ("content-length", "3")],
+        );
+        assert!(expects_continue(&r));
+        let h = upstream_request(&r, true).unwrap();
+        assert!(!h.headers.contains_key("expect"));
+    }
+
+    #[test]
+    fn a_response_keeps_its_framing_but_not_its_hop_by_hop_fields() {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.append_header("transfer-encoding", "chunked").unwrap();
+        resp.append_header("connection", "keep-alive, x-hop")
+            .unwrap();
+        resp.append_header("x-hop", "1").unwrap();
+        resp.append_header("keep-alive", "timeout=5").unwrap();
+        let mut h2 = resp.clone();
+        client_response(&mut resp, false);
+        assert_eq!(resp.headers["transfer-encoding"], "chunked");
+        for gone in ["connection", "x-hop", "keep-alive"] {
+            assert!(!resp.headers.contains_key(gone), "{gone} kept");
+        }
+        client_response(&mut h2, true);
+        assert!(!h2.headers.contains_key("transfer-encoding"));
+    }
+}
