@@ -117,15 +117,16 @@ pub(super) fn upstream_request(req: &RequestHeader, has_body: bool) -> Result<Bo
         // (RFC 9112 §6.3): the length goes, so the backend sees one framing only.
         head.remove_header(&header::CONTENT_LENGTH);
     }
-    if let Some(authority) = req.uri.authority() {
+    if let Some(target) = absolute_target(req) {
         // :authority (HTTP/2) or an absolute-form target: it is the host, and the target goes
         // in origin form.
+        let authority = target.authority().expect("an absolute target");
         let host = HeaderValue::from_str(authority.as_str())
             .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "the authority", e))?;
         head.insert_header(header::HOST, host)?;
-        let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        let path = target.path_and_query().map_or("/", |p| p.as_str());
         let uri = http::Uri::builder()
-            .path_and_query(target)
+            .path_and_query(path)
             .build()
             .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "the target", e))?;
         head.set_uri(uri);
@@ -144,6 +145,21 @@ pub(super) fn upstream_request(req: &RequestHeader, has_body: bool) -> Result<Bo
         )?;
     }
     Ok(head)
+}
+
+/// The request's target when it names its host: HTTP/2's (`:authority` is in the URI) or an
+/// HTTP/1.1 absolute-form one (pingora keeps those as the bytes that came).
+fn absolute_target(req: &RequestHeader) -> Option<http::Uri> {
+    if req.uri.authority().is_some() {
+        return Some(req.uri.clone());
+    }
+    let raw = req.raw_path();
+    if raw.starts_with(b"/") || raw == b"*" {
+        return None;
+    }
+    http::Uri::try_from(raw)
+        .ok()
+        .filter(|u| u.authority().is_some())
 }
 
 /// HTTP/2 may split `cookie` into one field per pair; HTTP/1.1 wants one line (RFC 9113
