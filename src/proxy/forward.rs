@@ -59,6 +59,13 @@ fn still_open(stream: &mut Stream) -> bool {
     stream.read(&mut probe).now_or_never().is_none()
 }
 
+/// The request head that goes upstream: the client's, sanitized, with the route's changes.
+fn upstream_head(session: &ServerSession, has_body: bool, ctx: &Ctx) -> Result<Box<RequestHeader>> {
+    let mut head = head::upstream_request(session.req_header(), has_body)?;
+    upstream_request(&mut head, ctx)?;
+    Ok(head)
+}
+
 impl CrossGate {
     /// The connection for `peer`: the client connection's own if it is to the same server and
     /// still open, else the pool's, else a new one. `true`: a reused connection.
@@ -115,12 +122,11 @@ impl CrossGate {
         let route = &rules.routes[ctx.route.expect("a routed request has its route")];
         let websocket = ctx.channel.is_websocket();
         let has_body = !session.is_body_empty();
-        let mut head = head::upstream_request(session.req_header(), has_body)?;
-        upstream_request(&mut head, ctx)?;
+        let mut first = Some(upstream_head(session, has_body, ctx)?);
         let continue_first = has_body && head::expects_continue(session.req_header());
         let mut decode = ctx.decompress.then(|| {
             let mut c = ResponseCompressionCtx::new(0, true, false);
-            c.request_filter(&head);
+            c.request_filter(first.as_deref().expect("built"));
             c
         });
         session.enable_retry_buffering();
@@ -143,6 +149,11 @@ impl CrossGate {
             };
             upstream.read_timeout = peer.options.read_timeout;
             upstream.write_timeout = peer.options.write_timeout;
+            // Built again only for a retry: the first attempt takes it.
+            let head = match first.take() {
+                Some(h) => h,
+                None => upstream_head(session, has_body, ctx)?,
+            };
             let exchange = Exchange {
                 proxy: self,
                 session: &mut *session,
@@ -151,7 +162,7 @@ impl CrossGate {
                 decode: decode.as_mut(),
                 continue_first,
             };
-            match exchange.run(&head).await {
+            match exchange.run(head).await {
                 Ok(reusable) => {
                     if reusable {
                         self.keep(upstream, &peer, conn).await;
@@ -190,11 +201,8 @@ struct Exchange<'a> {
 impl Exchange<'_> {
     /// Sends the request and relays the answer; `Ok(true)`: the upstream connection can carry
     /// another request.
-    async fn run(mut self, head: &RequestHeader) -> Result<bool> {
-        self.upstream
-            .write_request_header(Box::new(head.clone()))
-            .await
-            .map_err(up)?;
+    async fn run(mut self, head: Box<RequestHeader>) -> Result<bool> {
+        self.upstream.write_request_header(head).await.map_err(up)?;
         // A retry sends again what the client's body gave so far.
         if let Some(sent) = self.session.get_retry_buffer() {
             if !sent.is_empty() {

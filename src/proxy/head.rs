@@ -85,15 +85,21 @@ pub(super) fn expects_continue(req: &RequestHeader) -> bool {
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
-fn strip_hop_by_hop(headers: &mut http::HeaderMap, remove: &mut impl FnMut(&HeaderName)) {
-    for name in nominated(headers) {
-        remove(&name);
-    }
-    for name in HOP_BY_HOP {
-        if headers.contains_key(name) {
-            remove(&HeaderName::from_static(name));
+/// The hop-by-hop fields present: one pass over the names (no allocation when there are
+/// none), plus those `Connection` lists.
+fn hop_by_hop(headers: &http::HeaderMap) -> Vec<HeaderName> {
+    let mut found = Vec::new();
+    let mut connection = false;
+    for name in headers.keys() {
+        if HOP_BY_HOP.contains(&name.as_str()) {
+            connection |= name == header::CONNECTION;
+            found.push(name.clone());
         }
     }
+    if connection {
+        found.extend(nominated(headers));
+    }
+    found
 }
 
 /// The client's request head as it goes upstream, before the route's changes. `has_body`:
@@ -101,10 +107,9 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap, remove: &mut impl FnMut(&Head
 pub(super) fn upstream_request(req: &RequestHeader, has_body: bool) -> Result<Box<RequestHeader>> {
     let mut head = Box::new(req.clone());
     let websocket = is_websocket_handshake(req);
-    let mut names = head.headers.clone();
-    strip_hop_by_hop(&mut names, &mut |n| {
-        head.remove_header(n);
-    });
+    for name in hop_by_hop(&req.headers) {
+        head.remove_header(&name);
+    }
     if websocket {
         head.insert_header(header::CONNECTION, HeaderValue::from_static("Upgrade"))?;
         head.insert_header(header::UPGRADE, HeaderValue::from_static("websocket"))?;
@@ -184,21 +189,19 @@ fn join_cookies(head: &mut RequestHeader) -> Result<()> {
 /// writes `Connection` itself), and a successful upgrade's `Upgrade`/`Connection` kept.
 pub(super) fn client_response(resp: &mut ResponseHeader, http2: bool) {
     let upgrade = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
-    let upgrade_to = resp.headers.get(header::UPGRADE).cloned();
-    let chunked = resp.headers.get(header::TRANSFER_ENCODING).cloned();
-    let names = resp.headers.clone();
-    let mut names = names;
-    strip_hop_by_hop(&mut names, &mut |n| {
-        resp.remove_header(n);
-    });
-    if upgrade {
-        if let Some(to) = upgrade_to {
-            let _ = resp.insert_header(header::UPGRADE, to);
-            let _ = resp.insert_header(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    // The body is relayed as it comes: chunked in, chunked out (HTTP/1.1).
+    let keep_framing = !http2 && !upgrade;
+    let upgrade_to = upgrade
+        .then(|| resp.headers.get(header::UPGRADE).cloned())
+        .flatten();
+    for name in hop_by_hop(&resp.headers) {
+        if !(keep_framing && name == header::TRANSFER_ENCODING) {
+            resp.remove_header(&name);
         }
-    } else if let Some(te) = chunked.filter(|_| !http2) {
-        // The body is relayed as it comes: chunked in, chunked out.
-        let _ = resp.insert_header(header::TRANSFER_ENCODING, te);
+    }
+    if let Some(to) = upgrade_to {
+        let _ = resp.insert_header(header::UPGRADE, to);
+        let _ = resp.insert_header(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     }
 }
 
