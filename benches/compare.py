@@ -111,8 +111,8 @@ def parse_latency(text, pct):
     return v * {"us": 1, "ms": 1000, "s": 1_000_000}[unit]
 
 
-def wrk(url, duration, connections, headers=(), script=None, pin=None):
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
+def wrk(url, duration, connections, headers=(), script=None, pin=None, threads=1):
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
     for h in headers:
         cmd += ["-H", h]
     if script:
@@ -219,16 +219,16 @@ def main():
     ap.add_argument("--rounds", type=int, default=2, help="A B A B rounds")
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--idle-sockets", type=int, default=2000)
-    ap.add_argument("--modes", default="unpinned,pinned")
+    ap.add_argument("--modes", default="unpinned,pinned,workers2", help="unpinned, pinned (proxy on core 1, load on core 0), workers2 (2 workers per proxy, wrk with 2 threads)")
     ap.add_argument("--port-base", type=int, default=18000)
     ap.add_argument("--out", help="also write the report (Markdown) to this file")
-    ap.add_argument("--proxies", default="crossgate,lean,lean-own,nginx,haproxy,bare,bare-timeouts,direct", help="which to run, comma-separated")
+    ap.add_argument("--proxies", default="crossgate,crossgate-proxy,lean,lean-own,nginx,haproxy,bare,bare-timeouts,direct", help="which to run, comma-separated")
     ap.add_argument("--baseline", help="another crossgate binary to run beside this one (before/after in one run)")
     ap.add_argument("--scenarios", default="", help="only the scenarios whose names contain one of these, comma-separated")
     args = ap.parse_args()
 
     base = args.port_base
-    ports = {"backend": base, "realtime": base + 1, "crossgate": base + 10, "nginx": base + 11, "haproxy": base + 12, "bare": base + 13, "baseline": base + 14, "bare-timeouts": base + 15, "lean": base + 16, "lean-pool": base + 17, "lean-timers": base + 18, "lean-own": base + 19}
+    ports = {"backend": base, "realtime": base + 1, "crossgate": base + 10, "nginx": base + 11, "haproxy": base + 12, "bare": base + 13, "baseline": base + 14, "bare-timeouts": base + 15, "lean": base + 16, "lean-pool": base + 17, "lean-timers": base + 18, "lean-own": base + 19, "crossgate-proxy": base + 9}
     # The HTTPS + HTTP/2 listener of each proxy: its plain port + 20.
     tls_port = lambda n: ports[n] + 20
     busy = [f"{n} ({p})" for n, p in ports.items() if n in ("backend", "realtime") or n in args.proxies.split(",") or (n == "baseline" and args.baseline)
@@ -254,29 +254,31 @@ def main():
     start([args.crossgate, "backend", "--listen", addr("realtime")], "realtime backend", ports["realtime"], pin=0)
 
     configs = {
-        "crossgate": lambda: [args.crossgate, "run", "--no-watch", "--config", fill("crossgate.yaml.in", f"{work}/crossgate.yaml", LISTEN=addr("crossgate"), BACKEND=addr("backend"), REALTIME=addr("realtime"), TLS=crossgate_tls("crossgate"))],
-        "nginx": lambda: ["nginx", "-c", fill("nginx-cors.conf.in", f"{work}/nginx-cors.conf", DIR=work, LISTEN=addr("nginx"), TLSLISTEN=tls_addr("nginx"), CERT=cert, KEY=key, BACKEND=addr("backend"), REALTIME=addr("realtime")), "-g", "daemon off;"],
-        "haproxy": lambda: ["haproxy", "-db", "-f", fill("haproxy-cors.cfg.in", f"{work}/haproxy.cfg", LISTEN=addr("haproxy"), TLSLISTEN=tls_addr("haproxy"), PEM=pem, BACKEND=addr("backend"), REALTIME=addr("realtime"))],
-        "bare": lambda: [args.bare, "--listen", addr("bare"), "--upstream", addr("backend")],
-        "bare-timeouts": lambda: [args.bare, "--listen", addr("bare-timeouts"), "--upstream", addr("backend"), "--timeouts"],
-        "lean": lambda: [args.lean, "--listen", addr("lean"), "--tls-listen", tls_addr("lean"), "--tls-cert", cert, "--tls-key", key, "--upstream", addr("backend")],
-        "lean-own": lambda: [args.lean, "--listen", addr("lean-own"), "--tls-listen", tls_addr("lean-own"), "--tls-cert", cert, "--tls-key", key, "--upstream", addr("backend"), "--own-loop"],
-        "lean-pool": lambda: [args.lean, "--listen", addr("lean-pool"), "--upstream", addr("backend"), "--pool"],
-        "lean-timers": lambda: [args.lean, "--listen", addr("lean-timers"), "--upstream", addr("backend"), "--pingora-timers"],
-        "baseline": lambda: [args.baseline, "run", "--no-watch", "--config", fill("crossgate.yaml.in", f"{work}/baseline.yaml", LISTEN=addr("baseline"), BACKEND=addr("backend"), REALTIME=addr("realtime"), TLS=crossgate_tls("baseline"))],
+        "crossgate": lambda w: [args.crossgate, "run", "--no-watch", "--config", fill("crossgate.yaml.in", f"{work}/crossgate.yaml", WORKERS=w, LISTEN=addr("crossgate"), BACKEND=addr("backend"), REALTIME=addr("realtime"), TLS=crossgate_tls("crossgate"))],
+        "nginx": lambda w: ["nginx", "-c", fill("nginx-cors.conf.in", f"{work}/nginx-cors.conf", WORKERS=w, DIR=work, LISTEN=addr("nginx"), TLSLISTEN=tls_addr("nginx"), CERT=cert, KEY=key, BACKEND=addr("backend"), REALTIME=addr("realtime")), "-g", "daemon off;"],
+        "haproxy": lambda w: ["haproxy", "-db", "-f", fill("haproxy-cors.cfg.in", f"{work}/haproxy.cfg", WORKERS=w, LISTEN=addr("haproxy"), TLSLISTEN=tls_addr("haproxy"), PEM=pem, BACKEND=addr("backend"), REALTIME=addr("realtime"))],
+        "bare": lambda w: [args.bare, "--listen", addr("bare"), "--upstream", addr("backend")],
+        "bare-timeouts": lambda w: [args.bare, "--listen", addr("bare-timeouts"), "--upstream", addr("backend"), "--timeouts"],
+        "lean": lambda w: [args.lean, "--threads", str(w), "--listen", addr("lean"), "--tls-listen", tls_addr("lean"), "--tls-cert", cert, "--tls-key", key, "--upstream", addr("backend")],
+        "lean-own": lambda w: [args.lean, "--threads", str(w), "--listen", addr("lean-own"), "--tls-listen", tls_addr("lean-own"), "--tls-cert", cert, "--tls-key", key, "--upstream", addr("backend"), "--own-loop"],
+        "lean-pool": lambda w: [args.lean, "--listen", addr("lean-pool"), "--upstream", addr("backend"), "--pool"],
+        "lean-timers": lambda w: [args.lean, "--listen", addr("lean-timers"), "--upstream", addr("backend"), "--pingora-timers"],
+        # The same binary on pingora-proxy's ProxyHttp path: the engine before issue 13, same run.
+        "crossgate-proxy": lambda w: ["env", "CROSSGATE_ENGINE=pingora-proxy", args.crossgate, "run", "--no-watch", "--config", fill("crossgate.yaml.in", f"{work}/crossgate-proxy.yaml", WORKERS=w, LISTEN=addr("crossgate-proxy"), BACKEND=addr("backend"), REALTIME=addr("realtime"), TLS=crossgate_tls("crossgate-proxy"))],
+        "baseline": lambda w: [args.baseline, "run", "--no-watch", "--config", fill("crossgate.yaml.in", f"{work}/baseline.yaml", WORKERS=w, LISTEN=addr("baseline"), BACKEND=addr("backend"), REALTIME=addr("realtime"), TLS=crossgate_tls("baseline"))],
     }
     wanted = args.proxies.split(",") + (["baseline"] if args.baseline else [])
     origin = ["Origin: http://bench.example"]
-    proxies = ["crossgate", "baseline", "lean", "lean-own", "lean-pool", "lean-timers", "nginx", "haproxy", "bare", "bare-timeouts"]
+    proxies = ["crossgate", "crossgate-proxy", "baseline", "lean", "lean-own", "lean-pool", "lean-timers", "nginx", "haproxy", "bare", "bare-timeouts"]
     scenarios = [
         ("preflight", "/api/json1k", [], os.path.join(HERE, "preflight.lua"), proxies),
         ("GET 1 KiB with Origin", "/api/json1k", origin, None, ["direct"] + proxies),
         ("GET 64 KiB with Origin", "/api/json64k", origin, None, ["direct"] + proxies),
-        ("JSONP 1 KiB", "/api/json1k?callback=cb", [], None, ["crossgate", "baseline"]),
+        ("JSONP 1 KiB", "/api/json1k?callback=cb", [], None, ["crossgate", "crossgate-proxy", "baseline"]),
         # Every request on a new client connection (the proxies keep theirs to the backend).
         ("GET 1 KiB, new connection each", "/api/json1k", origin + ["Connection: close"], None, proxies),
         # HTTPS + HTTP/2 (ALPN h2), h2load with 16 connections of 10 streams each.
-        ("HTTPS h2 GET 1 KiB, 16x10 streams", "/api/json1k", origin, "h2load", ["crossgate", "baseline", "lean", "lean-own", "nginx", "haproxy"]),
+        ("HTTPS h2 GET 1 KiB, 16x10 streams", "/api/json1k", origin, "h2load", ["crossgate", "crossgate-proxy", "baseline", "lean", "lean-own", "nginx", "haproxy"]),
     ]
     if args.scenarios:
         scenarios = [s for s in scenarios if any(w in s[0] for w in args.scenarios.split(","))]
@@ -285,11 +287,14 @@ def main():
     for mode in args.modes.split(","):
         proxy_pin = 1 if mode == "pinned" else None
         client_pin = 0 if mode == "pinned" else None
+        # workers2: the proxies that can run two workers, with two; wrk with two threads.
+        workers = 2 if mode == "workers2" else 1
+        scalable = ("crossgate", "crossgate-proxy", "baseline", "lean-own", "nginx", "haproxy", "direct")
         for rnd in range(args.rounds):
-            for name in [n for n in proxies + ["direct"] if n in wanted]:
+            for name in [n for n in proxies + ["direct"] if n in wanted and (workers == 1 or n in scalable)]:
                 proc = None
                 if name != "direct":
-                    proc = start(configs[name](), name, ports[name], pin=proxy_pin)
+                    proc = start(configs[name](workers), name, ports[name], pin=proxy_pin)
                     pid = main_pid(proc, name)
                 port = ports["backend"] if name == "direct" else ports[name]
                 for scen, path, headers, script, who in scenarios:
@@ -299,13 +304,13 @@ def main():
                     if script == "h2load":
                         r = h2load(f"https://127.0.0.1:{tls_port(name)}{path}", args.duration, 16, 10, headers, client_pin)
                     else:
-                        r = wrk(f"http://127.0.0.1:{port}{path}", args.duration, args.connections, headers, script, client_pin)
+                        r = wrk(f"http://127.0.0.1:{port}{path}", args.duration, args.connections, headers, script, client_pin, workers)
                     cpu = (cpu_seconds(pid) - cpu0) if proc else float("nan")
                     r["cpu_us"] = cpu * 1e6 / r["requests"] if r["requests"] else float("nan")
                     r["rss_mib"] = rss_kib(pid, "VmHWM") / 1024 if proc else float("nan")
                     results.setdefault((mode, scen, name), []).append(r)
                     print(f"[{mode} round {rnd + 1}] {scen:24} {name:9} {r['rps']:>10.0f} req/s  p99 {r['p99']:>8.0f} us  cpu {r['cpu_us']:>6.1f} us/req  non-2xx {r['bad']} {r['socket_errors']}", flush=True)
-                if rnd == 0 and name in ("crossgate", "baseline", "nginx", "haproxy", "direct") and not args.scenarios:
+                if rnd == 0 and workers == 1 and name in ("crossgate", "crossgate-proxy", "baseline", "nginx", "haproxy", "direct") and not args.scenarios:
                     base_url = f"ws://127.0.0.1:{ports['realtime'] if name == 'direct' else port}/ws/echo"
                     ws = loadgen(args.loadgen, "ws-echo", base_url, 20000, client_pin)
                     sse = loadgen(args.loadgen, "sse-first", f"http://127.0.0.1:{ports['realtime'] if name == 'direct' else port}/events/clock", 200, client_pin)
@@ -357,7 +362,7 @@ def render(results, extra, args):
         "crossgate": subprocess.run([args.crossgate, "--version"], capture_output=True, text=True).stdout.strip() + " (pingora 0.9.1)",
     }
     out = [f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} on {os.cpu_count()} cores, {cpu_model}; "
-           f"wrk 1 thread, {args.connections} connections, {args.duration} s per run, {args.rounds} alternating rounds (medians); 1 worker per proxy.",
+           f"wrk 1 thread, {args.connections} connections, {args.duration} s per run, {args.rounds} alternating rounds (medians); 1 worker per proxy (workers2: 2 workers, wrk 2 threads).",
            "", "Versions: " + "; ".join(f"{k}: {v}" for k, v in versions.items()), ""]
     for mode in args.modes.split(","):
         out.append(f"### {mode}" + (" (proxy on core 1, load generator on core 0)" if mode == "pinned" else ""))
@@ -383,6 +388,19 @@ def render(results, extra, args):
             ws, sse = e["ws"] or {}, e["sse"] or {}
             out.append(f"| {name} | {ws.get('p50', float('nan')):.0f} / {ws.get('p99', float('nan')):.0f} | {ws.get('rate', float('nan')):.0f} | "
                        f"{sse.get('p50', float('nan')):.0f} / {sse.get('p99', float('nan')):.0f} | {e['idle']:.1f} |")
+        out.append("")
+    modes = args.modes.split(",")
+    if "workers2" in modes and "unpinned" in modes:
+        out.append("### scaling from 1 worker (unpinned) to 2 (workers2)")
+        out.append("")
+        out.append("| scenario | proxy | req/s, 1 worker | req/s, 2 workers | 2 / 1 | CPU µs/req, 1 | CPU µs/req, 2 |")
+        out.append("|---|---|---:|---:|---:|---:|---:|")
+        for (m, scen, name), rs in results.items():
+            two = results.get(("workers2", scen, name))
+            if m != "unpinned" or not two:
+                continue
+            r1, r2 = med(rs, "rps"), med(two, "rps")
+            out.append(f"| {scen} | {name} | {r1:.0f} | {r2:.0f} | {ratio(r2, r1)} | {med(rs, 'cpu_us'):.1f} | {med(two, 'cpu_us'):.1f} |")
         out.append("")
     return "\n".join(out) + "\n"
 

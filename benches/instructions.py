@@ -198,18 +198,18 @@ def main():
     compare.start([args.crossgate, "backend", "--listen", addr("realtime")], "realtime backend", port["realtime"])
     cg_tls = lambda n: f"\ntls:\n  - {{listen: {taddr(n)}, cert: {cert}, key: {key}, http2: true}}\n"
     commands = {
-        "nginx": lambda: ["nginx", "-c", compare.fill("nginx-cors.conf.in", f"{work}/nginx.conf", DIR=work, LISTEN=addr("nginx"), TLSLISTEN=taddr("nginx"), CERT=cert, KEY=key, BACKEND=addr("backend"), REALTIME=addr("realtime")), "-g", "daemon off; master_process off;"],
-        "haproxy": lambda: ["haproxy", "-db", "-f", compare.fill("haproxy-cors.cfg.in", f"{work}/haproxy.cfg", LISTEN=addr("haproxy"), TLSLISTEN=taddr("haproxy"), PEM=pem, BACKEND=addr("backend"), REALTIME=addr("realtime"))],
+        "nginx": lambda: ["nginx", "-c", compare.fill("nginx-cors.conf.in", f"{work}/nginx.conf", WORKERS=1, DIR=work, LISTEN=addr("nginx"), TLSLISTEN=taddr("nginx"), CERT=cert, KEY=key, BACKEND=addr("backend"), REALTIME=addr("realtime")), "-g", "daemon off; master_process off;"],
+        "haproxy": lambda: ["haproxy", "-db", "-f", compare.fill("haproxy-cors.cfg.in", f"{work}/haproxy.cfg", WORKERS=1, LISTEN=addr("haproxy"), TLSLISTEN=taddr("haproxy"), PEM=pem, BACKEND=addr("backend"), REALTIME=addr("realtime"))],
         "bare": lambda: [args.bare, "--listen", addr("bare"), "--upstream", addr("backend")],
         "bare-timeouts": lambda: [args.bare, "--listen", addr("bare-timeouts"), "--upstream", addr("backend"), "--timeouts"],
         "lean": lambda: [args.lean, "--listen", addr("lean"), "--tls-listen", taddr("lean"), "--tls-cert", cert, "--tls-key", key, "--upstream", addr("backend")],
         "lean-own": lambda: [args.lean, "--listen", addr("lean-own"), "--tls-listen", taddr("lean-own"), "--tls-cert", cert, "--tls-key", key, "--upstream", addr("backend"), "--own-loop"],
         "lean-pool": lambda: [args.lean, "--listen", addr("lean-pool"), "--upstream", addr("backend"), "--pool"],
         "lean-timers": lambda: [args.lean, "--listen", addr("lean-timers"), "--upstream", addr("backend"), "--pingora-timers"],
-        "crossgate": lambda: [args.crossgate, "run", "--no-watch", "--config", compare.fill("crossgate.yaml.in", f"{work}/crossgate.yaml", LISTEN=addr("crossgate"), BACKEND=addr("backend"), REALTIME=addr("realtime"), TLS=cg_tls("crossgate"))],
+        "crossgate": lambda: [args.crossgate, "run", "--no-watch", "--config", compare.fill("crossgate.yaml.in", f"{work}/crossgate.yaml", WORKERS=1, LISTEN=addr("crossgate"), BACKEND=addr("backend"), REALTIME=addr("realtime"), TLS=cg_tls("crossgate"))],
         # The same binary on pingora-proxy's ProxyHttp path (the engine before issue 13).
-        "crossgate-proxy": lambda: [args.crossgate, "run", "--no-watch", "--config", compare.fill("crossgate.yaml.in", f"{work}/crossgate-proxy.yaml", LISTEN=addr("crossgate-proxy"), BACKEND=addr("backend"), REALTIME=addr("realtime"), TLS=cg_tls("crossgate-proxy"))],
-        "baseline": lambda: [args.baseline, "run", "--no-watch", "--config", compare.fill("crossgate.yaml.in", f"{work}/baseline.yaml", LISTEN=addr("baseline"), BACKEND=addr("backend"), REALTIME=addr("realtime"), TLS=cg_tls("baseline"))],
+        "crossgate-proxy": lambda: [args.crossgate, "run", "--no-watch", "--config", compare.fill("crossgate.yaml.in", f"{work}/crossgate-proxy.yaml", WORKERS=1, LISTEN=addr("crossgate-proxy"), BACKEND=addr("backend"), REALTIME=addr("realtime"), TLS=cg_tls("crossgate-proxy"))],
+        "baseline": lambda: [args.baseline, "run", "--no-watch", "--config", compare.fill("crossgate.yaml.in", f"{work}/baseline.yaml", WORKERS=1, LISTEN=addr("baseline"), BACKEND=addr("backend"), REALTIME=addr("realtime"), TLS=cg_tls("baseline"))],
     }
     has_tls = {"nginx", "haproxy", "lean", "lean-own", "crossgate", "crossgate-proxy", "baseline"}
     scenarios = [s for s in SCENARIOS if not args.scenarios or any(w in s for w in args.scenarios.split(","))]

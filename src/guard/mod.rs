@@ -462,7 +462,9 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         let connected = Instant::now();
         let limit = self.rules.load().server.client.header;
         let stream = match self.acceptor_for(&stream) {
-            Some(acceptor) => tls_handshake(acceptor, stream, connected + limit).await?,
+            // Boxed: the handshake's future is some 10 KiB, which would otherwise be part of
+            // this one, copied into its box for every connection, TLS or not.
+            Some(acceptor) => Box::pin(tls_handshake(acceptor, stream, connected + limit)).await?,
             None => stream,
         };
         let guard = if stream.selected_alpn_proto() == Some(ALPN::H2) {
