@@ -82,25 +82,30 @@ def start(cmd, what, port, pin=None, timeout=30):
 
 
 def main_pid(p, name):
-    """The pid doing the work: nginx's worker (its master only supervises)."""
+    """The pids doing the work: nginx's workers (its master only supervises), else the process."""
     if name != "nginx":
-        return p.pid
+        return [p.pid]
     out = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
-    return int(out[0]) if out else p.pid
+    return [int(o) for o in out] or [p.pid]
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
 
 
-def rss_kib(pid, key="VmRSS"):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
+def rss_kib(pids, key="VmRSS"):
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    total += int(line.split()[1])
+    return total
 
 
 def parse_latency(text, pct):

@@ -46,23 +46,33 @@ impl Got {
     }
 }
 
-/// What the backend does for a request: bytes to write, then whether to close.
+/// What the backend does for a request: bytes to write, then whether to close, or to echo
+/// whatever comes next as `echo:<bytes>` (an upgraded connection).
 struct Answer {
     bytes: Vec<u8>,
     close: bool,
+    echo: bool,
 }
 
 fn answer(bytes: &str) -> Answer {
     Answer {
         bytes: bytes.as_bytes().to_vec(),
         close: false,
+        echo: false,
     }
 }
 
 fn answer_then_close(bytes: &str) -> Answer {
     Answer {
-        bytes: bytes.as_bytes().to_vec(),
         close: true,
+        ..answer(bytes)
+    }
+}
+
+fn answer_then_echo(bytes: &str) -> Answer {
+    Answer {
+        echo: true,
+        ..answer(bytes)
     }
 }
 
@@ -221,6 +231,22 @@ async fn serve(
         got.lock().unwrap().push(req);
         if s.write_all(&a.bytes).await.is_err() || a.close {
             return;
+        }
+        if a.echo {
+            loop {
+                if !buf.is_empty() {
+                    let mut reply = b"echo:".to_vec();
+                    reply.append(&mut buf);
+                    if s.write_all(&reply).await.is_err() {
+                        return;
+                    }
+                }
+                let mut chunk = [0u8; 8192];
+                match s.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
         }
     }
 }
@@ -733,4 +759,41 @@ async fn an_http2_request_reaches_an_http1_backend_with_host_and_one_cookie_line
     assert_eq!(got.header("cookie").as_deref(), Some("a=1; b=2"));
     let body = String::from_utf8_lossy(&got.body);
     assert!(body.contains("payload"), "{body}");
+}
+
+#[tokio::test]
+async fn an_upgrade_carries_the_bytes_that_came_with_either_head() {
+    // A WebSocket tunnel (RFC 6455 §4): bytes the client sent right behind its handshake and
+    // bytes the backend sent right behind its 101 arrive, in order, before anything else.
+    let backend = RawBackend::start(|_| {
+        answer_then_echo(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\nearly",
+        )
+    })
+    .await;
+    let yaml = config(&backend).replace("cors: app}", "cors: app, websocket: {}}");
+    let proxy = Proxy::start(&yaml).await;
+    let mut s = connect(&proxy).await;
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: api.example.com\r\nOrigin: https://app.example.com\r\n\
+          Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\nhello",
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    read_raw_until(&mut s, &mut got, b"early").await;
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("\r\nupgrade: websocket\r\n"),
+        "{text}"
+    );
+    read_raw_until(&mut s, &mut got, b"echo:hello").await;
+    s.write_all(b"more").await.unwrap();
+    read_raw_until(&mut s, &mut got, b"echo:more").await;
+    let seen = &backend.got()[0];
+    assert_eq!(seen.header("upgrade").as_deref(), Some("websocket"));
 }

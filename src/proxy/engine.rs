@@ -23,7 +23,7 @@ use pingora::server::ShutdownWatch;
 use pingora::ErrorType;
 
 use super::errors::{answer_failure, client_left};
-use super::forward::Conn;
+use super::forward::{Conn, Upgraded};
 use super::{CrossGate, Ctx};
 
 /// The keep-alive timeout of a connection's first request, in seconds (pingora's default; the
@@ -85,11 +85,16 @@ impl ServerApp for Engine {
                 session.set_pipelining_enabled(true);
                 session.set_pipelined_prefix(p);
             }
-            if !proxy
+            match proxy
                 .serve(&mut session, &mut conn, Some(&mut shutdown))
                 .await
             {
-                break;
+                Served::Done { reusable: true } => {}
+                Served::Done { reusable: false } => break,
+                Served::Upgraded(up, ctx) => {
+                    proxy.tunnel(session, up, ctx).await;
+                    break;
+                }
             }
             keepalive = session.get_keepalive();
             match session.finish().await {
@@ -110,7 +115,10 @@ impl HttpServerApp for H2Streams {
         _shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
         let mut conn = Conn::default();
-        if self.proxy.serve(&mut session, &mut conn, None).await {
+        // An HTTP/2 stream is never upgraded (the engine tunnels HTTP/1 only).
+        if let Served::Done { reusable: true } =
+            self.proxy.serve(&mut session, &mut conn, None).await
+        {
             let _ = session.finish().await;
         }
         self.proxy.release(&mut conn);
@@ -122,49 +130,62 @@ impl HttpServerApp for H2Streams {
     }
 }
 
+/// How a request on a connection ended.
+enum Served {
+    /// Answered (or failed); `reusable`: the connection may carry another request.
+    Done { reusable: bool },
+    /// A WebSocket handshake succeeded: the connection becomes a tunnel (`tunnel.rs`), logged
+    /// when it ends.
+    Upgraded(Box<Upgraded>, Box<Ctx>),
+}
+
 impl CrossGate {
-    /// Reads one request and serves it; `true`: it was served whole and the connection may
-    /// carry another. `shutdown` (HTTP/1): a wait for the next request ends when the server
+    /// Reads one request and serves it. `shutdown` (HTTP/1): a wait for the next request ends when the server
     /// begins to shut down.
     async fn serve(
         &self,
         session: &mut ServerSession,
         conn: &mut Conn,
         shutdown: Option<&mut ShutdownWatch>,
-    ) -> bool {
+    ) -> Served {
+        let closed = Served::Done { reusable: false };
         let read = match shutdown {
             Some(watch) => tokio::select! {
                 biased;
                 r = session.read_request() => r,
-                _ = watch.wait_for(|down| *down) => return false,
+                _ = watch.wait_for(|down| *down) => return closed,
             },
             None => session.read_request().await,
         };
         match read {
             Ok(true) => {}
-            Ok(false) => return false,
+            Ok(false) => return closed,
             Err(e) => {
                 // A head that does not parse gets a 400; a connection that broke, nothing.
                 if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
                     let _ = session.respond_error(400).await;
                 }
                 session.shutdown().await;
-                return false;
+                return closed;
             }
         }
         if session.req_header().method == Method::CONNECT {
             // Not a forward proxy: CONNECT reframes the connection (RFC 9110 §9.3.6).
             let _ = session.respond_error(405).await;
             session.shutdown().await;
-            return false;
+            return closed;
         }
         let mut ctx = Ctx::new(&self.in_flight);
         let result = match self.begin(session, &mut ctx).await {
-            Ok(true) => Ok(()),
+            Ok(true) => Ok(None),
             Ok(false) => self.forward(session, &mut ctx, conn).await,
             Err(e) => Err(e),
         };
-        let error = result.err();
+        let error = match result {
+            Ok(Some(upgraded)) => return Served::Upgraded(upgraded, Box::new(ctx)),
+            Ok(None) => None,
+            Err(e) => Some(e),
+        };
         if let Some(e) = &error {
             let status = answer_failure(session, e, &ctx).await;
             if !client_left(e) {
@@ -177,6 +198,8 @@ impl CrossGate {
             }
         }
         self.done(session, error.as_deref(), &ctx);
-        error.is_none()
+        Served::Done {
+            reusable: error.is_none(),
+        }
     }
 }

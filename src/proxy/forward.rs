@@ -117,10 +117,13 @@ impl CrossGate {
         session: &mut ServerSession,
         ctx: &mut Ctx,
         conn: &mut Conn,
-    ) -> Result<()> {
+    ) -> Result<Option<Box<Upgraded>>> {
         let rules = ctx.rules.clone().expect("a routed request has its rules");
         let route = &rules.routes[ctx.route.expect("a routed request has its route")];
         let websocket = ctx.channel.is_websocket();
+        // An HTTP/1 WebSocket handshake that succeeds leaves the exchange as a tunnel of its
+        // own (`tunnel.rs`): both connections without their HTTP sessions.
+        let tunnel = websocket && !session.is_http2();
         let has_body = !session.is_body_empty();
         let mut first = Some(upstream_head(session, has_body, ctx)?);
         let continue_first = has_body && head::expects_continue(session.req_header());
@@ -161,13 +164,20 @@ impl CrossGate {
                 ctx: &mut *ctx,
                 decode: decode.as_mut(),
                 continue_first,
+                tunnel,
             };
             match exchange.run(head).await {
-                Ok(reusable) => {
+                Ok(Outcome::Done { reusable }) => {
                     if reusable {
                         self.keep(upstream, &peer, conn).await;
                     }
-                    return Ok(());
+                    return Ok(None);
+                }
+                Ok(Outcome::Upgraded(head)) => {
+                    let idle = route
+                        .websocket
+                        .map_or(rules.server.client.keepalive, |w| w.idle_timeout);
+                    return Ok(Some(Box::new(Upgraded::new(upstream, head, idle))));
                 }
                 Err(mut e) => {
                     let resendable = session.req_header().method.is_idempotent()
@@ -196,12 +206,61 @@ struct Exchange<'a> {
     ctx: &'a mut Ctx,
     decode: Option<&'a mut ResponseCompressionCtx>,
     continue_first: bool,
+    /// A 101 to this request ends the exchange as a tunnel.
+    tunnel: bool,
+}
+
+/// How an exchange ended.
+enum Outcome {
+    /// The answer was relayed; `reusable`: the upstream connection can carry another request.
+    Done { reusable: bool },
+    /// The upstream switched protocols (its 101 head, filtered, not yet sent).
+    Upgraded(Box<pingora::http::ResponseHeader>),
+}
+
+/// A successful WebSocket handshake's upstream side, for the tunnel.
+pub(super) struct Upgraded {
+    pub(super) upstream: Stream,
+    /// The 101 head the client gets.
+    pub(super) head: Box<pingora::http::ResponseHeader>,
+    /// What the upstream sent after its head, already read.
+    pub(super) early: Vec<bytes::Bytes>,
+    /// The route's idle timeout.
+    pub(super) idle: std::time::Duration,
+}
+
+impl Upgraded {
+    fn new(
+        mut upstream: Upstream,
+        head: Box<pingora::http::ResponseHeader>,
+        idle: std::time::Duration,
+    ) -> Upgraded {
+        // Bytes that came with the 101 are in the session's buffer: taken without waiting.
+        let mut early = Vec::new();
+        while let Some(Ok(task)) = upstream.read_response_task().now_or_never() {
+            match task {
+                HttpTask::Body(Some(b), end) | HttpTask::UpgradedBody(Some(b), end) => {
+                    early.push(b);
+                    if end {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+        Upgraded {
+            upstream: upstream.into_inner(),
+            head,
+            early,
+            idle,
+        }
+    }
 }
 
 impl Exchange<'_> {
     /// Sends the request and relays the answer; `Ok(true)`: the upstream connection can carry
     /// another request.
-    async fn run(mut self, head: Box<RequestHeader>) -> Result<bool> {
+    async fn run(mut self, head: Box<RequestHeader>) -> Result<Outcome> {
         self.upstream.write_request_header(head).await.map_err(up)?;
         // A retry sends again what the client's body gave so far.
         if let Some(sent) = self.session.get_retry_buffer() {
@@ -226,6 +285,12 @@ impl Exchange<'_> {
                 biased;
                 task = self.upstream.read_response_task() => {
                     let task = match task {
+                        Ok(HttpTask::Header(mut head, _))
+                            if self.tunnel && head.status.as_u16() == 101 =>
+                        {
+                            self.filter_head(&mut head)?;
+                            return Ok(Outcome::Upgraded(head));
+                        }
                         Ok(t) => t,
                         Err(e) => return Err(send_error.unwrap_or_else(|| up(e))),
                     };
@@ -240,6 +305,9 @@ impl Exchange<'_> {
                 }
                 body = self.session.read_body_or_idle(request_done) => {
                     let sent = match body.map_err(down)? {
+                        // An empty piece (a chunk boundary read on its own) is not written: to a
+                        // chunked upstream body it would be the last chunk, ending it early.
+                        Some(chunk) if chunk.is_empty() => Ok(()),
                         Some(chunk) => self.upstream.write_body(&chunk).await.map(|_| ()),
                         None => {
                             request_done = true;
@@ -269,7 +337,9 @@ impl Exchange<'_> {
             // connection.
             reusable = false;
         }
-        Ok(reusable && !upgraded)
+        Ok(Outcome::Done {
+            reusable: reusable && !upgraded,
+        })
     }
 
     /// What the route does to one piece of the upstream's answer, before it is written: the
@@ -278,21 +348,23 @@ impl Exchange<'_> {
         if let Some(d) = self.decode.as_deref_mut() {
             d.response_filter(task);
         }
-        let session = &*self.session;
         match task {
-            HttpTask::Header(resp, _) => {
-                head::client_response(resp, session.is_http2());
-                if resp.status.is_informational() && resp.status.as_u16() != 101 {
-                    return Ok(());
-                }
-                self.ctx.upstream_time = self.ctx.upstream_started.map(|t| t.elapsed());
-                self.proxy.response_head(session, resp, self.ctx)
-            }
+            HttpTask::Header(resp, _) => self.filter_head(resp),
             HttpTask::Body(data, end) | HttpTask::UpgradedBody(data, end) => {
-                response_body(session, data, *end, self.ctx)
+                response_body(self.session, data, *end, self.ctx)
             }
             _ => Ok(()),
         }
+    }
+
+    /// The response head's filters: hop-by-hop fields, then the route's (a final head's).
+    fn filter_head(&mut self, resp: &mut pingora::http::ResponseHeader) -> Result<()> {
+        head::client_response(resp, self.session.is_http2());
+        if resp.status.is_informational() && resp.status.as_u16() != 101 {
+            return Ok(());
+        }
+        self.ctx.upstream_time = self.ctx.upstream_started.map(|t| t.elapsed());
+        self.proxy.response_head(self.session, resp, self.ctx)
     }
 
     /// Writes one filtered piece of the answer to the client; `Ok(true)`: it was the last.

@@ -13,6 +13,7 @@ mod own;
 mod phases;
 mod record;
 mod route;
+mod tunnel;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;

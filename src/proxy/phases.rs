@@ -107,11 +107,15 @@ impl CrossGate {
     /// for the next request.
     pub(super) fn done(&self, session: &ServerSession, e: Option<&Error>, ctx: &Ctx) {
         guard::idle(session.stream());
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        self.done_with(session.req_header(), status, e, ctx);
+    }
+
+    /// The metrics and access-log line of a request that was answered with `status`.
+    pub(super) fn done_with(&self, req: &RequestHeader, status: u16, e: Option<&Error>, ctx: &Ctx) {
         let Some(rules) = ctx.rules.as_ref() else {
             return;
         };
-        let req = session.req_header();
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
         self.record(req, status, e, ctx);
         if rules.log.access_log {
             self.access_log(req, status, e, ctx);
