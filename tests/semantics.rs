@@ -87,6 +87,8 @@ struct RawBackend {
     progress: Arc<Notify>,
     /// Body bytes (with their chunked framing) received since the test last set it to 0.
     body_bytes: Arc<Mutex<usize>>,
+    /// Connections the backend has closed or seen closed.
+    closed: Arc<(Mutex<usize>, Notify)>,
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -127,17 +129,28 @@ impl RawBackend {
         let progress = Arc::new(Notify::new());
         let body_bytes = Arc::new(Mutex::new(0));
         let script: Script = Arc::new(script);
-        let (g, p, b) = (got.clone(), progress.clone(), body_bytes.clone());
+        let closed = Arc::new((Mutex::new(0), Notify::new()));
+        let (g, p, b, c) = (
+            got.clone(),
+            progress.clone(),
+            body_bytes.clone(),
+            closed.clone(),
+        );
         tokio::spawn(async move {
             let mut conns = 0;
             loop {
                 let Ok((s, _)) = listener.accept().await else {
                     return;
                 };
-                let (g, p, b, script) = (g.clone(), p.clone(), b.clone(), script.clone());
+                let (g, p, b, c, script) =
+                    (g.clone(), p.clone(), b.clone(), c.clone(), script.clone());
                 let conn = conns;
                 conns += 1;
-                tokio::spawn(async move { serve(s, conn, g, p, b, script).await });
+                tokio::spawn(async move {
+                    serve(s, conn, g, p, b, script).await;
+                    *c.0.lock().unwrap() += 1;
+                    c.1.notify_waiters();
+                });
             }
         });
         RawBackend {
@@ -145,11 +158,27 @@ impl RawBackend {
             got,
             progress,
             body_bytes,
+            closed,
         }
     }
 
     fn got(&self) -> Vec<Got> {
         self.got.lock().unwrap().clone()
+    }
+
+    /// Waits until the backend has closed `n` connections.
+    async fn wait_for_closed(&self, n: usize) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let notified = self.closed.1.notified();
+                if *self.closed.0.lock().unwrap() >= n {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await
+        .expect("the backend did not close within 10 s");
     }
 
     /// Waits until at least `n` body bytes have arrived.
@@ -796,4 +825,37 @@ async fn an_upgrade_carries_the_bytes_that_came_with_either_head() {
     read_raw_until(&mut s, &mut got, b"echo:more").await;
     let seen = &backend.got()[0];
     assert_eq!(seen.header("upgrade").as_deref(), Some("websocket"));
+}
+
+#[tokio::test]
+async fn a_kept_upstream_connection_closed_while_idle_is_not_used_for_a_post() {
+    // The upstream closes a kept-alive connection while the client's connection is idle
+    // (an upstream keep-alive timeout) without saying so. A POST is never retried, so the
+    // proxy must not send it on that connection: it checks a kept connection idle for more
+    // than 100 ms before using it, and opens a new one.
+    let backend = RawBackend::start(|g| {
+        if g.head.contains("/first") {
+            answer_then_close(OK)
+        } else {
+            answer(OK)
+        }
+    })
+    .await;
+    let proxy = Proxy::start(&config(&backend)).await;
+    let mut s = connect(&proxy).await;
+    s.write_all(b"POST /first HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 1\r\n\r\na")
+        .await
+        .unwrap();
+    let r = read_response(&mut s, false).await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    backend.wait_for_closed(1).await;
+    // Not synchronization: the idle time after which the proxy checks a kept connection.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    s.write_all(b"POST /second HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 1\r\n\r\nb")
+        .await
+        .unwrap();
+    let r = read_response(&mut s, false).await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let conns: Vec<usize> = backend.got().iter().map(|g| g.conn).collect();
+    assert_eq!(conns, [0, 1]);
 }

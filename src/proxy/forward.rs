@@ -32,7 +32,15 @@ pub(super) struct Pinned {
     key: u64,
     stream: Stream,
     idle: Option<std::time::Duration>,
+    /// When its last exchange ended.
+    since: Instant,
 }
+
+/// A kept connection idle for less than this is used without a probe: an upstream closes an
+/// idle connection after seconds (nginx 75 s, Node 5 s), and a close that crosses a request
+/// fails it as it would on any proxy (an idempotent one is then retried). The probe costs a
+/// system call, which a busy connection is spared.
+const PROBE_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What a client connection carries from one request to the next.
 #[derive(Default)]
@@ -72,7 +80,7 @@ impl CrossGate {
     async fn connect(&self, peer: &HttpPeer, conn: &mut Conn) -> Result<(Upstream, bool)> {
         let key = peer.reuse_hash();
         if let Some(mut p) = conn.pinned.take() {
-            if p.key == key && still_open(&mut p.stream) {
+            if p.key == key && (p.since.elapsed() < PROBE_AFTER || still_open(&mut p.stream)) {
                 return Ok((Upstream::new(p.stream), true));
             }
             if p.key != key {
@@ -97,6 +105,7 @@ impl CrossGate {
             key: peer.reuse_hash(),
             stream,
             idle: peer.options.idle_timeout,
+            since: Instant::now(),
         };
         if let Some(old) = conn.pinned.replace(pinned) {
             self.transport.release_stream(old.stream, old.key, old.idle);
