@@ -385,6 +385,8 @@ def render(results, extra, args):
                     f"{ratio(rps, med(ngx, 'rps')) if ngx else '-'} | {ratio(cpu, med(ngx, 'cpu_us')) if ngx else '-'} | {ratio(rps, med(direct, 'rps')) if direct else '-'} |"
                 )
         out.append("")
+        if not any(m == mode for (m, _) in extra):
+            continue
         out.append("| proxy | WebSocket echo p50 / p99 µs | echo msgs/s | SSE first event p50 / p99 µs | idle WebSocket KiB each |")
         out.append("|---|---:|---:|---:|---:|")
         for (m, name), e in extra.items():
