@@ -859,3 +859,42 @@ async fn a_kept_upstream_connection_closed_while_idle_is_not_used_for_a_post() {
     let conns: Vec<usize> = backend.got().iter().map(|g| g.conn).collect();
     assert_eq!(conns, [0, 1]);
 }
+
+#[tokio::test]
+async fn a_websocket_handshake_to_a_server_that_refuses_goes_to_the_next() {
+    // A refused connect moves an upgrade to the next server, as it does every other request,
+    // and the tunnel runs on the connection that answered.
+    let backend = RawBackend::start(|_| {
+        answer_then_echo(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        )
+    })
+    .await;
+    let yaml = config(&backend)
+        .replace(
+            &format!("servers: [\"{}\"]", backend.addr),
+            &format!(
+                "servers: [\"{}\", \"{}\"]",
+                common::dead_addr(),
+                backend.addr
+            ),
+        )
+        .replace("cors: app}", "cors: app, websocket: {}}");
+    let proxy = Proxy::start(&yaml).await;
+    for i in 0..2 {
+        let mut s = connect(&proxy).await;
+        s.write_all(
+            b"GET /ws HTTP/1.1\r\nHost: api.example.com\r\nOrigin: https://app.example.com\r\n\
+              Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut got = Vec::new();
+        read_raw_until(&mut s, &mut got, b"\r\n\r\n").await;
+        let text = String::from_utf8_lossy(&got).into_owned();
+        assert!(text.starts_with("HTTP/1.1 101"), "handshake {i}: {text}");
+        s.write_all(b"ping").await.unwrap();
+        read_raw_until(&mut s, &mut got, b"echo:ping").await;
+    }
+}
