@@ -92,11 +92,8 @@ impl ServerApp for Engine {
                 Served::Done { reusable: true } => {}
                 Served::Done { reusable: false } => break,
                 Served::Upgraded(up, ctx) => {
-                    // The tunnel runs as a task of its own: this future, sized for a whole
-                    // HTTP exchange, is freed instead of being held for the WebSocket's life.
-                    let proxy = self.proxy.clone();
                     proxy.release(&mut conn);
-                    tokio::spawn(async move { proxy.tunnel(session, up, ctx).await });
+                    self.proxy.tunnel(session, up, ctx).await;
                     return None;
                 }
             }

@@ -6,6 +6,7 @@
 //! and the request's context (benches/RESULTS.md, idle WebSocket memory).
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
@@ -83,7 +84,16 @@ async fn relay(
 
 impl CrossGate {
     /// Runs an upgraded connection to its end, then logs the request (status 101).
-    pub(super) async fn tunnel(&self, session: ServerSession, up: Box<Upgraded>, ctx: Box<Ctx>) {
+    /// Opens the tunnel of an upgraded connection (the 101 to the client, the bytes that came
+    /// behind either head) and leaves it running as a task of its own, with only the two
+    /// connections and its buffers: the caller's future, sized for a whole HTTP exchange, ends.
+    /// Logged (status 101) when the tunnel ends.
+    pub(super) async fn tunnel(
+        self: &Arc<Self>,
+        session: ServerSession,
+        up: Box<Upgraded>,
+        ctx: Box<Ctx>,
+    ) {
         let req = summary(session.req_header());
         let send_limit = ctx
             .rules
@@ -95,7 +105,8 @@ impl CrossGate {
             early,
             idle,
         } = *up;
-        let outcome = async {
+        let io = |e: io::Error| Error::because(ErrorType::WriteError, "the tunnel", e);
+        let opened = async {
             // The session gives its connection back (the handshake has no body) with whatever
             // the client sent after it.
             let Some(reusable) = session.finish().await.map_err(down)? else {
@@ -107,31 +118,36 @@ impl CrossGate {
             wire.put_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
             head.header_to_h1_wire(&mut wire);
             wire.put_slice(b"\r\n");
-            drop(head);
             for b in &early {
                 wire.put_slice(b);
             }
-            drop(early);
-            let io = |e: io::Error| Error::because(ErrorType::WriteError, "the tunnel", e);
             send(&mut client, &wire, send_limit)
                 .await
                 .map_err(|e| io(e).into_down())?;
-            drop(wire);
             if let Some(p) = prefix {
                 send(&mut upstream, &p, idle)
                     .await
                     .map_err(|e| io(e).into_up())?;
             }
-            relay(&mut client, &mut upstream, idle, send_limit)
-                .await
-                .map_err(|e| Error::because(ErrorType::ReadError, "the tunnel", e))
+            Ok(client)
         }
         .await;
-        // A tunnel's end (a close, a silence past idle_timeout, a client that stopped reading)
-        // is the end of an ordinary WebSocket, not a failure of the proxy.
-        if let Err(e) = outcome {
-            tracing::debug!(error = %e, "a WebSocket tunnel ended");
-        }
-        self.done_with(&req, 101, None, &ctx);
+        let mut client = match opened {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::debug!(error = %e, "a WebSocket tunnel could not open");
+                self.done_with(&req, 101, None, &ctx);
+                return;
+            }
+        };
+        let proxy = self.clone();
+        tokio::spawn(async move {
+            // A tunnel's end (a close, a silence past idle_timeout, a client that stopped
+            // reading) is the end of an ordinary WebSocket, not a failure of the proxy.
+            if let Err(e) = relay(&mut client, &mut upstream, idle, send_limit).await {
+                tracing::debug!(error = %e, "a WebSocket tunnel ended");
+            }
+            proxy.done_with(&req, 101, None, &ctx);
+        });
     }
 }
