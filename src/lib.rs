@@ -4,13 +4,16 @@
 //! The path of one request (ARCHITECTURE.md has the long form):
 //!
 //! 1. `guard` wraps the accepted stream: deadlines for the TLS handshake and each head.
-//! 2. `proxy` (pingora's `ProxyHttp`) takes the request's snapshot of the compiled `rules`.
+//! 2. `proxy`'s engine (`proxy/engine.rs`, a pingora-core `ServerApp`) reads the request and
+//!    takes its snapshot of the compiled `rules`.
 //! 3. `dispatch::dispatch` decides, from the rules and the head alone: the path (`path`), the
 //!    proxy's own endpoints (`bridge`, `beacon`), the route, and on it the `cors` check,
 //!    the preflight answer, the `channels` checks (WebSocket Origin, JSONP callback and page).
-//! 4. The adapter answers what is the proxy's to answer, or forwards with one `Channel` in its
-//!    context; later phases call that channel's functions and `cors::CorsPolicy::apply_actual`.
-//! 5. `proxy`'s logging phase (`proxy/record.rs`) records `metrics` and the access line
+//! 4. The engine answers what is the proxy's to answer, or forwards (`proxy/forward.rs`, the
+//!    heads through `proxy/head.rs`) with one `Channel` in its context; the shared phases
+//!    (`proxy/phases.rs`) call that channel's functions and `cors::CorsPolicy::apply_actual`;
+//!    an accepted WebSocket becomes a tunnel (`proxy/tunnel.rs`).
+//! 5. The request's end (`proxy/record.rs`) records `metrics` and the access line
 //!    (`logging` sets up tracing); refusals are typed (`refusal::Refusal`).
 //!
 //! `config` (the YAML as written) -> `rules::resolve` (every lookup and file read) ->
