@@ -10,7 +10,7 @@
 //!    proxy's own endpoints (`bridge`, `beacon`), the route, and on it the `cors` check,
 //!    the preflight answer, the `channels` checks (WebSocket Origin, JSONP callback and page).
 //! 4. The engine answers what is the proxy's to answer, or forwards (`proxy/forward.rs`, the
-//!    heads through `proxy/head.rs`) with one `Channel` in its context; the shared phases
+//!    heads through `head`) with one `Channel` in its context; the shared phases
 //!    (`proxy/phases.rs`) call that channel's functions and `cors::CorsPolicy::apply_actual`;
 //!    an accepted WebSocket becomes a tunnel (`proxy/tunnel.rs`).
 //! 5. The request's end (`proxy/record.rs`) records `metrics` and the access line
@@ -33,6 +33,7 @@ mod dispatch;
 mod dns;
 pub mod explain;
 mod guard;
+mod head;
 pub mod import;
 pub mod logging;
 mod matcher;

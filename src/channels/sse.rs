@@ -40,90 +40,26 @@ pub fn is_event_stream(resp: &ResponseHeader) -> bool {
         .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
 }
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) that a proxy must not forward.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "transfer-encoding",
-    "upgrade",
-    "trailer",
-];
-
-fn strip_hop_by_hop<F: FnMut(&str)>(names: impl Iterator<Item = String>, mut remove: F) {
-    for n in names {
-        if HOP_BY_HOP.contains(&n.as_str()) {
-            remove(&n);
-        }
-    }
-}
-
-/// The headers that `Connection` names (RFC 9110 §7.6.1), to be removed; `Connection` itself
-/// goes with the other hop-by-hop headers.
-fn connection_listed(headers: &http::HeaderMap) -> Vec<String> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|n| n.trim().to_ascii_lowercase())
-        .filter(|n| !n.is_empty())
-        .collect()
-}
-
-/// The request as it goes upstream: hop-by-hop headers and the body's length dropped, an
-/// HTTP/2 request's target and Host made HTTP/1.1's, and `path` (when set) forwarded instead of
-/// the client's.
-fn upstream_request(req: &mut RequestHeader, path: Option<&str>) -> Result<()> {
-    for n in connection_listed(&req.headers) {
-        req.remove_header(n.as_str());
-    }
-    let names: Vec<String> = req.headers.keys().map(|k| k.as_str().to_owned()).collect();
-    strip_hop_by_hop(names.into_iter(), |n| {
-        req.remove_header(n);
-    });
-    // The request body is not forwarded on this path (an EventSource sends none).
-    req.remove_header(&header::CONTENT_LENGTH);
-    // An HTTP/2 request goes upstream as HTTP/1.1: origin-form target, Host from :authority.
-    if !req.headers.contains_key(header::HOST) {
-        if let Some(authority) = req.uri.authority().map(|a| a.as_str().to_owned()) {
-            req.insert_header(header::HOST, authority)?;
-        }
-    }
+/// The request as it goes upstream: as the engine sends any (`crate::head`: hop-by-hop fields
+/// dropped, HTTP/1.1, origin form, Host from an HTTP/2 `:authority`), without the body's length
+/// (an EventSource sends none, and none is forwarded here), and `path` (when set) forwarded
+/// instead of the client's.
+fn upstream_request(req: &RequestHeader, path: Option<&str>) -> Result<Box<RequestHeader>> {
+    let mut head = crate::head::upstream_request(req, false)?;
+    head.remove_header(&header::CONTENT_LENGTH);
     if let Some(path) = path {
         // ambiguous_paths: forward_normalized: the routed path is the forwarded one.
-        let uri = crate::path::origin_form(path, req.uri.query())?;
-        req.set_uri(uri);
-    } else if req.uri.authority().is_some() {
-        let target = req
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        let uri = http::Uri::builder()
-            .path_and_query(target)
-            .build()
-            .map_err(|e| {
-                Error::because(ErrorType::InternalError, "rewriting the request target", e)
-            })?;
-        req.set_uri(uri);
+        let uri = crate::path::origin_form(path, head.uri.query())?;
+        head.set_uri(uri);
     }
-    req.set_version(http::Version::HTTP_11);
-    Ok(())
+    Ok(head)
 }
 
-/// The upstream's response header as the client gets it (before the route's headers): hop-by-hop
-/// headers dropped, and chunked on HTTP/1 when it has no length. Returns whether it is an
-/// event stream, which gets heartbeats.
+/// The upstream's response header as the client gets it (before the route's headers): as the
+/// engine relays any (`crate::head`), and chunked on HTTP/1 when it has no length. Returns
+/// whether it is an event stream, which gets heartbeats.
 fn client_response(resp: &mut ResponseHeader, http2: bool) -> Result<bool> {
-    for n in connection_listed(&resp.headers) {
-        resp.remove_header(n.as_str());
-    }
-    let names: Vec<String> = resp.headers.keys().map(|k| k.as_str().to_owned()).collect();
-    strip_hop_by_hop(names.into_iter(), |n| {
-        resp.remove_header(n);
-    });
+    crate::head::client_response(resp, http2);
     let beats = is_event_stream(resp);
     if beats {
         // A heartbeat changes the length; an event stream has none anyway.
@@ -162,12 +98,8 @@ pub fn stream<'a>(
         let up = |e: Box<Error>| e.into_up();
         let (mut upstream, _reused) = connector.get_http_session(peer).await.map_err(up)?;
 
-        let mut req = session.req_header().clone();
-        upstream_request(&mut req, path)?;
-        upstream
-            .write_request_header(Box::new(req))
-            .await
-            .map_err(up)?;
+        let req = upstream_request(session.req_header(), path)?;
+        upstream.write_request_header(req).await.map_err(up)?;
         upstream.finish_request_body().await.map_err(up)?;
         match tokio::time::timeout(silence_limit, upstream.read_response_header()).await {
             Ok(r) => r.map_err(up)?,

@@ -25,7 +25,8 @@ use pingora::{ErrorSource, RetryType};
 use tokio::io::AsyncReadExt;
 
 use super::phases::{response_body, upstream_request};
-use super::{head, peer_for, CrossGate, Ctx};
+use super::{peer_for, CrossGate, Ctx};
+use crate::head;
 
 /// The upstream connection a client connection keeps between its requests.
 pub(super) struct Pinned {

@@ -8,7 +8,6 @@ mod ctx;
 mod engine;
 mod errors;
 mod forward;
-mod head;
 mod own;
 mod phases;
 mod record;

@@ -1,7 +1,8 @@
-//! The heads as they cross the proxy (RFC 9110 §7.6.1, RFC 9112, RFC 9113 §8.2-8.3): what the
-//! engine sends upstream of the client's request head, and what it keeps of the upstream's
-//! response head. The route's own changes (the normalized path, JSONP's) come after, in
-//! `phases::upstream_request`; the CORS headers in `phases::response_head`.
+//! The heads as they cross the proxy (RFC 9110 §7.6.1, RFC 9112, RFC 9113 §8.2-8.3): what goes
+//! upstream of the client's request head, and what the client gets of the upstream's response
+//! head, for the engine (`proxy/forward.rs`) and the SSE stream (`channels/sse.rs`) alike. The
+//! route's own changes (the normalized path, JSONP's) come after, in
+//! `proxy::phases::upstream_request`; the CORS headers in `proxy::phases::response_head`.
 //!
 //! Where the RFCs leave a choice, nginx's and HAProxy's documented behaviour is followed:
 //!
@@ -69,7 +70,7 @@ fn connection_has(headers: &http::HeaderMap, token: &str) -> bool {
 }
 
 /// A WebSocket handshake (RFC 6455 §4.1): HTTP/1.1, `Upgrade: websocket`, `Connection: upgrade`.
-pub(super) fn is_websocket_handshake(req: &RequestHeader) -> bool {
+pub(crate) fn is_websocket_handshake(req: &RequestHeader) -> bool {
     req.version == Version::HTTP_11
         && req
             .headers
@@ -79,7 +80,7 @@ pub(super) fn is_websocket_handshake(req: &RequestHeader) -> bool {
 }
 
 /// Whether the request asks for `100 Continue` before it sends its body.
-pub(super) fn expects_continue(req: &RequestHeader) -> bool {
+pub(crate) fn expects_continue(req: &RequestHeader) -> bool {
     req.headers
         .get(header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
@@ -104,7 +105,7 @@ fn hop_by_hop(headers: &http::HeaderMap) -> Vec<HeaderName> {
 
 /// The client's request head as it goes upstream, before the route's changes. `has_body`:
 /// the client sends a body.
-pub(super) fn upstream_request(req: &RequestHeader, has_body: bool) -> Result<Box<RequestHeader>> {
+pub(crate) fn upstream_request(req: &RequestHeader, has_body: bool) -> Result<Box<RequestHeader>> {
     let mut head = Box::new(req.clone());
     let websocket = is_websocket_handshake(req);
     for name in hop_by_hop(&req.headers) {
@@ -187,7 +188,7 @@ fn join_cookies(head: &mut RequestHeader) -> Result<()> {
 /// The upstream's response head as the client gets it, before the route's headers: its
 /// hop-by-hop fields dropped, but its framing kept for an HTTP/1.1 client (pingora's codec
 /// writes `Connection` itself), and a successful upgrade's `Upgrade`/`Connection` kept.
-pub(super) fn client_response(resp: &mut ResponseHeader, http2: bool) {
+pub(crate) fn client_response(resp: &mut ResponseHeader, http2: bool) {
     let upgrade = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
     // The body is relayed as it comes: chunked in, chunked out (HTTP/1.1).
     let keep_framing = !http2 && !upgrade;
