@@ -47,6 +47,9 @@ const PROBE_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 #[derive(Default)]
 pub(super) struct Conn {
     pub(super) pinned: Option<Pinned>,
+    /// The answer's pieces gathered for one write (`Exchange::relay`), kept empty between
+    /// requests so that its allocation is made once per connection.
+    batch: Vec<HttpTask>,
 }
 
 fn up(e: Box<Error>) -> Box<Error> {
@@ -175,6 +178,7 @@ impl CrossGate {
                 decode: decode.as_mut(),
                 continue_first,
                 tunnel,
+                batch: &mut conn.batch,
             };
             match exchange.run(head).await {
                 Ok(Outcome::Done { reusable }) => {
@@ -218,6 +222,7 @@ struct Exchange<'a> {
     continue_first: bool,
     /// A 101 to this request ends the exchange as a tunnel.
     tunnel: bool,
+    batch: &'a mut Vec<HttpTask>,
 }
 
 /// How an exchange ended.
@@ -289,7 +294,6 @@ impl Exchange<'_> {
         let mut reusable = true;
         // A body the upstream stopped taking: it may still answer (a 413 before the end).
         let mut send_error = None;
-        let mut batch = Vec::with_capacity(4);
         while !response_done {
             tokio::select! {
                 biased;
@@ -304,7 +308,7 @@ impl Exchange<'_> {
                         Ok(t) => t,
                         Err(e) => return Err(send_error.unwrap_or_else(|| up(e))),
                     };
-                    response_done = self.relay(task, &mut batch).await?;
+                    response_done = self.relay(task).await?;
                     if !upgraded && self.upstream.was_upgraded() {
                         upgraded = true;
                         reusable = false;
@@ -414,7 +418,9 @@ impl Exchange<'_> {
     /// Relays what the upstream has sent: the piece just read and every piece already there
     /// behind it, all filtered before any is written, so that a head and a body that came
     /// together leave together (`guard::hold_head_flush`); `Ok(true)`: the answer is complete.
-    async fn relay(&mut self, first: HttpTask, batch: &mut Vec<HttpTask>) -> Result<bool> {
+    async fn relay(&mut self, first: HttpTask) -> Result<bool> {
+        // Out of `self` while the filters and writes borrow it.
+        let mut batch = std::mem::take(self.batch);
         batch.push(first);
         while !batch.last().is_some_and(HttpTask::is_end) {
             match self.upstream.read_response_task().now_or_never() {
@@ -433,6 +439,8 @@ impl Exchange<'_> {
         for task in batch.drain(..) {
             done |= self.write(task).await?;
         }
+        // Empty again, its allocation kept for the next batch (an error drops it).
+        *self.batch = batch;
         Ok(done)
     }
 }
