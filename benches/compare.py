@@ -197,21 +197,32 @@ def loadgen(binary, mode, url, count, pin=None):
 
 
 def idle_ws_kib(binary, url, pid, count, pin=None):
-    """RSS growth of `pid` per idle WebSocket held open through it, in KiB."""
-    before = rss_kib(pid)
+    """RSS growth of `pid` per idle WebSocket held open through it, in KiB: for a first batch of
+    `count`, and for a second batch opened while the first is held. The second is the cost of
+    one more socket without what a first batch pays once (allocator slabs, tokio's I/O slab
+    pages, the arenas' first pages)."""
     cmd = [binary, "ws-idle", url, str(count)]
     if pin is not None:
         cmd = ["taskset", "-c", str(pin)] + cmd
-    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    line = p.stdout.readline()
-    if not line.startswith("ready"):
-        p.kill()
-        return float("nan")
-    time.sleep(1.0)  # let allocations settle before reading RSS (a measurement, not a sync)
-    after = rss_kib(pid)
-    p.stdin.close()
-    p.wait(timeout=60)
-    return (after - before) / count
+    held, figures = [], []
+    try:
+        for _ in range(2):
+            before = rss_kib(pid)
+            p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            held.append(p)
+            if not p.stdout.readline().startswith("ready"):
+                return float("nan"), float("nan")
+            time.sleep(1.0)  # let allocations settle before reading RSS (a measurement, not a sync)
+            figures.append((rss_kib(pid) - before) / count)
+    finally:
+        for p in held:
+            p.stdin.close()
+        for p in held:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    return figures[0], figures[1]
 
 
 def main():
@@ -229,7 +240,7 @@ def main():
     ap.add_argument("--out", help="also write the report (Markdown) to this file")
     ap.add_argument("--proxies", default="crossgate,crossgate-proxy,lean,lean-own,nginx,haproxy,bare,bare-timeouts,direct", help="which to run, comma-separated")
     ap.add_argument("--baseline", help="another crossgate binary to run beside this one (before/after in one run)")
-    ap.add_argument("--scenarios", default="", help="only the scenarios whose names contain one of these, comma-separated")
+    ap.add_argument("--scenarios", default="", help="only the scenarios whose names contain one of these, comma-separated; 'realtime' for the WebSocket, SSE and idle-WebSocket figures")
     args = ap.parse_args()
 
     base = args.port_base
@@ -289,6 +300,8 @@ def main():
         scenarios = [s for s in scenarios if any(w in s[0] for w in args.scenarios.split(","))]
     results = {}
     extra = {}
+    # The WebSocket, SSE and idle-WebSocket figures: every round, unless only some scenarios run.
+    realtime = not args.scenarios or "realtime" in args.scenarios.split(",")
     for mode in args.modes.split(","):
         proxy_pin = 1 if mode == "pinned" else None
         client_pin = 0 if mode == "pinned" else None
@@ -315,13 +328,17 @@ def main():
                     r["rss_mib"] = rss_kib(pid, "VmHWM") / 1024 if proc else float("nan")
                     results.setdefault((mode, scen, name), []).append(r)
                     print(f"[{mode} round {rnd + 1}] {scen:24} {name:9} {r['rps']:>10.0f} req/s  p99 {r['p99']:>8.0f} us  cpu {r['cpu_us']:>6.1f} us/req  non-2xx {r['bad']} {r['socket_errors']}", flush=True)
-                if rnd == 0 and workers == 1 and name in ("crossgate", "crossgate-proxy", "baseline", "nginx", "haproxy", "direct") and not args.scenarios:
+                if realtime and workers == 1 and name in ("crossgate", "crossgate-proxy", "baseline", "nginx", "haproxy", "direct"):
                     base_url = f"ws://127.0.0.1:{ports['realtime'] if name == 'direct' else port}/ws/echo"
                     ws = loadgen(args.loadgen, "ws-echo", base_url, 20000, client_pin)
                     sse = loadgen(args.loadgen, "sse-first", f"http://127.0.0.1:{ports['realtime'] if name == 'direct' else port}/events/clock", 200, client_pin)
-                    idle = idle_ws_kib(args.loadgen, base_url, pid, args.idle_sockets, client_pin) if proc else float("nan")
-                    extra[(mode, name)] = {"ws": ws, "sse": sse, "idle": idle}
-                    print(f"[{mode}] {name}: ws echo {ws}, sse first event {sse}, idle WebSocket {idle:.1f} KiB", flush=True)
+                    idle, idle2 = idle_ws_kib(args.loadgen, base_url, pid, args.idle_sockets, client_pin) if proc else (float("nan"), float("nan"))
+                    e = extra.setdefault((mode, name), {"ws": [], "sse": [], "idle": [], "idle2": []})
+                    e["ws"].append(ws)
+                    e["sse"].append(sse)
+                    e["idle"].append(idle)
+                    e["idle2"].append(idle2)
+                    print(f"[{mode} round {rnd + 1}] {name}: ws echo {ws}, sse first event {sse}, idle WebSocket {idle:.1f} KiB, a second batch {idle2:.1f}", flush=True)
                 if proc:
                     proc.send_signal(signal.SIGINT)
                     try:
@@ -341,9 +358,9 @@ def main():
                 for (mode, scen, name), rs in results.items() for r in rs
                 if r["requests"] == 0 or r["bad"] or r["socket_errors"]]
     problems += [f"{mode} {name}: no {what} figure" for (mode, name), e in extra.items()
-                 for what in ("ws", "sse") if not e[what]]
+                 for what in ("ws", "sse") if not all(e[what])]
     problems += [f"{mode} {name}: no idle WebSocket figure" for (mode, name), e in extra.items()
-                 if name != "direct" and e["idle"] != e["idle"]]
+                 if name != "direct" and any(x != x for x in e["idle"] + e["idle2"])]
     if problems:
         sys.exit("compare: FAILED\n  " + "\n  ".join(problems))
 
@@ -387,14 +404,15 @@ def render(results, extra, args):
         out.append("")
         if not any(m == mode for (m, _) in extra):
             continue
-        out.append("| proxy | WebSocket echo p50 / p99 µs | echo msgs/s | SSE first event p50 / p99 µs | idle WebSocket KiB each |")
-        out.append("|---|---:|---:|---:|---:|")
+        out.append("| proxy | WebSocket echo p50 / p99 µs | echo msgs/s | SSE first event p50 / p99 µs | idle WebSocket KiB each | a second batch, KiB each |")
+        out.append("|---|---:|---:|---:|---:|---:|")
         for (m, name), e in extra.items():
             if m != mode:
                 continue
-            ws, sse = e["ws"] or {}, e["sse"] or {}
-            out.append(f"| {name} | {ws.get('p50', float('nan')):.0f} / {ws.get('p99', float('nan')):.0f} | {ws.get('rate', float('nan')):.0f} | "
-                       f"{sse.get('p50', float('nan')):.0f} / {sse.get('p99', float('nan')):.0f} | {e['idle']:.1f} |")
+            ws, sse = [x for x in e["ws"] if x], [x for x in e["sse"] if x]
+            idle = lambda k: statistics.median(e[k]) if e[k] else float("nan")
+            out.append(f"| {name} | {med(ws, 'p50'):.0f} / {med(ws, 'p99'):.0f} | {med(ws, 'rate'):.0f} | "
+                       f"{med(sse, 'p50'):.0f} / {med(sse, 'p99'):.0f} | {idle('idle'):.1f} | {idle('idle2'):.1f} |")
         out.append("")
     modes = args.modes.split(",")
     if "workers2" in modes and "unpinned" in modes:
