@@ -213,6 +213,13 @@ impl AsyncRead for HeadGuard {
         if state == HEAD && this.armed && this.expired(cx) {
             return this.timed_out();
         }
+        if state == DONE && this.armed {
+            // A head that waited is in. The timer goes: it holds the waker of the task that
+            // waited, and an upgraded connection's tunnel is another task, which would keep
+            // the finished one's memory (8.6 KiB) until the head's deadline.
+            this.timer = None;
+            this.armed = false;
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         match polled {
@@ -479,3 +486,6 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         self.app.cleanup().await
     }
 }
+
+#[cfg(test)]
+mod tests;
