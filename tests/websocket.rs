@@ -74,6 +74,44 @@ async fn frames_pass_both_ways() {
     assert_eq!(ws.next().await.unwrap().unwrap(), Message::binary(big));
 }
 
+/// Every byte through a tunnel whose client takes bytes slowly: the client's socket has a
+/// 4 KiB receive buffer, so the proxy's writes to it are partial and what it read waits in
+/// the tunnel, while the client sends on. 64 distinct 64 KiB messages each way arrive whole
+/// and in order.
+#[tokio::test]
+async fn a_slow_client_loses_no_bytes_either_way() {
+    let (_backend, proxy) = setup().await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(proxy.addr).await.unwrap();
+    let mut req = format!("ws://{}/ws/echo", proxy.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("origin", "https://app.example.com".parse().unwrap());
+    let (ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+    let (mut tx, mut rx) = ws.split();
+    const COUNT: usize = 64;
+    let message = |i: usize| {
+        Message::binary(
+            (0..65_536)
+                .map(|j| (i * 31 + j / 7) as u8)
+                .collect::<Vec<u8>>(),
+        )
+    };
+    let sender = tokio::spawn(async move {
+        for i in 0..COUNT {
+            tx.send(message(i)).await.unwrap();
+        }
+        tx
+    });
+    for i in 0..COUNT {
+        let got = rx.next().await.unwrap().unwrap();
+        assert!(got == message(i), "message {i} did not come back as sent");
+    }
+    let _sink = sender.await.unwrap();
+}
+
 #[tokio::test]
 async fn close_codes_pass_both_ways() {
     let (backend, proxy) = setup().await;

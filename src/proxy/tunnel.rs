@@ -1,39 +1,63 @@
 //! An upgraded HTTP/1 connection (a WebSocket) as a tunnel: once the upstream has answered the
 //! handshake with 101, both connections leave their HTTP sessions, whose buffers and state are
-//! freed, and bytes are copied both ways through two small buffers until one side closes, the
-//! upstream is silent for the route's `idle_timeout`, or the client stops taking bytes for
-//! `client_send_timeout`. What an idle WebSocket holds is then its two sockets, these buffers
-//! and the request's context (benches/RESULTS.md, idle WebSocket memory).
+//! freed, and bytes are copied both ways until one side closes, the upstream is silent for the
+//! route's `idle_timeout`, or a side stops taking bytes (the client for `client_send_timeout`,
+//! the upstream for `idle_timeout`). Bytes are read into the stack and written on at once; a
+//! buffer is allocated only for what a side did not take yet. What an idle WebSocket holds is
+//! then its two sockets, the task and the request's summary and context, about 5.5 KiB
+//! (benches/RESULTS.md, idle WebSocket memory).
 
+use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
+use http::HeaderValue;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora::{Error, ErrorType};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 
 use super::forward::{down, Upgraded};
 use super::{CrossGate, Ctx};
+use crate::cors::OriginCheck;
 
-/// Bytes copied per read, each way.
-const CHUNK: usize = 2048;
-
-/// What the access log and metrics need of the request once its session is gone.
+/// What the access log and metrics need of the request once its session is gone: the method,
+/// the path, Host and Origin, without the header-case map (an idle tunnel holds it for its
+/// whole life).
 fn summary(req: &RequestHeader) -> RequestHeader {
-    let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut head = RequestHeader::build(req.method.clone(), target.as_bytes(), Some(2))
-        .unwrap_or_else(|_| RequestHeader::build("GET", b"/", Some(2)).expect("a fixed head"));
+    let path = req.uri.path().as_bytes();
+    let mut head =
+        RequestHeader::build_no_case(req.method.clone(), path, Some(2)).unwrap_or_else(|_| {
+            RequestHeader::build_no_case("GET", b"/", Some(2)).expect("a fixed head")
+        });
     for name in [http::header::HOST, http::header::ORIGIN] {
         if let Some(v) = req.headers.get(&name) {
-            let _ = head.insert_header(name, v.clone());
+            let _ = head.insert_header(name, owned(v));
         }
     }
     head
+}
+
+/// A header value of its own. A value parsed by pingora is a slice of the session's read
+/// buffer (4 KiB), which a clone would keep alive for as long as the tunnel.
+fn owned(v: &HeaderValue) -> HeaderValue {
+    HeaderValue::from_bytes(v.as_bytes()).expect("a value that was valid")
+}
+
+/// The allowed Origin in the request's context, copied out of the session's read buffer.
+fn own_origin(check: &mut OriginCheck) {
+    match check {
+        OriginCheck::Allowed(v) => *v = owned(v),
+        OriginCheck::WouldDeny { served, .. } => own_origin(served),
+        OriginCheck::NoOrigin | OriginCheck::Denied(_) => {}
+    }
 }
 
 /// `write_all` and a flush, within `limit`.
@@ -47,54 +71,169 @@ async fn send(to: &mut Stream, bytes: &[u8], limit: Duration) -> io::Result<()> 
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "send timed out"))?
 }
 
-/// Copies both ways until a side closes or a limit passes.
+/// Bytes read per call, each way, into a buffer on the stack of the call: nothing is held
+/// between reads.
+const CHUNK: usize = 16 * 1024;
+
+/// Rounds of reading and writing one direction before the task lets others run.
+const ROUNDS: usize = 8;
+
+/// One direction of the tunnel. While the connection is idle it holds no buffer: bytes are
+/// read into the stack and written on at once; only what the other side did not take yet is
+/// kept, in a buffer allocated for it and freed when it is written.
+#[derive(Default)]
+struct Flow {
+    left: Vec<u8>,
+    sent: usize,
+    /// Written into the stream's own write buffer, not flushed yet.
+    unflushed: bool,
+    /// Since when the other side has not taken bytes this direction has read.
+    blocked: Option<Instant>,
+    /// The side read from has closed.
+    ended: bool,
+}
+
+impl Flow {
+    /// Nothing read is waiting to be written.
+    fn drained(&self) -> bool {
+        self.left.is_empty() && !self.unflushed
+    }
+
+    /// The other side did not take bytes now: from when its limit counts.
+    fn wait(&mut self) {
+        self.blocked.get_or_insert_with(Instant::now);
+    }
+
+    /// Moves what it can from `from` to `to` without waiting; true if bytes were read.
+    fn pump(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: &mut Stream,
+        to: &mut Stream,
+    ) -> io::Result<bool> {
+        let mut read = false;
+        for _ in 0..ROUNDS {
+            while self.sent < self.left.len() {
+                match write(cx, to, &self.left[self.sent..])? {
+                    Poll::Ready(n) => self.sent += n,
+                    Poll::Pending => {
+                        self.wait();
+                        return Ok(read);
+                    }
+                }
+            }
+            if !self.left.is_empty() {
+                self.left = Vec::new();
+                self.sent = 0;
+            }
+            if self.unflushed {
+                match Pin::new(&mut *to).poll_flush(cx)? {
+                    Poll::Ready(()) => self.unflushed = false,
+                    Poll::Pending => {
+                        self.wait();
+                        return Ok(read);
+                    }
+                }
+            }
+            self.blocked = None;
+            if self.ended {
+                return Ok(read);
+            }
+            let mut buf = [MaybeUninit::<u8>::uninit(); CHUNK];
+            let mut got = ReadBuf::uninit(&mut buf);
+            if Pin::new(&mut *from).poll_read(cx, &mut got)?.is_pending() {
+                return Ok(read);
+            }
+            let got = got.filled();
+            if got.is_empty() {
+                self.ended = true;
+                return Ok(read);
+            }
+            read = true;
+            self.unflushed = true;
+            let mut n = 0;
+            while n < got.len() {
+                match write(cx, to, &got[n..])? {
+                    Poll::Ready(k) => n += k,
+                    Poll::Pending => {
+                        self.left = got[n..].to_vec();
+                        self.wait();
+                        return Ok(read);
+                    }
+                }
+            }
+        }
+        // More is coming than a round takes: come back after the others.
+        cx.waker().wake_by_ref();
+        Ok(read)
+    }
+}
+
+/// One write; a stream that takes no bytes is an error.
+fn write(cx: &mut Context<'_>, to: &mut Stream, bytes: &[u8]) -> io::Result<Poll<usize>> {
+    match Pin::new(&mut *to).poll_write(cx, bytes)? {
+        Poll::Ready(0) => Err(io::ErrorKind::WriteZero.into()),
+        Poll::Ready(n) => Ok(Poll::Ready(n)),
+        Poll::Pending => Ok(Poll::Pending),
+    }
+}
+
+/// Copies both ways until a side closes (and what it sent is written), the upstream is silent
+/// for `idle`, or a side does not take bytes for its limit (`idle` toward the upstream,
+/// `send_limit` toward the client).
 async fn relay(
     client: &mut Stream,
     upstream: &mut Stream,
     idle: Duration,
     send_limit: Duration,
 ) -> io::Result<()> {
-    let mut from_client = [0u8; CHUNK];
-    let mut from_upstream = [0u8; CHUNK];
-    let silence = tokio::time::sleep(idle);
-    tokio::pin!(silence);
-    loop {
-        tokio::select! {
-            n = client.read(&mut from_client) => {
-                let n = n?;
-                if n == 0 {
-                    return Ok(());
-                }
-                send(upstream, &from_client[..n], idle).await?;
-            }
-            n = upstream.read(&mut from_upstream) => {
-                let n = n?;
-                if n == 0 {
-                    return Ok(());
-                }
-                send(client, &from_upstream[..n], send_limit).await?;
-                silence.as_mut().reset(Instant::now() + idle);
-            }
-            _ = &mut silence => {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "the upstream was silent for idle_timeout"));
-            }
+    let mut out = Flow::default();
+    let mut back = Flow::default();
+    let mut heard = Instant::now();
+    let timer = tokio::time::sleep_until(heard + idle);
+    tokio::pin!(timer);
+    std::future::poll_fn(|cx| {
+        out.pump(cx, client, upstream)?;
+        if back.pump(cx, upstream, client)? {
+            heard = Instant::now();
         }
-    }
+        if (out.ended || back.ended) && out.drained() && back.drained() {
+            return Poll::Ready(Ok(()));
+        }
+        let mut due = heard + idle;
+        if let Some(t) = out.blocked {
+            due = due.min(t + idle);
+        }
+        if let Some(t) = back.blocked {
+            due = due.min(t + send_limit);
+        }
+        if timer.deadline() != due {
+            timer.as_mut().reset(due);
+        }
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the upstream was silent for idle_timeout, or a side took no bytes for its limit",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
 
 impl CrossGate {
-    /// Runs an upgraded connection to its end, then logs the request (status 101).
     /// Opens the tunnel of an upgraded connection (the 101 to the client, the bytes that came
     /// behind either head) and leaves it running as a task of its own, with only the two
-    /// connections and its buffers: the caller's future, sized for a whole HTTP exchange, ends.
+    /// connections and the request's summary: the caller's future, sized for a whole HTTP exchange, ends.
     /// Logged (status 101) when the tunnel ends.
     pub(super) async fn tunnel(
         self: &Arc<Self>,
         session: ServerSession,
         up: Box<Upgraded>,
-        ctx: Box<Ctx>,
+        mut ctx: Box<Ctx>,
     ) {
         let req = summary(session.req_header());
+        own_origin(&mut ctx.origin);
         let send_limit = ctx
             .rules
             .as_ref()
