@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::HeaderValue;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::ServerSession;
@@ -83,8 +83,7 @@ const ROUNDS: usize = 8;
 /// kept, in a buffer allocated for it and freed when it is written.
 #[derive(Default)]
 struct Flow {
-    left: Vec<u8>,
-    sent: usize,
+    left: Bytes,
     /// Written into the stream's own write buffer, not flushed yet.
     unflushed: bool,
     /// Since when the other side has not taken bytes this direction has read.
@@ -113,27 +112,22 @@ impl Flow {
     ) -> io::Result<bool> {
         let mut read = false;
         for _ in 0..ROUNDS {
-            while self.sent < self.left.len() {
-                match write(cx, to, &self.left[self.sent..])? {
-                    Poll::Ready(n) => self.sent += n,
-                    Poll::Pending => {
-                        self.wait();
-                        return Ok(read);
-                    }
-                }
-            }
             if !self.left.is_empty() {
-                self.left = Vec::new();
-                self.sent = 0;
+                let n = write_now(cx, to, &self.left)?;
+                self.left.advance(n);
+                if !self.left.is_empty() {
+                    self.wait();
+                    return Ok(read);
+                }
+                // Written: the buffer is freed (an advanced `Bytes` would keep it).
+                self.left = Bytes::new();
             }
             if self.unflushed {
-                match Pin::new(&mut *to).poll_flush(cx)? {
-                    Poll::Ready(()) => self.unflushed = false,
-                    Poll::Pending => {
-                        self.wait();
-                        return Ok(read);
-                    }
+                if Pin::new(&mut *to).poll_flush(cx)?.is_pending() {
+                    self.wait();
+                    return Ok(read);
                 }
+                self.unflushed = false;
             }
             self.blocked = None;
             if self.ended {
@@ -151,16 +145,11 @@ impl Flow {
             }
             read = true;
             self.unflushed = true;
-            let mut n = 0;
-            while n < got.len() {
-                match write(cx, to, &got[n..])? {
-                    Poll::Ready(k) => n += k,
-                    Poll::Pending => {
-                        self.left = got[n..].to_vec();
-                        self.wait();
-                        return Ok(read);
-                    }
-                }
+            let n = write_now(cx, to, got)?;
+            if n < got.len() {
+                self.left = Bytes::copy_from_slice(&got[n..]);
+                self.wait();
+                return Ok(read);
             }
         }
         // More is coming than a round takes: come back after the others.
@@ -169,13 +158,17 @@ impl Flow {
     }
 }
 
-/// One write; a stream that takes no bytes is an error.
-fn write(cx: &mut Context<'_>, to: &mut Stream, bytes: &[u8]) -> io::Result<Poll<usize>> {
-    match Pin::new(&mut *to).poll_write(cx, bytes)? {
-        Poll::Ready(0) => Err(io::ErrorKind::WriteZero.into()),
-        Poll::Ready(n) => Ok(Poll::Ready(n)),
-        Poll::Pending => Ok(Poll::Pending),
+/// Writes what `to` takes of `bytes` now; a stream that takes no bytes is an error.
+fn write_now(cx: &mut Context<'_>, to: &mut Stream, bytes: &[u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < bytes.len() {
+        match Pin::new(&mut *to).poll_write(cx, &bytes[n..])? {
+            Poll::Ready(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Poll::Ready(k) => n += k,
+            Poll::Pending => break,
+        }
     }
+    Ok(n)
 }
 
 /// Copies both ways until a side closes (and what it sent is written), the upstream is silent
@@ -224,8 +217,8 @@ async fn relay(
 impl CrossGate {
     /// Opens the tunnel of an upgraded connection (the 101 to the client, the bytes that came
     /// behind either head) and leaves it running as a task of its own, with only the two
-    /// connections and the request's summary: the caller's future, sized for a whole HTTP exchange, ends.
-    /// Logged (status 101) when the tunnel ends.
+    /// connections and the request's summary: the caller's future, sized for a whole HTTP
+    /// exchange, ends. Logged (status 101) when the tunnel ends.
     pub(super) async fn tunnel(
         self: &Arc<Self>,
         session: ServerSession,
