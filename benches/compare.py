@@ -238,13 +238,13 @@ def main():
     ap.add_argument("--modes", default="unpinned,pinned,workers2", help="unpinned, pinned (proxy on core 1, load on core 0), workers2 (2 workers per proxy, wrk with 2 threads)")
     ap.add_argument("--port-base", type=int, default=18000)
     ap.add_argument("--out", help="also write the report (Markdown) to this file")
-    ap.add_argument("--proxies", default="crossgate,crossgate-proxy,lean,lean-own,nginx,haproxy,bare,bare-timeouts,direct", help="which to run, comma-separated")
+    ap.add_argument("--proxies", default="crossgate,lean,lean-own,nginx,haproxy,bare,bare-timeouts,direct", help="which to run, comma-separated")
     ap.add_argument("--baseline", help="another crossgate binary to run beside this one (before/after in one run)")
     ap.add_argument("--scenarios", default="", help="only the scenarios whose names contain one of these, comma-separated; 'realtime' for the WebSocket, SSE and idle-WebSocket figures")
     args = ap.parse_args()
 
     base = args.port_base
-    ports = {"backend": base, "realtime": base + 1, "crossgate": base + 10, "nginx": base + 11, "haproxy": base + 12, "bare": base + 13, "baseline": base + 14, "bare-timeouts": base + 15, "lean": base + 16, "lean-pool": base + 17, "lean-timers": base + 18, "lean-own": base + 19, "crossgate-proxy": base + 9}
+    ports = {"backend": base, "realtime": base + 1, "crossgate": base + 10, "nginx": base + 11, "haproxy": base + 12, "bare": base + 13, "baseline": base + 14, "bare-timeouts": base + 15, "lean": base + 16, "lean-pool": base + 17, "lean-timers": base + 18, "lean-own": base + 19}
     # The HTTPS + HTTP/2 listener of each proxy: its plain port + 20.
     tls_port = lambda n: ports[n] + 20
     busy = [f"{n} ({p})" for n, p in ports.items() if n in ("backend", "realtime") or n in args.proxies.split(",") or (n == "baseline" and args.baseline)
@@ -279,22 +279,20 @@ def main():
         "lean-own": lambda w: [args.lean, "--threads", str(w), "--listen", addr("lean-own"), "--tls-listen", tls_addr("lean-own"), "--tls-cert", cert, "--tls-key", key, "--upstream", addr("backend"), "--own-loop"],
         "lean-pool": lambda w: [args.lean, "--listen", addr("lean-pool"), "--upstream", addr("backend"), "--pool"],
         "lean-timers": lambda w: [args.lean, "--listen", addr("lean-timers"), "--upstream", addr("backend"), "--pingora-timers"],
-        # The same binary on pingora-proxy's ProxyHttp path: the engine before issue 13, same run.
-        "crossgate-proxy": lambda w: ["env", "CROSSGATE_ENGINE=pingora-proxy", args.crossgate, "run", "--no-watch", "--config", fill("crossgate.yaml.in", f"{work}/crossgate-proxy.yaml", WORKERS=w, LISTEN=addr("crossgate-proxy"), BACKEND=addr("backend"), REALTIME=addr("realtime"), TLS=crossgate_tls("crossgate-proxy"))],
         "baseline": lambda w: [args.baseline, "run", "--no-watch", "--config", fill("crossgate.yaml.in", f"{work}/baseline.yaml", WORKERS=w, LISTEN=addr("baseline"), BACKEND=addr("backend"), REALTIME=addr("realtime"), TLS=crossgate_tls("baseline"))],
     }
     wanted = args.proxies.split(",") + (["baseline"] if args.baseline else [])
     origin = ["Origin: http://bench.example"]
-    proxies = ["crossgate", "crossgate-proxy", "baseline", "lean", "lean-own", "lean-pool", "lean-timers", "nginx", "haproxy", "bare", "bare-timeouts"]
+    proxies = ["crossgate", "baseline", "lean", "lean-own", "lean-pool", "lean-timers", "nginx", "haproxy", "bare", "bare-timeouts"]
     scenarios = [
         ("preflight", "/api/json1k", [], os.path.join(HERE, "preflight.lua"), proxies),
         ("GET 1 KiB with Origin", "/api/json1k", origin, None, ["direct"] + proxies),
         ("GET 64 KiB with Origin", "/api/json64k", origin, None, ["direct"] + proxies),
-        ("JSONP 1 KiB", "/api/json1k?callback=cb", [], None, ["crossgate", "crossgate-proxy", "baseline"]),
+        ("JSONP 1 KiB", "/api/json1k?callback=cb", [], None, ["crossgate", "baseline"]),
         # Every request on a new client connection (the proxies keep theirs to the backend).
         ("GET 1 KiB, new connection each", "/api/json1k", origin + ["Connection: close"], None, proxies),
         # HTTPS + HTTP/2 (ALPN h2), h2load with 16 connections of 10 streams each.
-        ("HTTPS h2 GET 1 KiB, 16x10 streams", "/api/json1k", origin, "h2load", ["crossgate", "crossgate-proxy", "baseline", "lean", "lean-own", "nginx", "haproxy"]),
+        ("HTTPS h2 GET 1 KiB, 16x10 streams", "/api/json1k", origin, "h2load", ["crossgate", "baseline", "lean", "lean-own", "nginx", "haproxy"]),
     ]
     if args.scenarios:
         scenarios = [s for s in scenarios if any(w in s[0] for w in args.scenarios.split(","))]
@@ -307,7 +305,7 @@ def main():
         client_pin = 0 if mode == "pinned" else None
         # workers2: the proxies that can run two workers, with two; wrk with two threads.
         workers = 2 if mode == "workers2" else 1
-        scalable = ("crossgate", "crossgate-proxy", "baseline", "lean-own", "nginx", "haproxy", "direct")
+        scalable = ("crossgate", "baseline", "lean-own", "nginx", "haproxy", "direct")
         for rnd in range(args.rounds):
             for name in [n for n in proxies + ["direct"] if n in wanted and (workers == 1 or n in scalable)]:
                 proc = None
@@ -328,7 +326,7 @@ def main():
                     r["rss_mib"] = rss_kib(pid, "VmHWM") / 1024 if proc else float("nan")
                     results.setdefault((mode, scen, name), []).append(r)
                     print(f"[{mode} round {rnd + 1}] {scen:24} {name:9} {r['rps']:>10.0f} req/s  p99 {r['p99']:>8.0f} us  cpu {r['cpu_us']:>6.1f} us/req  non-2xx {r['bad']} {r['socket_errors']}", flush=True)
-                if realtime and workers == 1 and name in ("crossgate", "crossgate-proxy", "baseline", "nginx", "haproxy", "direct"):
+                if realtime and workers == 1 and name in ("crossgate", "baseline", "nginx", "haproxy", "direct"):
                     base_url = f"ws://127.0.0.1:{ports['realtime'] if name == 'direct' else port}/ws/echo"
                     ws = loadgen(args.loadgen, "ws-echo", base_url, 20000, client_pin)
                     sse = loadgen(args.loadgen, "sse-first", f"http://127.0.0.1:{ports['realtime'] if name == 'direct' else port}/events/clock", 200, client_pin)

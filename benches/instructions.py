@@ -166,7 +166,7 @@ def main():
     ap.add_argument("--lean", required=True)
     ap.add_argument("--baseline", help="another crossgate binary, measured beside")
     ap.add_argument("--requests", type=int, default=2000)
-    ap.add_argument("--proxies", default="nginx,haproxy,bare,bare-timeouts,lean,lean-own,lean-pool,lean-timers,crossgate,crossgate-proxy")
+    ap.add_argument("--proxies", default="nginx,haproxy,bare,bare-timeouts,lean,lean-own,lean-pool,lean-timers,crossgate")
     ap.add_argument("--scenarios", default="", help="only the scenarios whose names contain one of these")
     ap.add_argument("--functions", type=int, default=0, help="also list the top K functions by self instructions")
     ap.add_argument("--port-base", type=int, default=18300)
@@ -207,18 +207,15 @@ def main():
         "lean-pool": lambda: [args.lean, "--listen", addr("lean-pool"), "--upstream", addr("backend"), "--pool"],
         "lean-timers": lambda: [args.lean, "--listen", addr("lean-timers"), "--upstream", addr("backend"), "--pingora-timers"],
         "crossgate": lambda: [args.crossgate, "run", "--no-watch", "--config", compare.fill("crossgate.yaml.in", f"{work}/crossgate.yaml", WORKERS=1, LISTEN=addr("crossgate"), BACKEND=addr("backend"), REALTIME=addr("realtime"), TLS=cg_tls("crossgate"))],
-        # The same binary on pingora-proxy's ProxyHttp path (the engine before issue 13).
-        "crossgate-proxy": lambda: [args.crossgate, "run", "--no-watch", "--config", compare.fill("crossgate.yaml.in", f"{work}/crossgate-proxy.yaml", WORKERS=1, LISTEN=addr("crossgate-proxy"), BACKEND=addr("backend"), REALTIME=addr("realtime"), TLS=cg_tls("crossgate-proxy"))],
         "baseline": lambda: [args.baseline, "run", "--no-watch", "--config", compare.fill("crossgate.yaml.in", f"{work}/baseline.yaml", WORKERS=1, LISTEN=addr("baseline"), BACKEND=addr("backend"), REALTIME=addr("realtime"), TLS=cg_tls("baseline"))],
     }
-    has_tls = {"nginx", "haproxy", "lean", "lean-own", "crossgate", "crossgate-proxy", "baseline"}
+    has_tls = {"nginx", "haproxy", "lean", "lean-own", "crossgate", "baseline"}
     scenarios = [s for s in SCENARIOS if not args.scenarios or any(w in s for w in args.scenarios.split(","))]
     n = args.requests
     results, tops, copied = {}, {}, {}
     for name in names:
         # Names uncompressed: each dump must be readable on its own by callgrind_annotate.
-        env = ["env", "CROSSGATE_ENGINE=pingora-proxy"] if name == "crossgate-proxy" else []
-        cmd = env + ["valgrind", "--tool=callgrind", "--compress-strings=no", "--compress-pos=no", f"--callgrind-out-file={work}/cg.{name}.%p.out"] + commands[name]()
+        cmd = ["valgrind", "--tool=callgrind", "--compress-strings=no", "--compress-pos=no", f"--callgrind-out-file={work}/cg.{name}.%p.out"] + commands[name]()
         proc = compare.start(cmd, f"{name} under callgrind", port[name], timeout=120)
         for scen in scenarios:
             if "h2" in scen and name not in has_tls:

@@ -204,36 +204,18 @@ impl Gateway {
         let mut http = pingora::apps::HttpServerOptions::default();
         http.h2_idle_timeout = Some(rules.load().server.client.keepalive);
         let (endpoints, listeners, certs) = endpoints(&listen, &rules.load().tls_listeners);
-        if std::env::var_os("CROSSGATE_ENGINE").is_some_and(|e| e == "pingora-proxy") {
-            // pingora-proxy's per-request machinery, for comparison (benches/compare.sh).
-            let mut app = pingora::proxy::http_proxy(&server.configuration, proxy);
-            app.server_options = Some(http);
-            let mut service = pingora::services::listening::Service::new(
-                "crossgate".into(),
-                crate::guard::Guarded {
-                    app: Arc::new(app),
-                    rules: rules.clone(),
-                    listeners,
-                },
-            );
-            for endpoint in endpoints {
-                service.add_listener(endpoint);
-            }
-            server.add_service(service);
-        } else {
-            let mut service = pingora::services::listening::Service::new(
-                "crossgate".into(),
-                crate::guard::Guarded {
-                    app: Arc::new(crate::proxy::Engine::new(proxy, http)),
-                    rules: rules.clone(),
-                    listeners,
-                },
-            );
-            for endpoint in endpoints {
-                service.add_listener(endpoint);
-            }
-            server.add_service(service);
+        let mut service = pingora::services::listening::Service::new(
+            "crossgate".into(),
+            crate::guard::Guarded {
+                app: Arc::new(crate::proxy::Engine::new(proxy, http)),
+                rules: rules.clone(),
+                listeners,
+            },
+        );
+        for endpoint in endpoints {
+            service.add_listener(endpoint);
         }
+        server.add_service(service);
         if let Some(addr) = admin_addr {
             add_admin(&mut server, addr, &rules, &metrics, refused);
         }

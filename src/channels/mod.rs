@@ -15,7 +15,7 @@ pub mod sse;
 pub mod websocket;
 
 /// What one request is, once dispatched: each variant carries its channel's own state for
-/// the phases after `request_filter`.
+/// the phases after `begin` (`proxy/phases.rs`).
 pub enum Channel {
     /// Not dispatched yet (or answered before a route was known).
     None,

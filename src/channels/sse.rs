@@ -83,7 +83,7 @@ pub struct Streamed {
 /// response header was written leaves the answer to the caller (502/504 with CORS).
 ///
 /// Boxed: its future (with pingora's connector in it) is large, and would otherwise be part of
-/// `request_filter`'s future, which is built and copied for every request.
+/// every request's future (`phases::begin`'s).
 pub fn stream<'a>(
     session: &'a mut Session,
     connector: &'a Connector,

@@ -4,10 +4,10 @@
 //! on a kept-alive connection), so a client that trickles one header byte at a time holds a
 //! connection forever. [`HeadGuard`] wraps every connection's stream: from a request's
 //! first byte (for the first request, from the connect) until the proxy has the whole head
-//! ([`head_done`], called from `request_filter`), reads fail once `client_header_timeout` has
+//! ([`head_done`], called from `phases::begin`), reads fail once `client_header_timeout` has
 //! passed, and pingora closes the connection. The timer is armed only when a head has to wait
 //! for more bytes, so a head that arrives in one read costs a clock read and no timer. Between
-//! requests ([`idle`], from `logging`) and while a body or upgraded stream flows, nothing is
+//! requests ([`idle`], from `phases::done`) and while a body or upgraded stream flows, nothing is
 //! timed here; pingora's own read, keep-alive and write timeouts apply.
 //!
 //! Pipelined requests (HTTP/1.1 pipelining is on, see `proxy::client_limits`) arrive in reads

@@ -87,7 +87,7 @@ impl Answer {
 /// Sends `answer`, with the CORS headers `cors` gives the request's origin. A HEAD request
 /// gets the head only.
 ///
-/// Boxed: a rare path, kept out of `request_filter`'s future, which is moved per request.
+/// Boxed: a rare path, kept out of every request's future (`phases::begin`'s).
 pub fn send<'a>(
     session: &'a mut Session,
     answer: Answer,

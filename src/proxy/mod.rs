@@ -1,7 +1,7 @@
-//! The pingora `ProxyHttp` adapter: wiring only. `request_filter` takes the request's
-//! snapshot of the rules, asks [`crate::dispatch`] how the request is served, and either
-//! answers it ([`answer`], [`own`]) or keeps the [`Channel`] for the later phases, which call
-//! the channel's functions (`crate::channels`) and the CORS engine (`crate::cors`).
+//! The proxy: crossgate's request engine on pingora-core ([`engine`]). Each request takes its
+//! snapshot of the rules, asks [`crate::dispatch`] how it is served, and is either answered
+//! here ([`answer`], [`own`]) or keeps its [`Channel`] for the later phases (`phases.rs`),
+//! which call the channel's functions (`crate::channels`) and the CORS engine (`crate::cors`).
 
 mod answer;
 mod ctx;
@@ -16,19 +16,13 @@ mod tunnel;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use async_trait::async_trait;
-use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HOST};
 use http::{Method, StatusCode};
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
-use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{ErrorType, RetryType};
 
 pub use ctx::{ActiveGauge, Ctx};
 pub use engine::Engine;
@@ -36,7 +30,6 @@ pub use engine::Engine;
 use crate::metrics::Metrics;
 use crate::rules::{ClientTimeouts, Route, Rules};
 use crate::{beacon, guard};
-use phases::{response_body, upstream_request};
 
 /// The proxy. `rules` is swapped whole on reload; each request keeps the snapshot it started with.
 pub struct CrossGate {
@@ -129,149 +122,6 @@ fn chunked_h1(session: &ServerSession, resp: &ResponseHeader) -> bool {
                 let v = v.as_bytes().trim_ascii_end();
                 v.len() >= 7 && v[v.len() - 7..].eq_ignore_ascii_case(b"chunked")
             })
-}
-
-#[async_trait]
-impl ProxyHttp for CrossGate {
-    // Boxed: pingora moves the per-request future (which holds the context) twice per request.
-    type CTX = Box<Ctx>;
-
-    fn new_ctx(&self) -> Box<Ctx> {
-        Box::new(Ctx::new(&self.in_flight))
-    }
-
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Box<Ctx>) -> Result<bool> {
-        let answered = self.begin(session, ctx).await?;
-        if ctx.decompress {
-            session.upstream_compression.adjust_decompression(true);
-        }
-        Ok(answered)
-    }
-
-    async fn upstream_request_filter(
-        &self,
-        _session: &mut Session,
-        upstream: &mut RequestHeader,
-        ctx: &mut Box<Ctx>,
-    ) -> Result<()> {
-        upstream_request(upstream, ctx)
-    }
-
-    async fn upstream_peer(
-        &self,
-        _session: &mut Session,
-        ctx: &mut Box<Ctx>,
-    ) -> Result<Box<HttpPeer>> {
-        let route = ctx
-            .route()
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route"))?;
-        let peer = peer_for(route, ctx.channel.is_websocket());
-        ctx.tries += 1;
-        ctx.upstream_started = Some(Instant::now());
-        Ok(peer)
-    }
-
-    fn fail_to_connect(
-        &self,
-        _session: &mut Session,
-        _peer: &HttpPeer,
-        ctx: &mut Box<Ctx>,
-        mut e: Box<Error>,
-    ) -> Box<Error> {
-        // Nothing was sent yet, so any method may go to the next server.
-        if let Some(r) = ctx
-            .route()
-            .filter(|r| ctx.tries < r.upstream.server_count())
-        {
-            e.set_retry(true);
-            // A retried error never reaches `logging`: count it here.
-            self.count_upstream_error(r, &e);
-        }
-        e
-    }
-
-    fn error_while_proxy(
-        &self,
-        peer: &HttpPeer,
-        session: &mut Session,
-        e: Box<Error>,
-        ctx: &mut Box<Ctx>,
-        client_reused: bool,
-    ) -> Box<Error> {
-        let mut e = e.more_context(format!("Peer: {peer}"));
-        // pingora marks a connection that closed or reset before the response head as
-        // retryable "if reused" (a pooled connection the server had already dropped). The
-        // request was sent, so only an idempotent one with its body still whole may be sent
-        // again: to any server if the connection was reused, otherwise to the next server
-        // (nginx's `proxy_next_upstream error` for idempotent methods). Once the response has
-        // begun, or for POST and PATCH, never.
-        let resendable = session.req_header().method.is_idempotent()
-            && !session.as_ref().retry_buffer_truncated()
-            && ctx.upstream_time.is_none();
-        let route = ctx.route();
-        let retry = match e.retry {
-            RetryType::ReusedOnly if resendable => {
-                client_reused || route.is_some_and(|r| ctx.tries < r.upstream.server_count())
-            }
-            _ => false,
-        };
-        e.set_retry(retry);
-        if let Some(r) = route.filter(|_| retry) {
-            // A retried error never reaches `logging`: count it here.
-            self.count_upstream_error(r, &e);
-        }
-        e
-    }
-
-    async fn upstream_response_filter(
-        &self,
-        _session: &mut Session,
-        _resp: &mut ResponseHeader,
-        ctx: &mut Box<Ctx>,
-    ) -> Result<()> {
-        ctx.upstream_time = ctx.upstream_started.map(|t| t.elapsed());
-        Ok(())
-    }
-
-    async fn response_filter(
-        &self,
-        session: &mut Session,
-        resp: &mut ResponseHeader,
-        ctx: &mut Box<Ctx>,
-    ) -> Result<()> {
-        self.response_head(session, resp, ctx)
-    }
-
-    fn response_body_filter(
-        &self,
-        session: &mut Session,
-        body: &mut Option<Bytes>,
-        end_of_stream: bool,
-        ctx: &mut Box<Ctx>,
-    ) -> Result<Option<Duration>> {
-        response_body(session, body, end_of_stream, ctx)?;
-        Ok(None)
-    }
-
-    async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        e: &Error,
-        ctx: &mut Box<Ctx>,
-    ) -> FailToProxy {
-        FailToProxy {
-            error_code: errors::answer_failure(session, e, ctx).await,
-            can_reuse_downstream: false,
-        }
-    }
-
-    fn suppress_error_log(&self, _session: &Session, _ctx: &Box<Ctx>, e: &Error) -> bool {
-        errors::client_left(e)
-    }
-
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Box<Ctx>) {
-        self.done(session, e, ctx);
-    }
 }
 
 #[cfg(test)]

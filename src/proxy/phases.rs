@@ -1,6 +1,6 @@
-//! The phases of a request that both engines share: what the proxy does when the head is in,
-//! to the request that goes upstream, to the response head and body, and when the request is
-//! over. Each takes pingora-core's `ServerSession`, not pingora-proxy's `Session`.
+//! The phases of a request: what the proxy does when the head is in, to the request that goes
+//! upstream, to the response head and body, and when the request is over. Each takes
+//! pingora-core's `ServerSession`; the engine (`engine.rs`, `forward.rs`) calls them.
 
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};

@@ -1,4 +1,4 @@
-//! A request that a route serves: what `request_filter` does once [`crate::dispatch`] has
+//! A request that a route serves: what `phases::begin` does once [`crate::dispatch`] has
 //! found the route, by the way the route serves it (`Serve`).
 
 use std::time::Duration;
