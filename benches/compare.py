@@ -10,7 +10,8 @@ missing and builds the binaries).
 Every proxy runs with one worker. Runs alternate between the proxies (A B A B ...) so that
 drift on the machine hits all of them alike. For each run: requests/s, p50 and p99 latency
 (wrk), CPU time of the proxy process per request (utime + stime from /proc, the steadiest
-figure here), and the proxy's peak RSS. Ratios are to nginx and to the direct backend in the
+figure here), the proxy's peak RSS, and the share of a core the proxy and the load generator
+each used (a load generator near 100% bounds the req/s, whatever the proxy). Ratios are to nginx and to the direct backend in the
 same run. It refuses to start when a port it needs is busy, and stops everything it started.
 """
 
@@ -116,6 +117,17 @@ def parse_latency(text, pct):
     return v * {"us": 1, "ms": 1000, "s": 1_000_000}[unit]
 
 
+def run_timed(cmd, duration):
+    """Runs a load generator; returns its output and the share of one core it used over the
+    run (user + system time from wait4 over `duration`): near 100%, the load generator, not
+    the proxy, bounds the req/s."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    out = p.stdout.read()
+    _, _, usage = os.wait4(p.pid, 0)
+    p.returncode = 0
+    return out, 100 * (usage.ru_utime + usage.ru_stime) / duration
+
+
 def wrk(url, duration, connections, headers=(), script=None, pin=None, threads=1):
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
     for h in headers:
@@ -125,7 +137,7 @@ def wrk(url, duration, connections, headers=(), script=None, pin=None, threads=1
     cmd.append(url)
     if pin is not None:
         cmd = ["taskset", "-c", str(pin)] + cmd
-    out = subprocess.run(cmd, capture_output=True, text=True).stdout
+    out, client_cpu = run_timed(cmd, duration)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     total = re.search(r"(\d+) requests in", out)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -137,6 +149,7 @@ def wrk(url, duration, connections, headers=(), script=None, pin=None, threads=1
         "p99": parse_latency(out, 99),
         "bad": (int(errors.group(1)) if errors else 0),
         "socket_errors": sock.group(1) if sock else "",
+        "client_cpu": client_cpu,
     }
 
 
@@ -148,7 +161,7 @@ def h2load(url, duration, connections, streams, headers=(), pin=None):
     cmd.append(url)
     if pin is not None:
         cmd = ["taskset", "-c", str(pin)] + cmd
-    out = subprocess.run(cmd, capture_output=True, text=True).stdout
+    out, client_cpu = run_timed(cmd, duration)
     rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
     codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
@@ -161,6 +174,7 @@ def h2load(url, duration, connections, streams, headers=(), pin=None):
         "p99": float(lat.group(3)) * unit[lat.group(4)] if lat else float("nan"),
         "bad": (int(done.group(3)) + int(codes.group(3)) + int(codes.group(4))) if done and codes else 0,
         "socket_errors": "" if done else "h2load printed no result",
+        "client_cpu": client_cpu,
     }
 
 
@@ -324,6 +338,7 @@ def main():
                     cpu = (cpu_seconds(pid) - cpu0) if proc else float("nan")
                     r["cpu_us"] = cpu * 1e6 / r["requests"] if r["requests"] else float("nan")
                     r["rss_mib"] = rss_kib(pid, "VmHWM") / 1024 if proc else float("nan")
+                    r["proxy_cpu"] = 100 * cpu / args.duration if proc else float("nan")
                     results.setdefault((mode, scen, name), []).append(r)
                     print(f"[{mode} round {rnd + 1}] {scen:24} {name:9} {r['rps']:>10.0f} req/s  p99 {r['p99']:>8.0f} us  cpu {r['cpu_us']:>6.1f} us/req  non-2xx {r['bad']} {r['socket_errors']}", flush=True)
                 if realtime and workers == 1 and name in ("crossgate", "baseline", "nginx", "haproxy", "direct"):
@@ -387,8 +402,8 @@ def render(results, extra, args):
     for mode in args.modes.split(","):
         out.append(f"### {mode}" + (" (proxy on core 1, load generator on core 0)" if mode == "pinned" else ""))
         out.append("")
-        out.append("| scenario | proxy | req/s | p50 µs | p99 µs | CPU µs/req | CPU s per 100k | peak RSS MiB | req/s vs nginx | CPU vs nginx | req/s vs direct |")
-        out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        out.append("| scenario | proxy | req/s | p50 µs | p99 µs | CPU µs/req | CPU s per 100k | peak RSS MiB | req/s vs nginx | CPU vs nginx | req/s vs direct | proxy / load generator CPU % |")
+        out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for scen in dict.fromkeys(k[1] for k in results if k[0] == mode):
             row = {name: results[(mode, scen, name)] for (m, s, name) in results if m == mode and s == scen}
             ngx = row.get("nginx")
@@ -397,7 +412,8 @@ def render(results, extra, args):
                 rps, cpu = med(rs, "rps"), med(rs, "cpu_us")
                 out.append(
                     f"| {scen} | {name} | {rps:.0f} | {med(rs, 'p50'):.0f} | {med(rs, 'p99'):.0f} | {cpu:.1f} | {cpu / 10:.2f} | {med(rs, 'rss_mib'):.1f} | "
-                    f"{ratio(rps, med(ngx, 'rps')) if ngx else '-'} | {ratio(cpu, med(ngx, 'cpu_us')) if ngx else '-'} | {ratio(rps, med(direct, 'rps')) if direct else '-'} |"
+                    f"{ratio(rps, med(ngx, 'rps')) if ngx else '-'} | {ratio(cpu, med(ngx, 'cpu_us')) if ngx else '-'} | {ratio(rps, med(direct, 'rps')) if direct else '-'} | "
+                    f"{med(rs, 'proxy_cpu'):.0f} / {med(rs, 'client_cpu'):.0f} |"
                 )
         out.append("")
         if not any(m == mode for (m, _) in extra):
