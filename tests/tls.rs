@@ -174,6 +174,98 @@ async fn https_listener_speaks_http2_for_every_channel() {
     );
 }
 
+/// An HTTP/1.1 backend that answers every request with the number of the connection it came
+/// on (0, 1, ...), keeping each connection alive.
+async fn numbering_backend() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        for n in 0usize.. {
+            let (mut s, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    while let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        got.drain(..end + 4);
+                        let body = n.to_string();
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if s.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => got.extend_from_slice(&buf[..k]),
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// The streams of an HTTP/2 connection reuse the upstream connection its earlier streams used,
+/// and when the client leaves, that upstream connection is not closed: the next client's
+/// request goes on it (the engine keeps upstream connections per h2 connection and gives them
+/// to pingora's pool when the connection ends; closing them instead would show here).
+#[tokio::test]
+async fn h2_streams_share_upstream_connections_that_outlive_the_client() {
+    let d = tmp("h2-kept");
+    let pki = pki(&d, "front");
+    let backend = numbering_backend().await;
+    let tls_addr = free_addr();
+    let config = format!(
+        r#"
+listen: LISTEN
+tls:
+  - {{listen: "{tls_addr}", cert: "{cert}", key: "{key}"}}
+upstreams:
+  b: {{servers: ["{backend}"]}}
+routes:
+  - {{name: api, path: /, upstream: b}}
+"#,
+        cert = pki.cert.display(),
+        key = pki.key.display(),
+    );
+    let _proxy = Proxy::start(&config).await;
+    wait_until_listening(tls_addr).await;
+    let base = format!("https://localhost:{}", tls_addr.port());
+    let served_on = |c: &reqwest::Client, path: &str| {
+        let req = c.get(format!("{base}{path}"));
+        async move {
+            let r = req.send().await.unwrap();
+            assert_eq!(
+                (r.version(), r.status().as_u16()),
+                (reqwest::Version::HTTP_2, 200)
+            );
+            r.text().await.unwrap()
+        }
+    };
+
+    let first = https_client(&pki, tls_addr);
+    let mut on = Vec::new();
+    for i in 0..5 {
+        on.push(served_on(&first, &format!("/a/{i}")).await);
+    }
+    assert_eq!(
+        on, ["0"; 5],
+        "one h2 connection's streams, one after another"
+    );
+    drop(first);
+
+    let next = https_client(&pki, tls_addr);
+    assert_eq!(
+        served_on(&next, "/b").await,
+        "0",
+        "the first client's upstream connection serves the next client"
+    );
+}
+
 fn chain_config(front_tls: SocketAddr, tls: &str) -> String {
     format!("listen: LISTEN\nupstreams:\n  secure:\n    servers: [\"{front_tls}\"]\n    health_check: {{path: /health, interval: 50ms}}\n    tls: {tls}\nroutes:\n  - {{name: r, upstream: secure, cors: {{allow_origins: [https://app.example.com]}}}}\n")
 }

@@ -7,7 +7,9 @@
 //!   boxed future per request as pingora's `HttpServerApp` loop does (benches/RESULTS.md, the
 //!   engine study: 11.4k instructions per request).
 //! - An HTTP/2 connection (ALPN `h2`) goes through pingora's own h2 loop, which hands each
-//!   stream to [`H2Streams`] as a session of its own.
+//!   stream to that connection's [`H2Conn`] as a session of its own; the upstream connections
+//!   its streams used are kept on it for its next streams (not handed to pingora's pool and
+//!   taken back per stream: benches/RESULTS.md, ~8k instructions per stream).
 //! - Each request runs the shared phases (`phases.rs`): the dispatcher's decision and the
 //!   proxy's own answers in `begin`, the exchange with the upstream in `forward.rs`, the
 //!   answer to a failure in `errors.rs`, and the metrics and access log in `done`.
@@ -23,36 +25,40 @@ use pingora::server::ShutdownWatch;
 use pingora::ErrorType;
 
 use super::errors::{answer_failure, client_left};
-use super::forward::{Conn, Upgraded};
+use super::forward::{Conn, Pinned, Upgraded};
 use super::{CrossGate, Ctx};
 
 /// The keep-alive timeout of a connection's first request, in seconds (pingora's default; the
 /// rules' `client_keepalive_timeout` applies from the first request on).
 const FIRST_KEEPALIVE: u64 = 60;
 
+/// How many idle upstream connections an HTTP/2 connection keeps for its next streams (one per
+/// stream it ran at once, up to this); more go to pingora's pool.
+const H2_KEPT: usize = 32;
+
 /// The proxy's `ServerApp`: HTTP/1 connections served by crossgate's loop, HTTP/2 ones by
 /// pingora's.
 pub struct Engine {
     proxy: Arc<CrossGate>,
-    h2: Arc<H2Streams>,
+    /// pingora's HTTP server options (read by its h2 loop).
+    options: Arc<HttpServerOptions>,
 }
 
-/// Each stream of an HTTP/2 connection, served as one request.
-struct H2Streams {
+/// One HTTP/2 connection: each of its streams served as one request, and the upstream
+/// connections its finished streams used, for its next streams. They go to pingora's pool
+/// when the connection and its last stream are over.
+struct H2Conn {
     proxy: Arc<CrossGate>,
-    options: HttpServerOptions,
+    options: Arc<HttpServerOptions>,
+    kept: parking_lot::Mutex<Vec<Pinned>>,
 }
 
 impl Engine {
     /// `options`: pingora's HTTP server options (read by its h2 loop).
     pub fn new(proxy: CrossGate, options: HttpServerOptions) -> Engine {
-        let proxy = Arc::new(proxy);
         Engine {
-            h2: Arc::new(H2Streams {
-                proxy: proxy.clone(),
-                options,
-            }),
-            proxy,
+            proxy: Arc::new(proxy),
+            options: Arc::new(options),
         }
     }
 }
@@ -65,7 +71,12 @@ impl ServerApp for Engine {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            return self.h2.process_new(stream, shutdown).await;
+            let h2 = Arc::new(H2Conn {
+                proxy: self.proxy.clone(),
+                options: self.options.clone(),
+                kept: parking_lot::Mutex::new(Vec::new()),
+            });
+            return h2.process_new(stream, shutdown).await;
         }
         let proxy = &*self.proxy;
         let mut shutdown = shutdown.clone();
@@ -109,18 +120,30 @@ impl ServerApp for Engine {
 }
 
 #[async_trait]
-impl HttpServerApp for H2Streams {
+impl HttpServerApp for H2Conn {
     async fn process_new_http(
         self: &Arc<Self>,
         mut session: ServerSession,
         _shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
         let mut conn = Conn::default();
+        // The connection its last finished stream used (`connect` checks it is to the same
+        // server and still open, as on an HTTP/1 connection).
+        conn.pinned = self.kept.lock().pop();
         // An HTTP/2 stream is never upgraded (the engine tunnels HTTP/1 only).
         if let Served::Done { reusable: true } =
             self.proxy.serve(&mut session, &mut conn, None).await
         {
             let _ = session.finish().await;
+        }
+        if let Some(p) = conn.pinned.take() {
+            let mut kept = self.kept.lock();
+            if kept.len() < H2_KEPT {
+                kept.push(p);
+            } else {
+                drop(kept);
+                conn.pinned = Some(p);
+            }
         }
         self.proxy.release(&mut conn);
         None
@@ -128,6 +151,19 @@ impl HttpServerApp for H2Streams {
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
         Some(&self.options)
+    }
+}
+
+impl Drop for H2Conn {
+    fn drop(&mut self) {
+        // The connection and all its streams are over. pingora's pool watches an idle
+        // connection from a task of its own: without a runtime (shutting down), they close.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        for p in self.kept.get_mut().drain(..) {
+            self.proxy.release_pinned(p);
+        }
     }
 }
 

@@ -119,8 +119,13 @@ impl CrossGate {
     /// Gives a client connection's kept upstream connection to the pool when it ends.
     pub(super) fn release(&self, conn: &mut Conn) {
         if let Some(p) = conn.pinned.take() {
-            self.transport.release_stream(p.stream, p.key, p.idle);
+            self.release_pinned(p);
         }
+    }
+
+    /// Gives a kept upstream connection to the pool.
+    pub(super) fn release_pinned(&self, p: Pinned) {
+        self.transport.release_stream(p.stream, p.key, p.idle);
     }
 
     /// Forwards a routed request and relays the answer; an error before the response head
