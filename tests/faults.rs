@@ -340,3 +340,63 @@ async fn a_server_that_goes_down_is_taken_out_and_comes_back_in() {
     assert_eq!(hits, 3, "the server did not come back into rotation");
     assert!(!back.requests().is_empty());
 }
+
+/// A kept-alive upstream connection that the server reset (RST) between two requests of the
+/// same client connection: the proxy's write of the next request head fails at once, and the
+/// request goes again on a new connection instead of answering 502 (nginx does the same for a
+/// cached connection). Found in the browser test, where a backend connection reset between
+/// two fetches of one page made the second a 502.
+#[tokio::test]
+async fn a_kept_connection_the_server_reset_is_retried_on_a_new_one() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    let (reset, reset_now) = tokio::sync::oneshot::channel::<()>();
+    let (was_reset, reset_done) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        // The first connection answers once, then is reset when the test says so.
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut got = Vec::new();
+        common::read_raw_until(&mut s, &mut got, b"\r\n\r\n").await;
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+            .await
+            .unwrap();
+        reset_now.await.unwrap();
+        let std = s.into_std().unwrap();
+        socket2::SockRef::from(&std)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(std);
+        was_reset.send(()).unwrap();
+        // Later connections answer normally.
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut got = Vec::new();
+            common::read_raw_until(&mut s, &mut got, b"\r\n\r\n").await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond")
+                .await;
+        }
+    });
+    let proxy = Proxy::start(&format!(
+        "listen: LISTEN\nupstreams:\n  b: {{servers: [\"{backend}\"]}}\nroutes:\n  - {{name: api, upstream: b}}\n"
+    ))
+    .await;
+
+    let mut c = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut got = Vec::new();
+    c.write_all(b"GET /a HTTP/1.1\r\nHost: api\r\n\r\n")
+        .await
+        .unwrap();
+    common::read_raw_until(&mut c, &mut got, b"first").await;
+    // The reset reaches the proxy's socket before close returns (loopback).
+    reset.send(()).unwrap();
+    reset_done.await.unwrap();
+    got.clear();
+    c.write_all(b"GET /b HTTP/1.1\r\nHost: api\r\n\r\n")
+        .await
+        .unwrap();
+    common::read_raw_until(&mut c, &mut got, b"\r\n\r\n").await;
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    common::read_raw_until(&mut c, &mut got, b"second").await;
+}

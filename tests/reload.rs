@@ -107,9 +107,9 @@ impl Traffic {
                         .send()
                 };
                 let mut r = send().await;
-                // A connection closed before any byte of a response is what pingora does to a
-                // connection it accepted but has not read a request from when its service shuts
-                // down (HttpProxy::handle_new_request). Browsers retry an idempotent request in
+                // A connection closed before any byte of a response is what the engine does to
+                // a connection it accepted but has not read a request from when the process
+                // shuts down (proxy/engine.rs, `serve`). Browsers retry an idempotent request in
                 // that one case (as hyper does on pooled connections); so does this client, once.
                 if r.as_ref()
                     .is_err_and(|e| format!("{e:?}").contains("IncompleteMessage"))

@@ -6,7 +6,8 @@
 //!
 //! Retries: a connect that fails moves to the next server, whatever the method (nothing was
 //! sent). Once sent, only an idempotent request whose body is still whole in the retry buffer
-//! is sent again, and only if the connection closed before any response byte, to any server
+//! is sent again, and only if the connection closed before any response byte (or had been
+//! reset before the request head could be written), to any server
 //! if the connection was a reused one (the server may have dropped it while idle), otherwise
 //! to the next (nginx's `proxy_next_upstream error` for idempotent methods). Never once the
 //! response has begun, never for POST or PATCH.
@@ -21,7 +22,7 @@ use pingora::protocols::http::v1::client::HttpSession as Upstream;
 use pingora::protocols::http::{HttpTask, ServerSession};
 use pingora::protocols::Stream;
 use pingora::upstreams::peer::{HttpPeer, Peer};
-use pingora::{ErrorSource, RetryType};
+use pingora::{ErrorSource, ErrorType, RetryType};
 use tokio::io::AsyncReadExt;
 
 use super::phases::{response_body, upstream_request};
@@ -54,6 +55,19 @@ pub(super) struct Conn {
 
 fn up(e: Box<Error>) -> Box<Error> {
     e.into_up()
+}
+
+/// The request head could not be written: a connection the server had closed (a reset
+/// already in, so the write fails at once) took none of it. Like a close before any answer
+/// byte, that may be sent again on another connection (`forward`'s retry rules; nginx does
+/// not even count a failure of a kept-alive connection as a try). A write that timed out may
+/// have been read: not retried.
+fn unsent(e: Box<Error>) -> Box<Error> {
+    let mut e = up(e);
+    if matches!(e.etype(), ErrorType::WriteError) {
+        e.retry = RetryType::ReusedOnly;
+    }
+    e
 }
 
 /// A client-side error, unless pingora already said whose it is.
@@ -281,7 +295,10 @@ impl Exchange<'_> {
     /// Sends the request and relays the answer; `Ok(true)`: the upstream connection can carry
     /// another request.
     async fn run(mut self, head: Box<RequestHeader>) -> Result<Outcome> {
-        self.upstream.write_request_header(head).await.map_err(up)?;
+        self.upstream
+            .write_request_header(head)
+            .await
+            .map_err(unsent)?;
         // A retry sends again what the client's body gave so far.
         if let Some(sent) = self.session.get_retry_buffer() {
             if !sent.is_empty() {
