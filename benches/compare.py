@@ -21,6 +21,7 @@ import datetime
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -119,13 +120,14 @@ def parse_latency(text, pct):
 
 def run_timed(cmd, duration):
     """Runs a load generator; returns its output and the share of one core it used over the
-    run (user + system time from wait4 over `duration`): near 100%, the load generator, not
-    the proxy, bounds the req/s."""
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    out = p.stdout.read()
-    _, _, usage = os.wait4(p.pid, 0)
-    p.returncode = 0
-    return out, 100 * (usage.ru_utime + usage.ru_stime) / duration
+    run: its user + system time (the children's rusage, which counts a child once it has been
+    waited for, so not the proxies still running) over `duration`. Near 100%, the load
+    generator, not the proxy, bounds the req/s."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(cmd, capture_output=True, text=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return out, 100 * used / duration
 
 
 def wrk(url, duration, connections, headers=(), script=None, pin=None, threads=1):

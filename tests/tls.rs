@@ -66,7 +66,7 @@ fn https_client(pki: &Pki, tls_addr: SocketAddr) -> reqwest::Client {
         .unwrap()
 }
 
-fn front_config(backend: &Backend, tls_addr: SocketAddr, pki: &Pki) -> String {
+fn front_config(backend: SocketAddr, tls_addr: SocketAddr, pki: &Pki) -> String {
     format!(
         r#"
 listen: LISTEN
@@ -85,7 +85,7 @@ beacons:
 "#,
         cert = pki.cert.display(),
         key = pki.key.display(),
-        b = backend.addr
+        b = backend
     )
 }
 
@@ -95,7 +95,7 @@ async fn https_listener_speaks_http2_for_every_channel() {
     let pki = pki(&d, "front");
     let backend = Backend::start("b").await;
     let tls_addr = free_addr();
-    let _proxy = Proxy::start(&front_config(&backend, tls_addr, &pki)).await;
+    let _proxy = Proxy::start(&front_config(backend.addr, tls_addr, &pki)).await;
     wait_until_listening(tls_addr).await;
     let c = https_client(&pki, tls_addr);
     let base = format!("https://localhost:{}", tls_addr.port());
@@ -219,20 +219,7 @@ async fn h2_streams_share_upstream_connections_that_outlive_the_client() {
     let pki = pki(&d, "front");
     let backend = numbering_backend().await;
     let tls_addr = free_addr();
-    let config = format!(
-        r#"
-listen: LISTEN
-tls:
-  - {{listen: "{tls_addr}", cert: "{cert}", key: "{key}"}}
-upstreams:
-  b: {{servers: ["{backend}"]}}
-routes:
-  - {{name: api, path: /, upstream: b}}
-"#,
-        cert = pki.cert.display(),
-        key = pki.key.display(),
-    );
-    let _proxy = Proxy::start(&config).await;
+    let _proxy = Proxy::start(&front_config(backend, tls_addr, &pki)).await;
     wait_until_listening(tls_addr).await;
     let base = format!("https://localhost:{}", tls_addr.port());
     let served_on = |c: &reqwest::Client, path: &str| {
@@ -277,7 +264,7 @@ async fn https_upstreams_are_verified_against_their_ca() {
     let other = pki(&d, "other");
     let backend = Backend::start("b").await;
     let tls_addr = free_addr();
-    let _front = Proxy::start(&front_config(&backend, tls_addr, &front_pki)).await;
+    let _front = Proxy::start(&front_config(backend.addr, tls_addr, &front_pki)).await;
     wait_until_listening(tls_addr).await;
 
     // Verified with the right CA and name: through.

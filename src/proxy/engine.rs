@@ -142,10 +142,9 @@ impl HttpServerApp for H2Conn {
                 kept.push(p);
             } else {
                 drop(kept);
-                conn.pinned = Some(p);
+                self.proxy.release_pinned(p);
             }
         }
-        self.proxy.release(&mut conn);
         None
     }
 
