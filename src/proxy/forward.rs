@@ -102,7 +102,7 @@ impl CrossGate {
                 return Ok((Upstream::new(p.stream), true));
             }
             if p.key != key {
-                self.transport.release_stream(p.stream, p.key, p.idle);
+                self.release_pinned(p);
             }
         }
         if let Some(s) = self.transport.reused_stream(peer).await {
@@ -126,7 +126,7 @@ impl CrossGate {
             since: Instant::now(),
         };
         if let Some(old) = conn.pinned.replace(pinned) {
-            self.transport.release_stream(old.stream, old.key, old.idle);
+            self.release_pinned(old);
         }
     }
 
