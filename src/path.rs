@@ -58,6 +58,13 @@ pub enum Ambiguity {
     BadEscape,
     /// Raw bytes that are not UTF-8 (they must be percent-encoded).
     NotUtf8,
+    /// An empty segment (`//admin`, `/a//b`): nginx and other slash-merging servers read it
+    /// as one slash, so `//admin` is `/admin` there but not to a route's prefix.
+    EmptySegment,
+    /// A `;` in a segment (`/;x/admin`, `/admin;x`), raw or `%3B`: Tomcat, Jetty and other
+    /// servers that strip path parameters read `/;x/admin` as `/admin` (the shape of
+    /// CVE-2020-1957).
+    PathParameter,
 }
 
 impl Ambiguity {
@@ -75,6 +82,8 @@ impl Ambiguity {
             Ambiguity::ControlByte => "the path has an encoded control byte (%00-%1F or %7F)",
             Ambiguity::BadEscape => "the path has a % that does not begin two hex digits",
             Ambiguity::NotUtf8 => "the path has raw bytes that are not UTF-8",
+            Ambiguity::EmptySegment => "the path has an empty segment (//)",
+            Ambiguity::PathParameter => "the path has a ; (a path parameter, raw or %3B)",
         }
     }
 }
@@ -146,7 +155,7 @@ pub fn target(raw: &str, utf8: bool, mode: AmbiguousPaths) -> Result<Target<'_>,
             if !utf8 {
                 return Err(Ambiguity::NotUtf8);
             }
-            if is_plain(raw.as_bytes(), false) {
+            if is_plain(raw.as_bytes(), true) && !raw.contains(';') {
                 return Ok(Target::AsSent(Cow::Borrowed(raw)));
             }
             strict(raw).map(Target::AsSent)
@@ -184,6 +193,7 @@ fn has_bad_escape(raw: &[u8]) -> bool {
 fn strict(raw: &str) -> Result<Cow<'_, str>, Ambiguity> {
     let b = raw.as_bytes();
     let mut decoded = Vec::with_capacity(b.len());
+    let mut parameter = false;
     let mut i = 0;
     while i < b.len() {
         match b[i] {
@@ -194,12 +204,16 @@ fn strict(raw: &str) -> Result<Cow<'_, str>, Ambiguity> {
                     b'\\' => return Err(Ambiguity::Backslash),
                     b'%' if escape_at(b, i + 2).is_some() => return Err(Ambiguity::DoubleEncoded),
                     0..=0x1f | 0x7f => return Err(Ambiguity::ControlByte),
-                    _ => decoded.push(v),
+                    _ => {
+                        parameter |= v == b';';
+                        decoded.push(v);
+                    }
                 }
                 i += 3;
             }
             b'\\' => return Err(Ambiguity::Backslash),
             c => {
+                parameter |= c == b';';
                 decoded.push(c);
                 i += 1;
             }
@@ -208,6 +222,15 @@ fn strict(raw: &str) -> Result<Cow<'_, str>, Ambiguity> {
     // No encoded slash was let through, so the decoded segments are the raw ones, decoded.
     if decoded.split(|&c| c == b'/').any(is_dot_segment) {
         return Err(Ambiguity::DotSegment);
+    }
+    if parameter {
+        return Err(Ambiguity::PathParameter);
+    }
+    // Between the first slash and the last segment (a trailing slash is not an empty
+    // segment here: `/api/` is a path of its own).
+    let segments: Vec<&[u8]> = decoded.split(|&c| c == b'/').collect();
+    if segments.len() > 2 && segments[1..segments.len() - 1].iter().any(|s| s.is_empty()) {
+        return Err(Ambiguity::EmptySegment);
     }
     if decoded.len() == b.len() {
         // Nothing was decoded (a `//` took the slow path).
@@ -331,6 +354,12 @@ mod tests {
             ("/public/a%00b", Ambiguity::ControlByte),
             ("/public/a%+fb", Ambiguity::BadEscape),
             ("/public/a%2", Ambiguity::BadEscape),
+            ("//admin", Ambiguity::EmptySegment),
+            ("//api//users", Ambiguity::EmptySegment),
+            ("/a//", Ambiguity::EmptySegment),
+            ("/;x/admin", Ambiguity::PathParameter),
+            ("/item;jsessionid=1", Ambiguity::PathParameter),
+            ("/admin%3Bx", Ambiguity::PathParameter),
         ] {
             assert_eq!(key(raw, Reject), Err(why), "{raw}");
         }
@@ -345,9 +374,9 @@ mod tests {
             ("/caf%C3%A9", "/café"),
             ("/file%2Ejson", "/file.json"),
             ("/..a/.b/c..", "/..a/.b/c.."),
-            ("/item;jsessionid=1", "/item;jsessionid=1"),
             ("/a%25b", "/a%b"),
-            ("//api//users", "//api//users"),
+            ("/api/users/", "/api/users/"),
+            ("/", "/"),
             ("*", "*"),
         ] {
             assert_eq!(key(raw, Reject).as_deref(), Ok(routed), "{raw}");

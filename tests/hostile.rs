@@ -29,8 +29,10 @@ async fn raw(proxy: &Proxy, bytes: &[u8]) -> String {
 async fn an_oversized_header_block_gets_431() {
     let backend = Backend::start("b").await;
     let proxy = Proxy::start(&config(&backend)).await;
+    // ~40 KB: past crossgate's 32 KiB default, well within what the backend (hyper, ~400 KB)
+    // takes and answers 200 to, so the 431 can only be crossgate's.
     let mut req = b"GET /x HTTP/1.1\r\nHost: x\r\n".to_vec();
-    for i in 0..200 {
+    for i in 0..40 {
         req.extend_from_slice(format!("X-Pad-{i}: {}\r\n", "a".repeat(1000)).as_bytes());
     }
     req.extend_from_slice(b"\r\n");
@@ -51,28 +53,11 @@ async fn smuggling_shapes_are_refused_or_forwarded_with_one_framing() {
     )
     .await;
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
-    // Content-Length with Transfer-Encoding: chunked framing wins (RFC 9112 6.3), and the
-    // backend never sees both.
+    // Content-Length with Transfer-Encoding: refused before anything is forwarded (RFC 9112
+    // §6.3 lets a server refuse; nginx does). tests/desync.rs checks the bytes upstream.
     let head = raw(&proxy, b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n").await;
-    if head.starts_with("HTTP/1.1 200") {
-        let seen = backend.requests();
-        let posted = seen
-            .iter()
-            .find(|s| s.method == reqwest::Method::POST)
-            .expect("the POST reached the backend");
-        let both = posted.headers.contains_key("content-length")
-            && posted.headers.contains_key("transfer-encoding");
-        assert!(!both, "the backend saw two framings: {:?}", posted.headers);
-        assert_ne!(
-            posted
-                .headers
-                .get("content-length")
-                .map(|v| v.to_str().unwrap()),
-            Some("100")
-        );
-    } else {
-        assert!(head.starts_with("HTTP/1.1 400"), "{head}");
-    }
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert!(backend.requests().is_empty());
     normal_client_is_served(proxy.addr).await;
 }
 

@@ -306,3 +306,116 @@ async fn ten_thousand_idle_connections_are_held_in_bounded_memory_then_closed() 
         "a second wave of idle connections grew RSS by {grown} bytes each"
     );
 }
+
+/// A backend that answers every request with `size` bytes (a Content-Length body written from
+/// one small buffer), counting what it manages to write.
+async fn large_answer_backend(
+    size: usize,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let written = std::sync::Arc::new(AtomicUsize::new(0));
+    let w = written.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let w = w.clone();
+            tokio::spawn(async move {
+                let mut head = [0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|x| x == b"\r\n\r\n") {
+                    match s.read(&mut head).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&head[..n]),
+                    }
+                }
+                let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
+                if s.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+                let piece = vec![b'x'; 64 * 1024];
+                let mut left = size;
+                while left > 0 {
+                    let n = left.min(piece.len());
+                    if s.write_all(&piece[..n]).await.is_err() {
+                        return;
+                    }
+                    left -= n;
+                    w.fetch_add(n, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    (addr, written)
+}
+
+/// The proxy as its own process, so that its memory can be read from /proc.
+#[tokio::test]
+async fn clients_that_stop_reading_a_large_answer_hold_bounded_memory() {
+    use std::sync::atomic::Ordering;
+    const CLIENTS: usize = 20;
+    let (backend, written) = large_answer_backend(64 << 20).await;
+    let addr = free_addr();
+    let yaml = format!(
+        "listen: \"{addr}\"\nupstreams:\n  b: {{servers: [\"{backend}\"]}}\nroutes:\n  - {{name: api, upstream: b}}\n"
+    );
+    let dir = std::env::temp_dir().join(format!("crossgate-stalled-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let child = Running(
+        std::process::Command::new(env!("CARGO_BIN_EXE_crossgate"))
+            .args(["run", "--no-watch", "--config"])
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = child.0.id();
+    wait_until_listening(addr).await;
+    let rss_before = rss_kib(pid);
+    // Each client asks, reads a little, and then stops reading.
+    let mut stalled = Vec::new();
+    for _ in 0..CLIENTS {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.set_recv_buffer_size(16 * 1024).unwrap();
+        let mut s = sock.connect(addr).await.unwrap();
+        s.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        stalled.push(s);
+    }
+    // Until the backend can write no more: every buffer between it and the clients is full.
+    let quiet = async {
+        let mut last = usize::MAX;
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = written.load(Ordering::Relaxed);
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    };
+    let total = tokio::time::timeout(Duration::from_secs(60), quiet)
+        .await
+        .expect("the backend was still writing after 60 s");
+    let grown = rss_kib(pid).saturating_sub(rss_before) as usize * 1024;
+    eprintln!(
+        "{CLIENTS} stalled clients: the backend wrote {} KiB in all, the proxy's RSS grew {} KiB",
+        total / 1024,
+        grown / 1024
+    );
+    // Without the bound, the proxy read what the upstream socket held before each write:
+    // +68 to +122 MiB for these 20.
+    assert!(
+        grown < 32 << 20,
+        "{} KiB held for {CLIENTS} clients that stopped reading",
+        grown / 1024
+    );
+    drop(stalled);
+}

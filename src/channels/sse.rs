@@ -44,8 +44,12 @@ pub fn is_event_stream(resp: &ResponseHeader) -> bool {
 /// dropped, HTTP/1.1, origin form, Host from an HTTP/2 `:authority`), without the body's length
 /// (an EventSource sends none, and none is forwarded here), and `path` (when set) forwarded
 /// instead of the client's.
-fn upstream_request(req: &RequestHeader, path: Option<&str>) -> Result<Box<RequestHeader>> {
-    let mut head = crate::head::upstream_request(req, false)?;
+fn upstream_request(
+    req: &RequestHeader,
+    path: Option<&str>,
+    host: &str,
+) -> Result<Box<RequestHeader>> {
+    let mut head = crate::head::upstream_request(req, false, host)?;
     head.remove_header(&header::CONTENT_LENGTH);
     if let Some(path) = path {
         // ambiguous_paths: forward_normalized: the routed path is the forwarded one.
@@ -56,20 +60,17 @@ fn upstream_request(req: &RequestHeader, path: Option<&str>) -> Result<Box<Reque
 }
 
 /// The upstream's response header as the client gets it (before the route's headers): as the
-/// engine relays any (`crate::head`), and chunked on HTTP/1 when it has no length. Returns
-/// whether it is an event stream, which gets heartbeats.
-fn client_response(resp: &mut ResponseHeader, http2: bool) -> Result<bool> {
+/// engine relays any (`crate::head`; its framing for an HTTP/1 client is set last,
+/// `head::client_framing`: chunked when it has no length). Returns whether it is an event
+/// stream, which gets heartbeats.
+fn client_response(resp: &mut ResponseHeader, http2: bool) -> bool {
     crate::head::client_response(resp, http2);
     let beats = is_event_stream(resp);
     if beats {
         // A heartbeat changes the length; an event stream has none anyway.
         resp.remove_header(&header::CONTENT_LENGTH);
     }
-    let bodiless = matches!(resp.status.as_u16(), 100..=199 | 204 | 304);
-    if !bodiless && !http2 && !resp.headers.contains_key(header::CONTENT_LENGTH) {
-        resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
-    }
-    Ok(beats)
+    beats
 }
 
 /// What the stream did, for the access log.
@@ -77,8 +78,16 @@ pub struct Streamed {
     pub upstream_time: Duration,
 }
 
+/// Where an event stream's request goes.
+pub struct Upstream<'a> {
+    pub peer: &'a HttpPeer,
+    /// Replaces the client's path upstream (`ambiguous_paths: forward_normalized`).
+    pub path: Option<&'a str>,
+    /// The `Host` of a request that has none (`head::upstream_request`).
+    pub host: &'a str,
+}
+
 /// Proxies one request, streaming the response with heartbeats while the upstream is silent.
-/// `path` replaces the client's path upstream (`ambiguous_paths: forward_normalized`).
 /// `decorate` adds the route's headers (CORS) to the response header. An error before the
 /// response header was written leaves the answer to the caller (502/504 with CORS).
 ///
@@ -87,8 +96,7 @@ pub struct Streamed {
 pub fn stream<'a>(
     session: &'a mut Session,
     connector: &'a Connector,
-    peer: &'a HttpPeer,
-    path: Option<&'a str>,
+    to: Upstream<'a>,
     heartbeat: Duration,
     silence_limit: Duration,
     decorate: impl FnOnce(&mut ResponseHeader) + Send + 'a,
@@ -96,9 +104,9 @@ pub fn stream<'a>(
     Box::pin(async move {
         let started = Instant::now();
         let up = |e: Box<Error>| e.into_up();
-        let (mut upstream, _reused) = connector.get_http_session(peer).await.map_err(up)?;
+        let (mut upstream, _reused) = connector.get_http_session(to.peer).await.map_err(up)?;
 
-        let req = upstream_request(session.req_header(), path)?;
+        let req = upstream_request(session.req_header(), to.path, to.host)?;
         upstream.write_request_header(req).await.map_err(up)?;
         upstream.finish_request_body().await.map_err(up)?;
         match tokio::time::timeout(silence_limit, upstream.read_response_header()).await {
@@ -115,8 +123,12 @@ pub fn stream<'a>(
                 Error::explain(ErrorType::InvalidHTTPHeader, "no response header").into_up()
             })?
             .clone();
-        let beats = client_response(&mut resp, session.is_http2())?;
+        let beats = client_response(&mut resp, session.is_http2());
         decorate(&mut resp);
+        if !session.is_http2() && crate::head::client_framing(&mut resp, session.req_header()) {
+            // An HTTP/1.0 client: the stream ends with the connection.
+            session.set_keepalive(None);
+        }
         session.write_response_header(Box::new(resp)).await?;
 
         relay(session, &mut upstream, beats, heartbeat, silence_limit).await?;

@@ -157,6 +157,10 @@ pub struct FileServer {
     /// first byte (of the connection, for the first request): slow-loris headers are cut.
     #[serde(default = "default_header_timeout")]
     pub client_header_timeout: Seconds,
+    /// The largest request head (request line and header fields), in bytes: a larger one is
+    /// answered 431 and never forwarded (nginx allows 32 KiB by default, HAProxy 16 KiB).
+    #[serde(default = "default_max_head_size")]
+    pub client_max_head_size: usize,
     /// The longest wait for the next piece of a request body.
     #[serde(default = "default_client_timeout")]
     pub client_body_timeout: Seconds,
@@ -176,6 +180,10 @@ pub struct FileServer {
 
 fn default_header_timeout() -> Seconds {
     Seconds::from_secs(10)
+}
+
+fn default_max_head_size() -> usize {
+    32 * 1024
 }
 
 fn default_client_timeout() -> Seconds {
@@ -210,6 +218,7 @@ impl Default for FileServer {
             beacon_queue: default_beacon_queue(),
             upgrade_sock: default_upgrade_sock(),
             client_header_timeout: default_header_timeout(),
+            client_max_head_size: default_max_head_size(),
             client_body_timeout: default_client_timeout(),
             ambiguous_paths: Default::default(),
             client_keepalive_timeout: default_client_timeout(),

@@ -39,7 +39,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -82,6 +82,12 @@ const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 pub struct HeadGuard {
     inner: Stream,
     limit: Duration,
+    /// The largest HTTP/1 request head, in bytes (`client_max_head_size`).
+    max_head: usize,
+    /// Bytes read since the current head began (HTTP/1).
+    head_bytes: usize,
+    /// A head grew past `max_head` before it was whole: the engine answers 431.
+    too_large: AtomicBool,
     state: AtomicU8,
     /// When the current head began.
     started: Instant,
@@ -104,6 +110,9 @@ impl HeadGuard {
         HeadGuard {
             inner,
             limit,
+            max_head: usize::MAX,
+            head_bytes: 0,
+            too_large: AtomicBool::new(false),
             state: AtomicU8::new(HEAD),
             started: connected,
             timer: None,
@@ -112,6 +121,13 @@ impl HeadGuard {
             held: false,
             h2: None,
         }
+    }
+
+    /// Reads of an HTTP/1 request head fail once more than `max_head` bytes of it were read
+    /// and it is still not whole ([`head_too_large`]): a client cannot make the proxy hold
+    /// more than about that much per connection for an unfinished head.
+    pub fn with_max_head(self, max_head: usize) -> HeadGuard {
+        HeadGuard { max_head, ..self }
     }
 
     /// An HTTP/2 connection: the preface and the first request's head must be whole within
@@ -153,6 +169,12 @@ pub fn head_done(stream: Option<&Stream>) {
     if let Some(g) = guard(stream) {
         g.state.store(DONE, Ordering::Relaxed);
     }
+}
+
+/// Whether the connection's request head grew past `client_max_head_size` before it was
+/// whole (the read that failed was the guard's doing: the answer is 431).
+pub fn head_too_large(stream: Option<&Stream>) -> bool {
+    guard(stream).is_some_and(|g| g.too_large.load(Ordering::Relaxed))
 }
 
 /// The request is over: the clock starts again at the next request's first byte. Nothing more
@@ -213,6 +235,15 @@ impl AsyncRead for HeadGuard {
         if state == HEAD && this.armed && this.expired(cx) {
             return this.timed_out();
         }
+        if state == HEAD && this.head_bytes > this.max_head {
+            // What was read of this head is past the limit and the parser still asks for
+            // more: it is too large, whatever follows.
+            this.too_large.store(true, Ordering::Relaxed);
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the request head is larger than {} bytes", this.max_head),
+            )));
+        }
         if state == DONE && this.armed {
             // A head that waited is in. The timer goes: it holds the waker of the task that
             // waited, and an upgraded connection's tunnel is another task, which would keep
@@ -224,6 +255,7 @@ impl AsyncRead for HeadGuard {
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         match polled {
             Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                let read = buf.filled().len() - before;
                 let new_head = match this.h2.as_mut() {
                     None => state == IDLE,
                     Some(frames) => {
@@ -240,6 +272,9 @@ impl AsyncRead for HeadGuard {
                     this.state.store(HEAD, Ordering::Relaxed);
                     this.started = Instant::now();
                     this.armed = false;
+                    this.head_bytes = read;
+                } else if state == HEAD {
+                    this.head_bytes = this.head_bytes.saturating_add(read);
                 }
             }
             Poll::Pending if state == HEAD && !this.armed => {
@@ -467,7 +502,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         // pingora calls this as soon as it has accepted the connection: the first head's
         // clock (which covers a TLS handshake too) starts now.
         let connected = Instant::now();
-        let limit = self.rules.load().server.client.header;
+        let (limit, max_head) = {
+            let client = &self.rules.load().server.client;
+            (client.header, client.max_head)
+        };
         let stream = match self.acceptor_for(&stream) {
             // Boxed: the handshake's future is some 10 KiB, which would otherwise be part of
             // this one, copied into its box for every connection, TLS or not.
@@ -477,7 +515,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         let guard = if stream.selected_alpn_proto() == Some(ALPN::H2) {
             HeadGuard::h2(stream, limit, connected)
         } else {
-            HeadGuard::new(stream, limit, connected)
+            HeadGuard::new(stream, limit, connected).with_max_head(max_head)
         };
         self.app.process_new(Box::new(guard), shutdown).await
     }

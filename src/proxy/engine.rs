@@ -27,6 +27,7 @@ use pingora::ErrorType;
 use super::errors::{answer_failure, client_left};
 use super::forward::{Conn, Pinned, Upgraded};
 use super::{CrossGate, Ctx};
+use crate::guard;
 
 /// The keep-alive timeout of a connection's first request, in seconds (pingora's default; the
 /// rules' `client_keepalive_timeout` applies from the first request on).
@@ -197,8 +198,11 @@ impl CrossGate {
             Ok(true) => {}
             Ok(false) => return closed,
             Err(e) => {
-                // A head that does not parse gets a 400; a connection that broke, nothing.
-                if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
+                // A head that does not parse gets a 400, one that grew past
+                // client_max_head_size a 431 (RFC 6585 §5); a connection that broke, nothing.
+                if guard::head_too_large(session.stream()) {
+                    let _ = session.respond_error(431).await;
+                } else if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
                     let _ = session.respond_error(400).await;
                 }
                 session.shutdown().await;

@@ -34,15 +34,12 @@ pub(super) struct Pinned {
     key: u64,
     stream: Stream,
     idle: Option<std::time::Duration>,
-    /// When its last exchange ended.
-    since: Instant,
 }
 
-/// A kept connection idle for less than this is used without a probe: an upstream closes an
-/// idle connection after seconds (nginx 75 s, Node 5 s), and a close that crosses a request
-/// fails it as it would on any proxy (an idempotent one is then retried). The probe costs a
-/// system call, which a busy connection is spared.
-const PROBE_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
+/// The most of an answer read ahead of the client, per connection: the batch of pieces
+/// relayed in one write stops growing past this (nginx holds `proxy_buffers`, 8 x 4-8 KiB),
+/// so that a client that stops reading holds this much, not all the upstream can send.
+const RELAY_AHEAD: usize = 64 * 1024;
 
 /// What a client connection carries from one request to the next.
 #[derive(Default)]
@@ -70,6 +67,34 @@ fn unsent(e: Box<Error>) -> Box<Error> {
     e
 }
 
+/// Sends `100 Continue` (the client waits for it before its body, RFC 9110 §10.1.1). pingora
+/// takes any response head written before the body is read for the answer, and closes the
+/// connection after it; the 100 is not the answer: the connection goes on.
+async fn write_continue(session: &mut ServerSession) -> Result<()> {
+    let ServerSession::H1(h1) = session else {
+        return session.write_continue_response().await;
+    };
+    h1.set_close_on_response_before_downstream_finish(false);
+    let written = h1.write_continue_response().await;
+    h1.set_close_on_response_before_downstream_finish(true);
+    written
+}
+
+/// An upstream answer crossgate will not relay (a 502); its connection is not used again.
+fn upstream_fault(why: &'static str) -> Box<Error> {
+    let mut e = Error::explain(ErrorType::InvalidHTTPHeader, why);
+    e.as_up();
+    e
+}
+
+/// The body bytes a piece of the answer carries.
+fn body_len(task: &HttpTask) -> usize {
+    match task {
+        HttpTask::Body(Some(b), _) | HttpTask::UpgradedBody(Some(b), _) => b.len(),
+        _ => 0,
+    }
+}
+
 /// A client-side error, unless pingora already said whose it is.
 pub(super) fn down(mut e: Box<Error>) -> Box<Error> {
     if *e.esource() == ErrorSource::Unset {
@@ -79,15 +104,25 @@ pub(super) fn down(mut e: Box<Error>) -> Box<Error> {
 }
 
 /// Whether a kept upstream connection is still open and quiet: a closed one reads 0 at once,
-/// and one that sends unasked is out of step; either is not used again.
+/// and one on which anything arrived since its last answer ended is out of step (a late body
+/// of a HEAD, 204 or 304 answer, a body longer than its length): what arrived would be taken
+/// for the next request's answer, another client's perhaps. Either is never used again. Asked
+/// before every reuse, however short the idle time (pingora's pool does the same; nginx closes
+/// a cached upstream connection on any read event); the read is tried only when the reactor
+/// says the socket is readable.
 fn still_open(stream: &mut Stream) -> bool {
     let mut probe = [0u8; 1];
-    stream.read(&mut probe).now_or_never().is_none()
+    // Unconstrained: a task out of tokio's cooperative budget would see Pending, that is
+    // "quiet", whatever the socket holds.
+    tokio::task::unconstrained(stream.read(&mut probe))
+        .now_or_never()
+        .is_none()
 }
 
 /// The request head that goes upstream: the client's, sanitized, with the route's changes.
 fn upstream_head(session: &ServerSession, has_body: bool, ctx: &Ctx) -> Result<Box<RequestHeader>> {
-    let mut head = head::upstream_request(session.req_header(), has_body)?;
+    let host = ctx.route().map_or("", |r| r.upstream.name.as_str());
+    let mut head = head::upstream_request(session.req_header(), has_body, host)?;
     upstream_request(&mut head, ctx)?;
     Ok(head)
 }
@@ -98,7 +133,7 @@ impl CrossGate {
     async fn connect(&self, peer: &HttpPeer, conn: &mut Conn) -> Result<(Upstream, bool)> {
         let key = peer.reuse_hash();
         if let Some(mut p) = conn.pinned.take() {
-            if p.key == key && (p.since.elapsed() < PROBE_AFTER || still_open(&mut p.stream)) {
+            if p.key == key && still_open(&mut p.stream) {
                 return Ok((Upstream::new(p.stream), true));
             }
             if p.key != key {
@@ -123,7 +158,6 @@ impl CrossGate {
             key: peer.reuse_hash(),
             stream,
             idle: peer.options.idle_timeout,
-            since: Instant::now(),
         };
         if let Some(old) = conn.pinned.replace(pinned) {
             self.release_pinned(old);
@@ -154,8 +188,11 @@ impl CrossGate {
         let route = &rules.routes[ctx.route.expect("a routed request has its route")];
         let websocket = ctx.channel.is_websocket();
         // An HTTP/1 WebSocket handshake that succeeds leaves the exchange as a tunnel of its
-        // own (`tunnel.rs`): both connections without their HTTP sessions.
-        let tunnel = websocket && !session.is_http2();
+        // own (`tunnel.rs`): both connections without their HTTP sessions. Only a head that
+        // went upstream as a handshake may (`head::upstream_request` keeps `Upgrade` for a
+        // whole handshake only).
+        let tunnel =
+            websocket && !session.is_http2() && head::is_websocket_handshake(session.req_header());
         let has_body = !session.is_body_empty();
         let mut first = Some(upstream_head(session, has_body, ctx)?);
         let continue_first = has_body && head::expects_continue(session.req_header());
@@ -309,10 +346,9 @@ impl Exchange<'_> {
         if request_done {
             self.upstream.finish_body().await.map_err(up)?;
         } else if self.continue_first && self.session.response_written().is_none() {
-            self.session.write_continue_response().await.map_err(down)?;
+            write_continue(self.session).await.map_err(down)?;
         }
         let mut response_done = false;
-        let mut upgraded = false;
         let mut reusable = true;
         // A body the upstream stopped taking: it may still answer (a 413 before the end).
         let mut send_error = None;
@@ -321,23 +357,27 @@ impl Exchange<'_> {
                 biased;
                 task = self.upstream.read_response_task() => {
                     let task = match task {
-                        Ok(HttpTask::Header(mut head, _))
-                            if self.tunnel && head.status.as_u16() == 101 =>
-                        {
+                        Ok(HttpTask::Header(mut head, _)) if head.status.as_u16() == 101 => {
+                            if !self.tunnel {
+                                // Only a handshake crossgate forwarded as one may switch the
+                                // connection: any other 101 would open a raw tunnel past
+                                // routing, paths and CORS for the client's next bytes.
+                                return Err(upstream_fault("a 101 to a request that asked for no upgrade"));
+                            }
                             self.filter_head(&mut head)?;
                             return Ok(Outcome::Upgraded(head));
+                        }
+                        Ok(HttpTask::Header(head, end)) => {
+                            if !head.status.is_informational() {
+                                let raw = self.upstream.get_headers_raw_bytes();
+                                reusable &= head::response_framing(&head, &raw).map_err(up)?;
+                            }
+                            HttpTask::Header(head, end)
                         }
                         Ok(t) => t,
                         Err(e) => return Err(send_error.unwrap_or_else(|| up(e))),
                     };
                     response_done = self.relay(task).await?;
-                    if !upgraded && self.upstream.was_upgraded() {
-                        upgraded = true;
-                        reusable = false;
-                        self.upstream.maybe_upgrade_body_writer();
-                        // Both ways now run until one side closes.
-                        request_done = false;
-                    }
                 }
                 body = self.session.read_body_or_idle(request_done) => {
                     let sent = match body.map_err(down)? {
@@ -347,17 +387,10 @@ impl Exchange<'_> {
                         Some(chunk) => self.upstream.write_body(&chunk).await.map(|_| ()),
                         None => {
                             request_done = true;
-                            if upgraded {
-                                // The client closed its side of an upgraded connection.
-                                response_done = true;
-                            }
                             self.upstream.finish_body().await.map(|_| ())
                         }
                     };
                     if let Err(e) = sent {
-                        if upgraded {
-                            return Err(up(e));
-                        }
                         // Stop sending; read what the upstream answers. Neither connection
                         // carries another request: the rest of the body is not read.
                         send_error = Some(up(e));
@@ -373,9 +406,7 @@ impl Exchange<'_> {
             // connection.
             reusable = false;
         }
-        Ok(Outcome::Done {
-            reusable: reusable && !upgraded,
-        })
+        Ok(Outcome::Done { reusable })
     }
 
     /// What the route does to one piece of the upstream's answer, before it is written: the
@@ -443,10 +474,14 @@ impl Exchange<'_> {
     async fn relay(&mut self, first: HttpTask) -> Result<bool> {
         // Out of `self` while the filters and writes borrow it.
         let mut batch = std::mem::take(self.batch);
+        let mut ahead = body_len(&first);
         batch.push(first);
-        while !batch.last().is_some_and(HttpTask::is_end) {
+        while ahead < RELAY_AHEAD && !batch.last().is_some_and(HttpTask::is_end) {
             match self.upstream.read_response_task().now_or_never() {
-                Some(Ok(t)) => batch.push(t),
+                Some(Ok(t)) => {
+                    ahead += body_len(&t);
+                    batch.push(t);
+                }
                 Some(Err(e)) => batch.push(HttpTask::Failed(up(e))),
                 None => break,
             }

@@ -12,7 +12,33 @@ use super::{chunked_h1, client_limits, own, request_host, ActiveGauge, CrossGate
 use crate::channels::Channel;
 use crate::dispatch::{dispatch, Action};
 use crate::path::origin_form;
-use crate::{guard, jsonp, sse};
+use crate::{guard, head, jsonp, sse};
+
+/// An HTTP/1 request head as it came, checked before anything else reads it
+/// (`head::check`): its size, target, `Host` and framing fields; an absolute-form target is
+/// put in origin form with its authority as `Host`, so that what is routed is what goes
+/// upstream. HTTP/2 heads come checked and sized by pingora's h2 codec.
+fn head_in(session: &mut ServerSession, max_head: usize) -> std::result::Result<(), head::Refused> {
+    let ServerSession::H1(h1) = session else {
+        return Ok(());
+    };
+    let raw = h1.get_headers_raw_bytes();
+    if raw.len() > max_head {
+        return Err(head::Refused {
+            status: 431,
+            why: "the request head is larger than server.client_max_head_size",
+        });
+    }
+    let absolute = match head::check(h1.req_header(), &raw)? {
+        head::Form::Absolute { authority, rest } => Some((authority.to_owned(), rest.to_owned())),
+        head::Form::Origin | head::Form::Asterisk => None,
+    };
+    let Some((authority, rest)) = absolute else {
+        return Ok(());
+    };
+    head::to_origin_form(h1.req_header_mut(), &authority, &rest);
+    Ok(())
+}
 
 impl CrossGate {
     /// The request head is in: the rules in force, the client's limits, the dispatcher's
@@ -20,9 +46,31 @@ impl CrossGate {
     pub(super) async fn begin(&self, session: &mut ServerSession, ctx: &mut Ctx) -> Result<bool> {
         let rules = self.rules.load_full();
         client_limits(session, &rules.server.client);
+        ctx.rules = Some(rules.clone());
+        if let Err(refused) = head_in(session, rules.server.client.max_head) {
+            ctx.channel = Channel::Own;
+            // Nothing of it is routed or forwarded, and its body (if any) is not read: the
+            // connection ends with the answer.
+            session.set_keepalive(None);
+            let message = format!("crossgate: request refused: {}", refused.why);
+            send(session, Answer::text(refused.status, message), None).await?;
+            return Ok(true);
+        }
+        if !session.is_http2()
+            && session
+                .req_header()
+                .headers
+                .contains_key(http::header::TRANSFER_ENCODING)
+        {
+            // A chunked body is decoded by pingora's codec, which is laxer than RFC 9112 in
+            // chunk extensions (a bare LF) and trailers: where a front end ends the body
+            // elsewhere, the bytes after it would be read here as a request the front end
+            // never sent. No request is read after a chunked one: the connection ends with
+            // its answer (SECURITY.md, Known gaps).
+            session.set_keepalive(None);
+        }
         let req = session.req_header();
         let action = dispatch(&rules, request_host(req), req);
-        ctx.rules = Some(rules.clone());
         match action {
             Action::Route(routed) => self.on_route(session, ctx, &rules, routed).await,
             Action::BadPath(why) => {
@@ -72,7 +120,7 @@ impl CrossGate {
     /// gauges, and whether its sends may be coalesced.
     pub(super) fn response_head(
         &self,
-        session: &ServerSession,
+        session: &mut ServerSession,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
@@ -98,6 +146,10 @@ impl CrossGate {
                 let g = self.metrics.sse_active.with_label_values(&[name]);
                 ctx.stream_gauge = Some(ActiveGauge::new(g));
             }
+        }
+        if !session.is_http2() && head::client_framing(resp, session.req_header()) {
+            // A body of no declared length to an HTTP/1.0 client ends with the connection.
+            session.set_keepalive(None);
         }
         ctx.chunked_out = chunked_h1(session, resp);
         Ok(())

@@ -123,8 +123,11 @@ impl CrossGate {
         let result = sse::stream(
             session,
             &self.connector,
-            &peer,
-            ctx.forward_path.as_deref(),
+            sse::Upstream {
+                peer: &peer,
+                path: ctx.forward_path.as_deref(),
+                host: &route.upstream.name,
+            },
             heartbeat,
             silence,
             |resp| {

@@ -71,10 +71,13 @@ pub struct ServerSettings {
     pub ambiguous_paths: AmbiguousPaths,
 }
 
-/// Limits on how slowly a client may send or read (see `server:` in config.example.yaml).
+/// Limits on how slowly a client may send or read, and on how large its request head may be
+/// (see `server:` in config.example.yaml).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientTimeouts {
     pub header: Duration,
+    /// The largest request head, in bytes (431 past it).
+    pub max_head: usize,
     pub body: Duration,
     pub keepalive: Duration,
     pub send: Duration,

@@ -139,6 +139,10 @@ impl Compiler<'_> {
                     &server_path.key("client_header_timeout"),
                     cfg.server.client_header_timeout,
                 )?,
+                max_head: self.head_size(
+                    &server_path.key("client_max_head_size"),
+                    cfg.server.client_max_head_size,
+                )?,
                 body: self.nonzero(
                     &server_path.key("client_body_timeout"),
                     cfg.server.client_body_timeout,

@@ -162,6 +162,19 @@ impl Compiler<'_> {
     }
 
     /// A configured duration that must not be zero.
+    /// A request head limit: at least what browsers send (cookies included), at most
+    /// pingora's own ceiling.
+    fn head_size(&self, path: &YamlPath, bytes: usize) -> Result<usize, ConfigError> {
+        if !(1024..=1_048_575).contains(&bytes) {
+            return Err(self.err(
+                path,
+                format!("{bytes} bytes is outside 1024..=1048575"),
+                "give a size in bytes such as 32768 (nginx's default) or 16384 (HAProxy's)",
+            ));
+        }
+        Ok(bytes)
+    }
+
     fn nonzero(&self, path: &YamlPath, d: Seconds) -> Result<Duration, ConfigError> {
         if d.0.is_zero() {
             return Err(self.err(

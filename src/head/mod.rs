@@ -22,9 +22,13 @@
 //!   upstream chunked, and never with a `Content-Length` beside `Transfer-Encoding`.
 
 use http::header::{self, HeaderName, HeaderValue};
-use http::Version;
+use http::{Method, Version};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::{Error, ErrorType, Result};
+
+mod check;
+
+pub(crate) use check::{check, to_origin_form, Form, Refused};
 
 /// Fields a proxy never forwards.
 const HOP_BY_HOP: [&str; 10] = [
@@ -104,8 +108,14 @@ fn hop_by_hop(headers: &http::HeaderMap) -> Vec<HeaderName> {
 }
 
 /// The client's request head as it goes upstream, before the route's changes. `has_body`:
-/// the client sends a body.
-pub(crate) fn upstream_request(req: &RequestHeader, has_body: bool) -> Result<Box<RequestHeader>> {
+/// the client sends a body. `default_host`: the `Host` of a request that has none (HTTP/1.0
+/// allows that; HTTP/1.1, which goes upstream, does not): the upstream's name, as nginx sends
+/// its `proxy_pass` host.
+pub(crate) fn upstream_request(
+    req: &RequestHeader,
+    has_body: bool,
+    default_host: &str,
+) -> Result<Box<RequestHeader>> {
     let mut head = Box::new(req.clone());
     let websocket = is_websocket_handshake(req);
     for name in hop_by_hop(&req.headers) {
@@ -119,9 +129,15 @@ pub(crate) fn upstream_request(req: &RequestHeader, has_body: bool) -> Result<Bo
         head.remove_header(&header::EXPECT);
     }
     if req.headers.contains_key(header::TRANSFER_ENCODING) {
-        // The body was read by its chunked framing, which wins over a Content-Length
-        // (RFC 9112 §6.3): the length goes, so the backend sees one framing only.
+        // The body was read by its chunked framing (an HTTP/1 request with both is refused
+        // before it gets here, `check`): the backend sees one framing only.
         head.remove_header(&header::CONTENT_LENGTH);
+    } else if let Some(length) = check::content_length(&req.headers, true)
+        .map_err(|r| Error::explain(ErrorType::InvalidHTTPHeader, r.why))?
+    {
+        // The length the body was read by, as one field of digits (`05`, or HTTP/2's
+        // repeated field, as `5`).
+        head.insert_header(header::CONTENT_LENGTH, length)?;
     }
     if let Some(target) = absolute_target(req) {
         // :authority (HTTP/2) or an absolute-form target: it is the host, and the target goes
@@ -140,6 +156,11 @@ pub(crate) fn upstream_request(req: &RequestHeader, has_body: bool) -> Result<Bo
     if req.version == Version::HTTP_2 {
         join_cookies(&mut head)?;
     }
+    if !head.headers.contains_key(header::HOST) {
+        let host = HeaderValue::from_str(default_host)
+            .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "the upstream's name", e))?;
+        head.insert_header(header::HOST, host)?;
+    }
     head.set_version(Version::HTTP_11);
     if has_body
         && !head.headers.contains_key(header::CONTENT_LENGTH)
@@ -153,19 +174,10 @@ pub(crate) fn upstream_request(req: &RequestHeader, has_body: bool) -> Result<Bo
     Ok(head)
 }
 
-/// The request's target when it names its host: HTTP/2's (`:authority` is in the URI) or an
-/// HTTP/1.1 absolute-form one (pingora keeps those as the bytes that came).
+/// The request's target when it names its host: HTTP/2's (`:authority` is in the URI). An
+/// HTTP/1 absolute-form target was put in origin form when the head came in (`check`).
 fn absolute_target(req: &RequestHeader) -> Option<http::Uri> {
-    if req.uri.authority().is_some() {
-        return Some(req.uri.clone());
-    }
-    let raw = req.raw_path();
-    if raw.starts_with(b"/") || raw == b"*" {
-        return None;
-    }
-    http::Uri::try_from(raw)
-        .ok()
-        .filter(|u| u.authority().is_some())
+    req.uri.authority().is_some().then(|| req.uri.clone())
 }
 
 /// HTTP/2 may split `cookie` into one field per pair; HTTP/1.1 wants one line (RFC 9113
@@ -206,6 +218,53 @@ pub(crate) fn client_response(resp: &mut ResponseHeader, http2: bool) {
     }
 }
 
+/// Whether an upstream answer's head leaves its connection fit for another request: an
+/// error for one crossgate does not relay (both `Content-Length` and `Transfer-Encoding`, a
+/// length that is not one number: RFC 9112 §6.3 makes the end of such a message a guess, and
+/// a wrong guess takes the next answer's bytes), `Ok(false)` for a 204 or 205 that announces a
+/// body it must not have (its connection ends after it: what may follow is out of step).
+/// `raw`: the head as it came (pingora drops `Content-Length` from a parsed head that also has
+/// `Transfer-Encoding`).
+pub(crate) fn response_framing(resp: &ResponseHeader, raw: &[u8]) -> Result<bool> {
+    let length = check::content_length(&resp.headers, true)
+        .map_err(|r| Error::explain(ErrorType::InvalidHTTPHeader, r.why))?;
+    let chunked = resp.headers.contains_key(header::TRANSFER_ENCODING);
+    if chunked && (length.is_some() || check::has_field(raw, b"content-length")) {
+        return Error::e_explain(
+            ErrorType::InvalidHTTPHeader,
+            "an answer with both Content-Length and Transfer-Encoding",
+        );
+    }
+    let bodiless = matches!(resp.status.as_u16(), 204 | 205);
+    Ok(!(bodiless && (chunked || length.is_some_and(|n| n > 0))))
+}
+
+/// The answer's framing as an HTTP/1 client gets it, after every filter (RFC 9110 §6.2,
+/// RFC 9112 §6.1 and §6.3): crossgate's own version (HTTP/1.1) whatever the upstream's, a body
+/// of no declared length sent chunked to an HTTP/1.1 client (its connection goes on), and
+/// never `Transfer-Encoding` to an HTTP/1.0 client (its body then ends with the connection).
+/// `true`: the connection closes after this answer.
+pub(crate) fn client_framing(resp: &mut ResponseHeader, req: &RequestHeader) -> bool {
+    resp.set_version(Version::HTTP_11);
+    let status = resp.status.as_u16();
+    if matches!(status, 100..=199 | 204 | 304) || req.method == Method::HEAD {
+        return false;
+    }
+    let chunked = resp.headers.contains_key(header::TRANSFER_ENCODING);
+    let length = resp.headers.contains_key(header::CONTENT_LENGTH);
+    if req.version == Version::HTTP_10 {
+        resp.remove_header(&header::TRANSFER_ENCODING);
+        return !length;
+    }
+    if !chunked && !length {
+        let _ = resp.insert_header(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,7 +293,7 @@ mod tests {
                 ("x-kept", "yes"),
             ],
         );
-        let h = upstream_request(&r, false).unwrap();
+        let h = upstream_request(&r, false, "up").unwrap();
         for gone in [
             "connection",
             "keep-alive",
@@ -259,17 +318,69 @@ mod tests {
                 ("upgrade", "websocket"),
             ],
         );
-        let h = upstream_request(&r, false).unwrap();
+        let h = upstream_request(&r, false, "up").unwrap();
         assert_eq!(h.headers["connection"], "Upgrade");
         assert_eq!(h.headers["upgrade"], "websocket");
     }
 
     #[test]
-    fn an_absolute_target_goes_in_origin_form_with_its_host() {
-        let r = req("http://api.example/v1?q=1", &[("host", "other")]);
-        let h = upstream_request(&r, false).unwrap();
-        assert_eq!(h.uri.to_string(), "/v1?q=1");
-        assert_eq!(h.headers["host"], "api.example");
+    fn a_length_goes_upstream_as_one_field_of_digits() {
+        let r = req("/up", &[("host", "api"), ("content-length", "05")]);
+        let h = upstream_request(&r, true, "up").unwrap();
+        assert_eq!(h.headers.get_all("content-length").iter().count(), 1);
+        assert_eq!(h.headers["content-length"], "5");
+        let mut r = req("/up", &[("content-length", "5"), ("content-length", "5")]);
+        r.set_version(Version::HTTP_2);
+        let h = upstream_request(&r, true, "up").unwrap();
+        assert_eq!(h.headers.get_all("content-length").iter().count(), 1);
+        let mut r = req("/up", &[("content-length", "5"), ("content-length", "6")]);
+        r.set_version(Version::HTTP_2);
+        assert!(upstream_request(&r, true, "up").is_err());
+    }
+
+    fn resp(status: u16, fields: &[(&str, &str)]) -> ResponseHeader {
+        let mut r = ResponseHeader::build(status, None).unwrap();
+        for (n, v) in fields {
+            r.append_header(n.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn an_answer_with_doubtful_framing_is_refused_or_ends_its_connection() {
+        let both = resp(
+            200,
+            &[("content-length", "5"), ("transfer-encoding", "chunked")],
+        );
+        assert!(response_framing(&both, b"").is_err());
+        assert!(response_framing(&resp(200, &[("content-length", "5, 6")]), b"").is_err());
+        assert!(response_framing(&resp(200, &[("content-length", "-1")]), b"").is_err());
+        assert!(!response_framing(&resp(204, &[("content-length", "5")]), b"").unwrap());
+        assert!(!response_framing(&resp(204, &[("transfer-encoding", "chunked")]), b"").unwrap());
+        assert!(response_framing(&resp(204, &[]), b"").unwrap());
+        assert!(response_framing(&resp(304, &[("content-length", "5")]), b"").unwrap());
+        assert!(response_framing(&resp(200, &[("content-length", "5")]), b"").unwrap());
+    }
+
+    #[test]
+    fn the_client_gets_http11_framing_it_can_read() {
+        let get11 = req("/", &[("host", "api")]);
+        let mut get10 = req("/", &[]);
+        get10.set_version(Version::HTTP_10);
+        // A close-delimited answer: chunked for HTTP/1.1, the connection's end for 1.0.
+        let mut r = resp(200, &[]);
+        r.set_version(Version::HTTP_10);
+        assert!(!client_framing(&mut r, &get11));
+        assert_eq!(r.version, Version::HTTP_11);
+        assert_eq!(r.headers["transfer-encoding"], "chunked");
+        let mut r = resp(200, &[("transfer-encoding", "chunked")]);
+        assert!(client_framing(&mut r, &get10));
+        assert!(!r.headers.contains_key("transfer-encoding"));
+        let mut r = resp(200, &[("content-length", "2")]);
+        assert!(!client_framing(&mut r, &get10));
+        let mut r = resp(304, &[]);
+        assert!(!client_framing(&mut r, &get11));
+        assert!(!r.headers.contains_key("transfer-encoding"));
     }
 
     #[test]
@@ -279,7 +390,7 @@ mod tests {
             &[("cookie", "a=1"), ("cookie", "b=2")],
         );
         r.set_version(Version::HTTP_2);
-        let h = upstream_request(&r, true).unwrap();
+        let h = upstream_request(&r, true, "up").unwrap();
         assert_eq!(h.headers["cookie"], "a=1; b=2");
         assert_eq!(h.headers["host"], "api.example");
         assert_eq!(h.headers["transfer-encoding"], "chunked");
@@ -293,7 +404,7 @@ mod tests {
             &[("expect", "100-continue"), ("content-length", "3")],
         );
         assert!(expects_continue(&r));
-        let h = upstream_request(&r, true).unwrap();
+        let h = upstream_request(&r, true, "up").unwrap();
         assert!(!h.headers.contains_key("expect"));
     }
 
