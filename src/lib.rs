@@ -52,6 +52,7 @@ pub mod test_util;
 pub mod tls;
 pub mod upgrade_sock;
 mod upstream;
+pub mod wire;
 
 use channels::sse;
 pub use channels::{beacon, bridge, jsonp};

@@ -570,21 +570,36 @@ async fn a_request_pipelined_behind_expect_continue_is_answered() {
 }
 
 #[tokio::test]
-async fn no_request_is_read_after_a_chunked_body() {
-    // A bare LF in a chunk extension: pingora's decoder reads `2;\nxx` as a size line, where a
-    // front end that ends chunk lines at LF reads the size line `2;` and the data `xx`. The two
-    // then disagree on where the body ends, and what crossgate would read after it as the
-    // next request (`GET /api/smuggled`) is, to the front end, part of this one.
+async fn a_chunked_body_outside_its_grammar_is_refused_and_nothing_after_it_is_read() {
+    // A bare LF in a chunk extension: pingora's own decoder reads `2;\nxx` as a size line,
+    // where a front end that ends chunk lines at LF reads the size line `2;` and the data
+    // `xx`. The two would disagree on where the body ends, and what crossgate read after it
+    // as the next request (`GET /api/smuggled`) would be, to the front end, part of this one.
     let backend = RawBackend::start(|g| answer(&ok(&whose(g)))).await;
     let proxy = Proxy::start(&config(&backend)).await;
-    let r = exchange(
-        &proxy,
-        b"POST /up HTTP/1.1\r\nHost: api.example.com\r\nTransfer-Encoding: chunked\r\n\r\n\
-          2;\nxx\r\nab\r\n0\r\n\r\n\
-          GET /api/smuggled HTTP/1.1\r\nHost: api.example.com\r\n\r\n",
-    )
-    .await;
-    assert!(!r.contains("/api/smuggled"), "{r}");
+    let smuggled = "GET /api/smuggled HTTP/1.1\r\nHost: api.example.com\r\n\r\n";
+    for body in [
+        "2;\nxx\r\nab\r\n0\r\n\r\n",
+        "2;a=\"x\0\"\r\nab\r\n0\r\n\r\n",
+        "0x2\r\nab\r\n0\r\n\r\n",
+        "\r\nab\r\n0\r\n\r\n",
+        "2\nab\r\n0\r\n\r\n",
+        "2\r\nabX\r\n0\r\n\r\n",
+        "2\r\nab\r\n0\r\nGET /trailer HTTP/1.1\r\n\r\n",
+        "2\r\nab\r\n0\r\nX: a\r\n b\r\n\r\n",
+    ] {
+        let r = exchange(
+            &proxy,
+            format!(
+                "POST /up HTTP/1.1\r\nHost: api.example.com\r\nTransfer-Encoding: chunked\r\n\r\n\
+                 {body}{smuggled}"
+            )
+            .as_bytes(),
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 400"), "{body:?}: {r}");
+        assert!(!r.contains("/api/smuggled"), "{body:?}: {r}");
+    }
     for raw in backend.raw() {
         let sent = String::from_utf8_lossy(&raw);
         assert!(
@@ -592,4 +607,81 @@ async fn no_request_is_read_after_a_chunked_body() {
             "reached the backend: {sent}"
         );
     }
+    assert!(
+        backend.got().is_empty(),
+        "a refused body reached the backend whole"
+    );
+}
+
+#[tokio::test]
+async fn a_well_formed_chunked_body_with_extensions_and_trailers_keeps_the_connection() {
+    let backend = RawBackend::start(|g| answer(&ok(&whose(g)))).await;
+    let proxy = Proxy::start(&config(&backend)).await;
+    let mut s = connect(&proxy).await;
+    s.send(
+        b"POST /up HTTP/1.1\r\nHost: api.example.com\r\nTransfer-Encoding: chunked\r\n\r\n\
+          3;name=\"a b\";x\r\nabc\r\n2 ; y = z\r\nde\r\n0\r\nX-Sum: 5\r\n\r\n\
+          GET /next HTTP/1.1\r\nHost: api.example.com\r\n\r\n",
+    )
+    .await;
+    let r = s.response(false).await;
+    assert_eq!(body(&r), "/up", "{r}");
+    let r = s.response(false).await;
+    assert_eq!(body(&r), "/next", "{r}");
+    let got = backend.got();
+    let sent = String::from_utf8_lossy(&got[0].body);
+    assert!(sent.contains("abc") && sent.contains("de"), "{sent}");
+    assert!(!sent.contains("name") && !sent.contains("X-Sum"), "{sent}");
+}
+
+#[tokio::test]
+async fn an_http2_connection_never_hands_a_stream_stray_bytes_from_the_one_before() {
+    // The upstream connections an HTTP/2 connection keeps for its next streams are checked
+    // like an HTTP/1 connection's own.
+    let (backend, later) = late_body_backend().await;
+    let dir = std::env::temp_dir().join(format!("crossgate-desync-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_path, key_path) = (dir.join("h2.pem"), dir.join("h2.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let tls_addr = common::free_addr();
+    let yaml = config(&backend).replace(
+        "upstreams:",
+        &format!(
+            "tls:\n  - {{listen: \"{tls_addr}\", cert: \"{}\", key: \"{}\"}}\nupstreams:",
+            cert_path.display(),
+            key_path.display()
+        ),
+    );
+    let _proxy = Proxy::start(&yaml).await;
+    common::wait_until_listening(tls_addr).await;
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem().as_bytes()).unwrap())
+        .resolve("localhost", tls_addr)
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let url = |path: &str| format!("https://localhost:{}{path}", tls_addr.port());
+    let r = client.head(url("/late")).send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    later.gate.add_permits(1);
+    later.written.wait_for(1).await;
+    let r = client
+        .get(url("/api/profile"))
+        .header("cookie", "session=VICTIM")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "/api/profile session=VICTIM");
+    let got = backend.got();
+    assert_ne!(
+        got[0].conn, got[1].conn,
+        "the poisoned connection carried the GET"
+    );
 }

@@ -39,7 +39,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -62,7 +62,15 @@ use tokio::time::{Instant, Sleep};
 
 use crate::rules::Rules;
 
+mod h1;
 mod h2;
+
+pub use h1::Body;
+
+/// `body_word` values besides a length.
+const NO_BODY_WORD: u64 = u64::MAX;
+const CHUNKED: u64 = u64::MAX - 1;
+const OPAQUE: u64 = u64::MAX - 2;
 
 const IDLE: u8 = 0;
 const HEAD: u8 = 1;
@@ -82,12 +90,16 @@ const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 pub struct HeadGuard {
     inner: Stream,
     limit: Duration,
-    /// The largest HTTP/1 request head, in bytes (`client_max_head_size`).
-    max_head: usize,
-    /// Bytes read since the current head began (HTTP/1).
-    head_bytes: usize,
-    /// A head grew past `max_head` before it was whole: the engine answers 431.
-    too_large: AtomicBool,
+    /// HTTP/1: the message boundaries (`h1.rs`): pingora is never handed a byte past the
+    /// current message's end.
+    h1: Option<h1::Messages>,
+    /// The engine's word on the body after the head that ended ([`message`]), applied at the
+    /// next read: `NO_BODY_WORD`, `CHUNKED`, `OPAQUE` or a length.
+    body_word: AtomicU64,
+    /// The length of the head that ended and that the engine has not checked yet.
+    ended_head: AtomicUsize,
+    /// Why reads were stopped: 0, or the status the engine answers (431, 400).
+    refused: AtomicU16,
     state: AtomicU8,
     /// When the current head began.
     started: Instant,
@@ -110,9 +122,10 @@ impl HeadGuard {
         HeadGuard {
             inner,
             limit,
-            max_head: usize::MAX,
-            head_bytes: 0,
-            too_large: AtomicBool::new(false),
+            h1: Some(h1::Messages::new(usize::MAX)),
+            body_word: AtomicU64::new(NO_BODY_WORD),
+            ended_head: AtomicUsize::new(usize::MAX),
+            refused: AtomicU16::new(0),
             state: AtomicU8::new(HEAD),
             started: connected,
             timer: None,
@@ -123,11 +136,14 @@ impl HeadGuard {
         }
     }
 
-    /// Reads of an HTTP/1 request head fail once more than `max_head` bytes of it were read
-    /// and it is still not whole ([`head_too_large`]): a client cannot make the proxy hold
-    /// more than about that much per connection for an unfinished head.
+    /// Reads of an HTTP/1 request head fail once more than `max_head` bytes of it came and
+    /// it is still not whole ([`refused`] says 431): a client cannot make the proxy hold more
+    /// than about that much per connection for an unfinished head.
     pub fn with_max_head(self, max_head: usize) -> HeadGuard {
-        HeadGuard { max_head, ..self }
+        HeadGuard {
+            h1: Some(h1::Messages::new(max_head)),
+            ..self
+        }
     }
 
     /// An HTTP/2 connection: the preface and the first request's head must be whole within
@@ -138,6 +154,7 @@ impl HeadGuard {
     pub fn h2(inner: Stream, limit: Duration, connected: Instant) -> HeadGuard {
         HeadGuard {
             h2: Some(h2::Frames::new()),
+            h1: None,
             ..HeadGuard::new(inner, limit, connected)
         }
     }
@@ -153,6 +170,49 @@ impl HeadGuard {
         self.timer
             .as_mut()
             .is_some_and(|t| t.as_mut().poll(cx).is_ready())
+    }
+
+    /// HTTP/1: the engine's word on the body, if it came, then bytes read earlier past a
+    /// message's end, if any (no read of the connection then).
+    fn held(&mut self, buf: &mut ReadBuf<'_>) -> Option<Poll<io::Result<()>>> {
+        let m = self.h1.as_mut()?;
+        let word = self.body_word.swap(NO_BODY_WORD, Ordering::Relaxed);
+        if word != NO_BODY_WORD {
+            m.body(match word {
+                CHUNKED => Body::Chunked,
+                OPAQUE => Body::Opaque,
+                n => Body::Length(n),
+            });
+        }
+        let taken = match m.take_held(buf.remaining())? {
+            Ok(bytes) => {
+                buf.put_slice(bytes);
+                Ok(())
+            }
+            Err(why) => Err(why),
+        };
+        m.settle_held();
+        if let Err(why) = taken {
+            return Some(self.refuse(why));
+        }
+        if m.awaiting() {
+            self.ended_head.store(m.head_len, Ordering::Relaxed);
+        }
+        Some(Poll::Ready(Ok(())))
+    }
+
+    /// Stops the connection's reads: the engine answers with the status `refused` says.
+    fn refuse(&self, why: h1::Refused) -> Poll<io::Result<()>> {
+        let (status, message) = match why {
+            h1::Refused::TooLarge => (
+                431,
+                "the request head is larger than client_max_head_size".to_owned(),
+            ),
+            h1::Refused::Body(e) => (400, format!("the chunked request body has {e}")),
+            h1::Refused::Disagree => (400, "the request head's end is in doubt".to_owned()),
+        };
+        self.refused.store(status, Ordering::Relaxed);
+        Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, message)))
     }
 
     fn timed_out(&self) -> Poll<io::Result<()>> {
@@ -171,10 +231,40 @@ pub fn head_done(stream: Option<&Stream>) {
     }
 }
 
-/// Whether the connection's request head grew past `client_max_head_size` before it was
-/// whole (the read that failed was the guard's doing: the answer is 431).
-pub fn head_too_large(stream: Option<&Stream>) -> bool {
-    guard(stream).is_some_and(|g| g.too_large.load(Ordering::Relaxed))
+/// Why the guard stopped the connection's reads, as the status to answer: 431 (a head past
+/// `client_max_head_size` before its end), 400 (a chunked body that broke its grammar, or a
+/// head whose end the parser and the guard saw differently); `None`: it did not.
+pub fn refused(stream: Option<&Stream>) -> Option<u16> {
+    guard(stream)
+        .map(|g| g.refused.load(Ordering::Relaxed))
+        .filter(|s| *s != 0)
+}
+
+/// An HTTP/1 head of `head_len` bytes was parsed, and its body is framed as `body`: the
+/// guard hands pingora that body and nothing after it. `false`: the guard handed over a head
+/// of another length (the parser and the guard disagree on where it ended): the request must
+/// be refused.
+pub fn message(stream: Option<&Stream>, head_len: usize, body: Body) -> bool {
+    let Some(g) = guard(stream).filter(|g| g.h2.is_none()) else {
+        return true;
+    };
+    if g.ended_head.swap(usize::MAX, Ordering::Relaxed) != head_len {
+        return false;
+    }
+    let word = match body {
+        Body::Length(n) => n.min(OPAQUE - 1),
+        Body::Chunked => CHUNKED,
+        Body::Opaque => OPAQUE,
+    };
+    g.body_word.store(word, Ordering::Relaxed);
+    true
+}
+
+/// The connection is upgraded (a WebSocket tunnel): its bytes are handed over as they come.
+pub fn opaque(stream: Option<&Stream>) {
+    if let Some(g) = guard(stream) {
+        g.body_word.store(OPAQUE, Ordering::Relaxed);
+    }
 }
 
 /// The request is over: the clock starts again at the next request's first byte. Nothing more
@@ -235,14 +325,10 @@ impl AsyncRead for HeadGuard {
         if state == HEAD && this.armed && this.expired(cx) {
             return this.timed_out();
         }
-        if state == HEAD && this.head_bytes > this.max_head {
-            // What was read of this head is past the limit and the parser still asks for
-            // more: it is too large, whatever follows.
-            this.too_large.store(true, Ordering::Relaxed);
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("the request head is larger than {} bytes", this.max_head),
-            )));
+        if this.h1.is_some() {
+            if let Some(ready) = this.held(buf) {
+                return ready;
+            }
         }
         if state == DONE && this.armed {
             // A head that waited is in. The timer goes: it holds the waker of the task that
@@ -255,7 +341,16 @@ impl AsyncRead for HeadGuard {
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         match polled {
             Poll::Ready(Ok(())) if buf.filled().len() > before => {
-                let read = buf.filled().len() - before;
+                if let Some(m) = this.h1.as_mut() {
+                    // Only up to the current message's end; the rest is kept (`h1.rs`).
+                    match m.admit_read(&buf.filled()[before..]) {
+                        Ok(n) => buf.set_filled(before + n),
+                        Err(why) => return this.refuse(why),
+                    }
+                    if m.awaiting() {
+                        this.ended_head.store(m.head_len, Ordering::Relaxed);
+                    }
+                }
                 let new_head = match this.h2.as_mut() {
                     None => state == IDLE,
                     Some(frames) => {
@@ -272,9 +367,6 @@ impl AsyncRead for HeadGuard {
                     this.state.store(HEAD, Ordering::Relaxed);
                     this.started = Instant::now();
                     this.armed = false;
-                    this.head_bytes = read;
-                } else if state == HEAD {
-                    this.head_bytes = this.head_bytes.saturating_add(read);
                 }
             }
             Poll::Pending if state == HEAD && !this.armed => {

@@ -30,6 +30,11 @@ mod check;
 
 pub(crate) use check::{check, to_origin_form, Form, Refused};
 
+/// A checked HTTP/1 request's body length (`check` refused any other spelling).
+pub(crate) fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    check::content_length(headers, false).ok().flatten()
+}
+
 /// Fields a proxy never forwards.
 const HOP_BY_HOP: [&str; 10] = [
     "connection",

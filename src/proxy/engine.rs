@@ -105,6 +105,8 @@ impl ServerApp for Engine {
                 Served::Done { reusable: false } => break,
                 Served::Upgraded(up, ctx) => {
                     proxy.release(&mut conn);
+                    // From now on the client's bytes are the tunnel's, not HTTP messages.
+                    guard::opaque(session.stream());
                     self.proxy.tunnel(session, up, ctx).await;
                     return None;
                 }
@@ -199,9 +201,10 @@ impl CrossGate {
             Ok(false) => return closed,
             Err(e) => {
                 // A head that does not parse gets a 400, one that grew past
-                // client_max_head_size a 431 (RFC 6585 §5); a connection that broke, nothing.
-                if guard::head_too_large(session.stream()) {
-                    let _ = session.respond_error(431).await;
+                // client_max_head_size a 431 (RFC 6585 §5), one whose end the guard saw
+                // elsewhere a 400; a connection that broke, nothing.
+                if let Some(status) = guard::refused(session.stream()) {
+                    let _ = session.respond_error(status).await;
                 } else if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
                     let _ = session.respond_error(400).await;
                 }

@@ -48,7 +48,9 @@ pub(super) fn client_left(e: &Error) -> bool {
 /// JSONP envelope when the route wraps errors, else a line of text; with the CORS headers of
 /// an allowed origin. Returns the status (0: the client is gone).
 pub(super) async fn answer_failure(session: &mut Session, e: &Error, ctx: &Ctx) -> u16 {
-    let code = error_status(e);
+    // A request body the guard refused (a chunked body that broke its grammar) is the
+    // client's fault, though pingora saw only a failed read.
+    let code = crate::guard::refused(session.stream()).unwrap_or_else(|| error_status(e));
     if code == 0 || session.response_written().is_some() {
         return code;
     }

@@ -33,6 +33,21 @@ fn head_in(session: &mut ServerSession, max_head: usize) -> std::result::Result<
         head::Form::Absolute { authority, rest } => Some((authority.to_owned(), rest.to_owned())),
         head::Form::Origin | head::Form::Asterisk => None,
     };
+    // The guard hands pingora this body and nothing after it (a chunked one checked by
+    // crossgate's own decoder, `wire::chunked`), once it is sure that the head pingora parsed
+    // is the one it handed over.
+    let headers = &h1.req_header().headers;
+    let body = if headers.contains_key(http::header::TRANSFER_ENCODING) {
+        guard::Body::Chunked
+    } else {
+        guard::Body::Length(head::content_length(headers).unwrap_or(0))
+    };
+    if !guard::message(Some(h1.stream()), raw.len(), body) {
+        return Err(head::Refused {
+            status: 400,
+            why: "the request head's end is in doubt",
+        });
+    }
     let Some((authority, rest)) = absolute else {
         return Ok(());
     };
@@ -55,19 +70,6 @@ impl CrossGate {
             let message = format!("crossgate: request refused: {}", refused.why);
             send(session, Answer::text(refused.status, message), None).await?;
             return Ok(true);
-        }
-        if !session.is_http2()
-            && session
-                .req_header()
-                .headers
-                .contains_key(http::header::TRANSFER_ENCODING)
-        {
-            // A chunked body is decoded by pingora's codec, which is laxer than RFC 9112 in
-            // chunk extensions (a bare LF) and trailers: where a front end ends the body
-            // elsewhere, the bytes after it would be read here as a request the front end
-            // never sent. No request is read after a chunked one: the connection ends with
-            // its answer (SECURITY.md, Known gaps).
-            session.set_keepalive(None);
         }
         let req = session.req_header();
         let action = dispatch(&rules, request_host(req), req);

@@ -16,12 +16,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures_util::FutureExt;
 use http::HeaderValue;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora::{Error, ErrorType};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 
 use super::forward::{down, Upgraded};
@@ -256,8 +257,20 @@ impl CrossGate {
             send(&mut client, &wire, send_limit)
                 .await
                 .map_err(|e| io(e).into_down())?;
-            if let Some(p) = prefix {
-                send(&mut upstream, &p, idle)
+            // What the client sent after the handshake: what pingora read, and what the guard
+            // kept (it hands over one message at a time), in one write.
+            let mut first = prefix.map(|p| p.to_vec()).unwrap_or_default();
+            let mut more = [0u8; 4096];
+            while let Some(Ok(n)) =
+                tokio::task::unconstrained(client.read(&mut more)).now_or_never()
+            {
+                first.extend_from_slice(&more[..n]);
+                if n < more.len() {
+                    break;
+                }
+            }
+            if !first.is_empty() {
+                send(&mut upstream, &first, idle)
                     .await
                     .map_err(|e| io(e).into_up())?;
             }
