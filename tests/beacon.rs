@@ -72,6 +72,7 @@ async fn post_as_send_beacon_sends_it_gets_204_and_is_forwarded_with_its_body() 
         "text/plain;charset=UTF-8"
     );
     assert_eq!(hit.headers.get("content-length").unwrap(), "27");
+    assert_eq!(hit.body, br#"{"event":"unload","t":1234}"#);
     // JSON bodies too.
     let r = client()
         .post(proxy.url("/b/local"))
@@ -145,7 +146,9 @@ async fn forwarding_never_holds_the_response_and_a_full_queue_drops_hits() {
     let analytics = Backend::start("analytics").await;
     // Queue of 1; the forward target answers after 30 s, so the forwarder is busy with the
     // first hit while the others arrive.
-    let proxy = Proxy::start(&config(analytics.addr, 1)).await;
+    let yaml =
+        config(analytics.addr, 1).replace("upstreams:", "admin: {listen: ADMIN}\nupstreams:");
+    let proxy = Proxy::start(&yaml).await;
     for i in 0..5 {
         let r = client()
             .get(proxy.url(&format!("/b/slow?ms=30000&n={i}")))
@@ -165,6 +168,17 @@ async fn forwarding_never_holds_the_response_and_a_full_queue_drops_hits() {
             .count(),
         1
     );
+    // One hit with the forwarder, at most one in the queue: at least three were dropped, and
+    // counted (an unbounded queue would drop none).
+    let dropped: u64 = proxy
+        .metrics()
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("crossgate_beacon_forward_dropped_total{beacon=\"slowfwd\"} "))
+        .expect("the drop counter of slowfwd")
+        .parse()
+        .unwrap();
+    assert!((3..=4).contains(&dropped), "{dropped} hits dropped");
 }
 
 #[tokio::test]

@@ -153,6 +153,43 @@ async fn heartbeats_are_sent_while_the_upstream_is_silent() {
 }
 
 #[tokio::test]
+async fn a_heartbeat_route_asks_for_an_uncompressed_stream() {
+    // The client accepts gzip; the backend would compress if asked. crossgate does not ask:
+    // heartbeats go between events, which compressed bytes do not show.
+    let (backend, proxy) = setup().await;
+    let r = event_source(&proxy, "/beat/sse-gzip").await;
+    assert_eq!(header(&r, "content-encoding"), None);
+    let body = r.text().await.unwrap();
+    let events: Vec<&str> = body
+        .split("\n\n")
+        .filter(|e| !e.is_empty() && *e != ":")
+        .collect();
+    assert_eq!(events, ["data: zipped 1", "data: zipped 2"], "{body:?}");
+    let seen = backend
+        .requests()
+        .into_iter()
+        .find(|s| s.path == "/beat/sse-gzip")
+        .unwrap();
+    assert_eq!(seen.headers.get("accept-encoding"), None);
+}
+
+#[tokio::test]
+async fn a_stream_compressed_anyway_is_relayed_whole_without_heartbeats() {
+    use std::io::Read;
+    let (_backend, proxy) = setup().await;
+    // The backend compresses whatever it is asked, and pauses 600 ms mid-stream (three
+    // heartbeat intervals): a heartbeat put in there would break the gzip stream.
+    let r = event_source(&proxy, "/beat/sse-gzip?always").await;
+    assert_eq!(header(&r, "content-encoding"), Some("gzip"));
+    let zipped = r.bytes().await.unwrap();
+    let mut plain = String::new();
+    flate2::read::GzDecoder::new(&zipped[..])
+        .read_to_string(&mut plain)
+        .expect("the gzip stream arrived whole");
+    assert_eq!(plain, "data: zipped 1\n\ndata: zipped 2\n\n");
+}
+
+#[tokio::test]
 async fn a_stream_outlives_the_upstream_default_read_timeout_on_its_route() {
     let (_backend, proxy) = setup().await;
     // The backend waits 1.5 s between events; the upstream's read_timeout is 500ms, the

@@ -574,6 +574,24 @@ async fn routes_without_cors_leave_it_to_the_backend() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // The backend's own CORS headers arrive as it sent them, and the proxy adds none (nor a
+    // Vary of its own).
+    let mut sent: Vec<String> = r
+        .headers()
+        .iter()
+        .filter(|(k, _)| k.as_str().starts_with("access-control-"))
+        .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
+        .collect();
+    sent.sort();
+    assert_eq!(
+        sent,
+        [
+            "access-control-allow-credentials: true",
+            "access-control-allow-origin: *",
+            "access-control-expose-headers: x-secret",
+        ]
+    );
+    assert_eq!(header(&r, "vary"), None);
     assert_eq!(backend.requests().len(), 2);
 }
 

@@ -231,8 +231,20 @@ async fn the_including_page_must_be_allowed() {
         .await
         .unwrap()
         .contains("\"https://evil.example\" is not in allow_origins"));
-    let r = with(None, Some("cross-site")).await.unwrap();
+    // No Referer and no Fetch Metadata (a browser without them, or any other client): the
+    // default `without_referer: deny` is what refuses it.
+    let r = with(None, None).await.unwrap();
     assert_eq!(r.status(), 403, "no Referer is refused by default");
+    let why = r.text().await.unwrap();
+    assert!(why.contains("jsonp.without_referer is deny"), "{why}");
+    // A cross-site request that hides its Referer is refused by another rule.
+    let r = with(None, Some("cross-site")).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let why = r.text().await.unwrap();
+    assert!(
+        why.contains("a cross-site request without a Referer"),
+        "{why}"
+    );
     let r = with(None, Some("same-origin")).await.unwrap();
     assert_eq!(r.status(), 200);
     // A browser page that hides its Referer (referrerpolicy=no-referrer) is refused even

@@ -139,13 +139,25 @@ async fn a_connect_timeout_is_a_504_with_cors() {
         "listen: LISTEN\nupstreams:\n  g: {{servers: [\"{addr}\"], connect_timeout: 300ms}}\nroutes:\n  - {{name: r, upstream: g, cors: {{allow_origins: [https://app.example.com]}}}}\n"
     );
     let proxy = Proxy::start(&yaml).await;
+    let started = std::time::Instant::now();
     let r = client()
         .get(proxy.url("/x"))
         .header("origin", "https://app.example.com")
         .send()
         .await
         .unwrap();
+    let took = started.elapsed();
     assert_eq!(r.status(), 504);
+    // The setting is what ended the wait: not before it, and long before pingora's default
+    // or the kernel's (~2 minutes of SYN retries).
+    assert!(
+        took >= std::time::Duration::from_millis(300),
+        "gave up after {took:?}"
+    );
+    assert!(
+        took < std::time::Duration::from_millis(2500),
+        "waited {took:?}"
+    );
     assert_eq!(
         header(&r, "access-control-allow-origin"),
         Some("https://app.example.com")

@@ -138,6 +138,15 @@ async fn close_codes_pass_both_ways() {
     .await
     .unwrap();
     backend.wait_for(1, |s| s.path == "/ws-closed/4000").await;
+    // The handshakes reached the backend's echo route (the refusal tests count on its log).
+    assert_eq!(
+        backend
+            .requests()
+            .iter()
+            .filter(|s| s.path == "/ws/echo")
+            .count(),
+        2
+    );
 }
 
 #[tokio::test]

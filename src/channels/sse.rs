@@ -51,6 +51,9 @@ fn upstream_request(
 ) -> Result<Box<RequestHeader>> {
     let mut head = crate::head::upstream_request(req, false, host)?;
     head.remove_header(&header::CONTENT_LENGTH);
+    // An event stream is sent as it comes, and heartbeats go between its events: a
+    // compressor would buffer it, and a heartbeat cannot go inside compressed bytes.
+    head.remove_header(&header::ACCEPT_ENCODING);
     if let Some(path) = path {
         // ambiguous_paths: forward_normalized: the routed path is the forwarded one.
         let uri = crate::path::origin_form(path, head.uri.query())?;
@@ -65,7 +68,13 @@ fn upstream_request(
 /// stream, which gets heartbeats.
 fn client_response(resp: &mut ResponseHeader, http2: bool) -> bool {
     crate::head::client_response(resp, http2);
-    let beats = is_event_stream(resp);
+    // A backend that compresses though it was not asked to: its stream is relayed as it
+    // comes, without heartbeats, which would break the compressed bytes.
+    let identity = resp
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .map_or(true, |e| e.as_bytes().eq_ignore_ascii_case(b"identity"));
+    let beats = identity && is_event_stream(resp);
     if beats {
         // A heartbeat changes the length; an event stream has none anyway.
         resp.remove_header(&header::CONTENT_LENGTH);

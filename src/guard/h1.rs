@@ -292,12 +292,12 @@ mod tests {
     #[test]
     fn a_head_past_the_limit_is_refused_before_its_end() {
         let mut input = b"GET / HTTP/1.1\r\n".to_vec();
-        input.extend(std::iter::repeat_n(b'a', 2000));
+        input.extend(std::iter::repeat(b'a').take(2000));
         for size in [100, input.len()] {
             assert_eq!(messages(&input, size, framing), Err(Refused::TooLarge));
         }
         let mut whole = b"GET / HTTP/1.1\r\nX: ".to_vec();
-        whole.extend(std::iter::repeat_n(b'a', 1010));
+        whole.extend(std::iter::repeat(b'a').take(1010));
         whole.extend_from_slice(b"\r\n\r\n");
         assert_eq!(messages(&whole, 64, framing), Err(Refused::TooLarge));
     }

@@ -386,7 +386,7 @@ mod tests {
     #[test]
     fn extensions_and_trailers_are_bounded() {
         let mut long = b"1;".to_vec();
-        long.extend(std::iter::repeat_n(b'a', MAX_EXTENSIONS + 1));
+        long.extend(std::iter::repeat(b'a').take(MAX_EXTENSIONS + 1));
         assert_eq!(verdict(&long), Err(ChunkError::ExtensionTooLong));
         let mut trailers = b"0\r\n".to_vec();
         while trailers.len() < MAX_TRAILERS + 100 {

@@ -26,6 +26,9 @@ pub struct Seen {
     pub path: String,
     pub query: Option<String>,
     pub headers: HeaderMap,
+    /// The body, when the request declared its length (at most 1 MiB); chunked bodies are
+    /// read only by `/read-body`.
+    pub body: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -68,10 +71,26 @@ impl Backend {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (l, h, g) = (log.clone(), health.clone(), gate.clone());
         let ws_log = log.clone();
-        let echo = axum::routing::get(move |ws: axum::extract::ws::WebSocketUpgrade| {
-            let log = ws_log.clone();
-            async move { ws.on_upgrade(move |socket| ws_echo(socket, log)) }
-        });
+        let echo = axum::routing::get(
+            move |uri: axum::http::Uri,
+                  headers: HeaderMap,
+                  ws: axum::extract::ws::WebSocketUpgrade| {
+                let log = ws_log.clone();
+                async move {
+                    // The handshake is logged like any request, so that a test can tell
+                    // whether one reached the backend.
+                    log.seen.lock().unwrap().push(Seen {
+                        method: Method::GET,
+                        path: uri.path().to_owned(),
+                        query: uri.query().map(str::to_owned),
+                        headers,
+                        body: Vec::new(),
+                    });
+                    log.changed.notify_waiters();
+                    ws.on_upgrade(move |socket| ws_echo(socket, log))
+                }
+            },
+        );
         let app = axum::Router::new()
             .route("/ws/echo", echo.clone())
             .route("/bots/ws/echo", echo)
@@ -145,12 +164,28 @@ async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .filter(|n| *n <= 1 << 20);
+    // A body of declared length is read before the answer, and recorded.
+    let (body, read) = match declared {
+        Some(_) => match axum::body::to_bytes(body, 1 << 20).await {
+            Ok(b) => (Body::empty(), Some(b)),
+            Err(_) => (Body::empty(), None),
+        },
+        None => (body, None),
+    };
     log.seen.lock().unwrap().push(Seen {
         method: method.clone(),
         path: path.clone(),
-        query: req.uri().query().map(str::to_owned),
-        headers: req.headers().clone(),
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts.headers.clone(),
+        body: read.as_deref().unwrap_or_default().to_vec(),
     });
+    let req = Request::from_parts(parts, body);
     log.changed.notify_waiters();
 
     let json = |status: u16, body: String| {
@@ -176,9 +211,12 @@ async fn handle(
     // Special paths match on their last segment, so that any route prefix reaches them.
     let last = format!("/{}", path.rsplit('/').next().unwrap_or(""));
     match last.as_str() {
-        "/read-body" => match axum::body::to_bytes(req.into_body(), 1 << 20).await {
-            Ok(b) => json(200, format!("{{\"read\":{}}}", b.len())),
-            Err(_) => json(400, "{\"read\":null}".into()),
+        "/read-body" => match read {
+            Some(b) => json(200, format!("{{\"read\":{}}}", b.len())),
+            None => match axum::body::to_bytes(req.into_body(), 1 << 20).await {
+                Ok(b) => json(200, format!("{{\"read\":{}}}", b.len())),
+                Err(_) => json(400, "{\"read\":null}".into()),
+            },
         },
         "/health" => {
             let status = *health.lock().unwrap();
@@ -217,6 +255,35 @@ async fn handle(
                 .header("cache-control", "no-cache")
                 .body(Body::from_stream(stream))
                 .unwrap()
+        }
+        "/sse-gzip" => {
+            // Events gzipped when the request accepts gzip (or `?always`), sent in two
+            // halves 600 ms apart (the backend's pace: longer than a heartbeat).
+            let accepts = req
+                .headers()
+                .get("accept-encoding")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("gzip"));
+            let events = b"data: zipped 1\n\ndata: zipped 2\n\n";
+            let (encoding, body) = if accepts || query == "always" {
+                let (e, b) = compress("gzip", events);
+                (Some(e), b)
+            } else {
+                (None, events.to_vec())
+            };
+            let half = body.len() / 2;
+            let (first, second) = (body[..half].to_vec(), body[half..].to_vec());
+            let stream = futures_util::stream::iter([(first, 0u64), (second, 600)]).then(
+                |(piece, wait)| async move {
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                    Ok::<_, std::io::Error>(bytes::Bytes::from(piece))
+                },
+            );
+            let mut r = Response::builder().header("content-type", "text/event-stream");
+            if let Some(e) = encoding {
+                r = r.header("content-encoding", e);
+            }
+            r.body(Body::from_stream(stream)).unwrap()
         }
         "/sse-paced" => {
             // Two events `gap` ms apart (the backend's pace, to outlast a read timeout).
@@ -333,6 +400,7 @@ async fn ws_echo(mut socket: axum::extract::ws::WebSocket, log: Arc<Log>) {
                     path: format!("/ws-closed/{code}"),
                     query: None,
                     headers: HeaderMap::new(),
+                    body: Vec::new(),
                 });
                 log.changed.notify_waiters();
                 return;

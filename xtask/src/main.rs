@@ -7,6 +7,11 @@
 //!   open-file limit raised for tests/slow_clients.rs, then `cargo test --locked --workspace
 //!   [ARGS]`.
 //!
+//! - `cargo xtask mutants [ARGS]`: cargo-mutants (installed with `cargo install` if missing)
+//!   over the modules where a silent regression is a security hole, run with the tests that
+//!   cover them, each mutant bounded in time (MUTANTS.md has the last run's counts). Not in CI:
+//!   hours on 2 cores.
+//!
 //! Each ends by exec'ing cargo, so cargo's output, its exit status and Ctrl-C are exactly those
 //! of the plain cargo command (.ci/run counts the `test result:` lines).
 
@@ -28,6 +33,12 @@ tasks:
                   raise the open-file soft limit to the hard one, then
                   `cargo test --locked --workspace [ARGS]`: every test of crossgate and of
                   xtask (ARGS such as `--test cors`, a name filter, `-- --nocapture`)
+    mutants [ARGS]
+                  install cargo-mutants if missing, then run it over the security-critical
+                  modules (path, percent, origin, cors, dispatch, JSONP, head, wire, the
+                  guard's message boundaries) with the tests that cover them; ARGS go to
+                  cargo-mutants (`--file src/path.rs` to narrow it, `--list` to count).
+                  Outcomes in target/mutants.out/; see MUTANTS.md
     help          this text
 
 As root, what is missing is installed with apt-get. Otherwise the exact command to run is
@@ -38,6 +49,7 @@ printed and the task exits 1, installing nothing.
 enum Task {
     Demo(Vec<OsString>),
     Test(Vec<OsString>),
+    Mutants(Vec<OsString>),
     Help,
 }
 
@@ -52,6 +64,7 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Task, String> {
     match task.to_str() {
         Some("demo") => Ok(Task::Demo(rest)),
         Some("test") => Ok(Task::Test(rest)),
+        Some("mutants") => Ok(Task::Mutants(rest)),
         Some("help" | "--help" | "-h") => Ok(Task::Help),
         _ => Err(format!(
             "cargo xtask: unknown task `{}`",
@@ -74,6 +87,13 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Task::Demo(args) => (setup::BUILD.to_vec(), demo(args)),
+        Task::Mutants(args) => {
+            if let Err(message) = install_cargo_mutants() {
+                eprintln!("{message}");
+                return ExitCode::FAILURE;
+            }
+            (setup::BUILD.to_vec(), mutants(args))
+        }
         Task::Test(args) => {
             raise_open_files();
             let needs = setup::BUILD.iter().chain(setup::BROWSER).copied().collect();
@@ -119,6 +139,80 @@ fn test(args: Vec<OsString>) -> Command {
     let mut command = cargo("test");
     command.args(["--locked", "--workspace"]);
     command.args(args);
+    command
+}
+
+/// The modules where a mutant that survives is a security hole waiting (issue: honest tests).
+const MUTATED: &[&str] = &[
+    "src/path.rs",
+    "src/percent.rs",
+    "src/origin.rs",
+    "src/cors/*.rs",
+    "src/dispatch.rs",
+    "src/channels/jsonp/*.rs",
+    "src/head/*.rs",
+    "src/wire/*.rs",
+    "src/guard/h1.rs",
+];
+
+/// The tests that cover them: unit tests, the properties, and the integration tests of
+/// paths, CORS, JSONP and the wire (the browser, reload and slow-client suites add minutes
+/// per mutant and nothing for these modules).
+const MUTANT_TESTS: &[&str] = &[
+    "--lib",
+    "--test",
+    "properties",
+    "--test",
+    "security",
+    "--test",
+    "cors",
+    "--test",
+    "jsonp",
+    "--test",
+    "desync",
+    "--test",
+    "hostile",
+    "--test",
+    "semantics",
+];
+
+/// cargo-mutants, from crates.io, when `cargo mutants` is not there yet.
+fn install_cargo_mutants() -> Result<(), String> {
+    let present = cargo("mutants")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
+        return Ok(());
+    }
+    let mut install = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    install.args(["install", "cargo-mutants", "--locked"]);
+    match install.status() {
+        Ok(s) if s.success() => Ok(()),
+        _ => Err(
+            "cargo xtask: could not install cargo-mutants: run `cargo install \
+             cargo-mutants --locked`, then this again"
+                .into(),
+        ),
+    }
+}
+
+/// `cargo mutants` over [`MUTATED`] with [`MUTANT_TESTS`], each mutant's tests cut after
+/// 300 s (a mutant that hangs a test is caught, as a timeout).
+fn mutants(args: Vec<OsString>) -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.arg("mutants");
+    let root = manifest();
+    let root = root.parent().expect("the workspace root");
+    command.arg("--dir").arg(root);
+    command.args(["--package", "crossgate", "--timeout", "300"]);
+    command.arg("--output").arg(root.join("target"));
+    for file in MUTATED {
+        command.args(["--file", file]);
+    }
+    command.args(args);
+    command.arg("--");
+    command.args(MUTANT_TESTS);
     command
 }
 
@@ -183,6 +277,24 @@ mod tests {
 
     fn args(line: &[&str]) -> Result<Task, String> {
         parse(line.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn mutants_takes_its_arguments_and_runs_over_the_security_modules_with_their_tests() {
+        assert_eq!(
+            args(&["mutants", "--file", "src/path.rs"]),
+            Ok(Task::Mutants(vec!["--file".into(), "src/path.rs".into()]))
+        );
+        let command = mutants(vec!["--list".into()]);
+        let line: Vec<String> = command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(line[0], "mutants");
+        let dashes = line.iter().position(|a| a == "--").unwrap();
+        assert_eq!(line[dashes - 1], "--list");
+        assert_eq!(&line[dashes + 1..], MUTANT_TESTS);
+        assert!(line.windows(2).any(|w| w == ["--file", "src/path.rs"]));
     }
 
     #[test]
