@@ -3,6 +3,12 @@
 //! does not compile is logged with the same error `check` prints, counted, and the old rules
 //! stay live. Triggered by SIGHUP and by changes to the file: its directory is watched, so an
 //! editor's or a Kubernetes ConfigMap's atomic rename (a new `..data` symlink) is seen too.
+//!
+//! Only a change of what the rules are made of is acted on: the file's text and the
+//! certificates it names. Events about other files in the directory (a log file, an editor's
+//! swap file) and reads (the watcher's own) are ignored, and a text seen before is not
+//! compiled again: a broken file is reported once, however many events follow, and a file
+//! put back to the text that is running clears the failed-reload alarm.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -24,17 +30,28 @@ pub struct Reloader {
     pub metrics: Arc<Metrics>,
     /// The HTTPS listeners' certificates, by address.
     pub certs: Arc<Vec<(std::net::SocketAddr, Arc<crate::tls::SwappableCert>)>>,
-    /// The hash of the text last compiled, so that one change seen twice reloads once.
-    last: Mutex<u64>,
+    state: Mutex<Seen>,
 }
 
-/// The config text and the certificates it names: a renewed certificate is a change too.
+/// What the reloader has seen, as fingerprints ([`fingerprint`]).
+struct Seen {
+    /// The text and certificates of the rules that are live.
+    running: u64,
+    /// The text and certificates last looked at (compiled or refused), so that one change
+    /// seen twice is acted on once.
+    last: u64,
+    /// The last look failed: the alarm (`crossgate_config_last_reload_successful` 0) is on.
+    failing: bool,
+}
+
+/// The config text and the certificate and key files of the rules in force: a renewed
+/// certificate is a change too. Read without compiling anything.
 fn fingerprint(source: &str, tls_listeners: &[crate::rules::TlsListener]) -> u64 {
     let mut h = DefaultHasher::new();
     source.hash(&mut h);
     for l in tls_listeners {
-        for c in &l.cert.cert {
-            c.as_ref().hash(&mut h);
+        for f in [&l.cert_path, &l.key_path] {
+            std::fs::read(f).unwrap_or_default().hash(&mut h);
         }
     }
     h.finish()
@@ -55,7 +72,7 @@ impl Reloader {
         metrics: Arc<Metrics>,
         certs: Arc<Vec<(std::net::SocketAddr, Arc<crate::tls::SwappableCert>)>>,
     ) -> Reloader {
-        let last = std::fs::read_to_string(&path)
+        let running = std::fs::read_to_string(&path)
             .map(|t| fingerprint(&t, &rules.load().tls_listeners))
             .unwrap_or(0);
         Reloader {
@@ -63,33 +80,47 @@ impl Reloader {
             rules,
             metrics,
             certs,
-            last: Mutex::new(last),
+            state: Mutex::new(Seen {
+                running,
+                last: running,
+                failing: false,
+            }),
         }
     }
 
     /// Compiles the file and swaps it in. `force` reloads even an unchanged text (SIGHUP).
     pub fn reload(&self, force: bool) -> Outcome {
-        let mut last = self.last.lock();
+        let mut seen = self.state.lock();
+        // What the rules would be made of now: the text, and the certificates the live rules
+        // name (a change of which certificates are named is a change of the text).
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let now = fingerprint(&text, &self.rules.load().tls_listeners);
+        if !force && now == seen.last {
+            return Outcome::Unchanged;
+        }
+        seen.last = now;
+        if !force && now == seen.running {
+            // Put back as it is running (a rollback): nothing to compile, and a failed reload
+            // before it no longer describes the live config.
+            if seen.failing {
+                seen.failing = false;
+                self.metrics.last_reload_successful.set(1);
+                let live = self.rules.load().config_hash.clone();
+                tracing::info!(config = %self.path.display(), config_hash = %live, "config is back to the rules that are running; the failed reload is cleared");
+            }
+            return Outcome::Unchanged;
+        }
         let loaded = match config::load(&self.path) {
             Ok(l) => l,
-            Err(e) => return self.failed(&e.to_string()),
+            Err(e) => return self.failed(&mut seen, &e.to_string()),
         };
         let new = match rules::compile(&loaded) {
             Ok(r) => r,
-            Err(e) => {
-                let h = fingerprint(&loaded.source, &[]);
-                if !force && h == *last {
-                    return Outcome::Unchanged;
-                }
-                *last = h;
-                return self.failed(&e.to_string());
-            }
+            Err(e) => return self.failed(&mut seen, &e.to_string()),
         };
-        let h = fingerprint(&loaded.source, &new.tls_listeners);
-        if !force && h == *last {
-            return Outcome::Unchanged;
-        }
-        *last = h;
+        seen.running = fingerprint(&loaded.source, &new.tls_listeners);
+        seen.last = seen.running;
+        seen.failing = false;
         for w in &new.warnings {
             tracing::warn!("config warning: {w}");
         }
@@ -116,7 +147,8 @@ impl Reloader {
         Outcome::Reloaded
     }
 
-    fn failed(&self, error: &str) -> Outcome {
+    fn failed(&self, seen: &mut Seen, error: &str) -> Outcome {
+        seen.failing = true;
         self.metrics.reloaded(false);
         let live = self.rules.load().config_hash.clone();
         tracing::error!(
@@ -136,9 +168,22 @@ impl Reloader {
             .unwrap_or(Path::new("."))
             .to_path_buf();
         let (tx, rx) = std::sync::mpsc::channel::<()>();
+        // The names whose change is a change of the rules: the config file, the ConfigMap's
+        // `..data` link, the certificate and key files (by file name: an editor's or the
+        // kubelet's rename comes as the name it ends up with).
+        let mut names: Vec<std::ffi::OsString> = vec!["..data".into()];
+        names.extend(self.path.file_name().map(Into::into));
+        for l in &self.rules.load().tls_listeners {
+            for f in [&l.cert_path, &l.key_path] {
+                names.extend(f.file_name().map(Into::into));
+            }
+        }
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
+                let Ok(event) = event else {
+                    return;
+                };
+                if matters(&event, &names) {
                     let _ = tx.send(());
                 }
             })?;
@@ -171,6 +216,19 @@ impl Reloader {
     }
 }
 
+/// Whether a watcher's event may change the rules: a write, creation, rename or removal (not
+/// a read: the reloader's own reads come as events too) of one of `names`.
+fn matters(event: &notify::Event, names: &[std::ffi::OsString]) -> bool {
+    use notify::EventKind;
+    if matches!(event.kind, EventKind::Access(_)) {
+        return false;
+    }
+    event
+        .paths
+        .iter()
+        .any(|p| p.file_name().is_some_and(|n| names.iter().any(|m| m == n)))
+}
+
 /// What changed between two configs that takes effect only after a restart.
 fn needs_restart(old: &Rules, new: &Rules) -> Vec<&'static str> {
     old.start_settings().changes(&new.start_settings())
@@ -181,6 +239,46 @@ mod tests {
     use super::*;
 
     use crate::test_util::rules_from_yaml as compile_str;
+
+    #[test]
+    fn only_changes_to_the_files_the_rules_are_made_of_matter() {
+        use notify::event::{AccessKind, CreateKind, DataChange, ModifyKind, RenameMode};
+        use notify::{Event, EventKind};
+        let names: Vec<std::ffi::OsString> = vec!["..data".into(), "config.yaml".into()];
+        let event = |kind, path: &str| Event::new(kind).add_path(PathBuf::from(path));
+        let write = EventKind::Modify(ModifyKind::Data(DataChange::Any));
+        assert!(matters(&event(write, "/etc/crossgate/config.yaml"), &names));
+        assert!(matters(
+            &event(
+                EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+                "/cm/..data"
+            ),
+            &names
+        ));
+        assert!(matters(
+            &event(
+                EventKind::Create(CreateKind::File),
+                "/etc/crossgate/config.yaml"
+            ),
+            &names
+        ));
+        // Reads (the reloader's own) and other files of the directory do not.
+        assert!(!matters(
+            &event(
+                EventKind::Access(AccessKind::Any),
+                "/etc/crossgate/config.yaml"
+            ),
+            &names
+        ));
+        assert!(!matters(
+            &event(write, "/etc/crossgate/crossgate.log"),
+            &names
+        ));
+        assert!(!matters(
+            &event(write, "/etc/crossgate/.config.yaml.swp"),
+            &names
+        ));
+    }
 
     #[test]
     fn settings_read_at_start_are_named_when_they_change() {

@@ -610,3 +610,82 @@ async fn the_config_hash_check_prints_is_on_metrics_in_the_log_and_follows_a_rel
         "{text}"
     );
 }
+
+/// The lines of `rx` up to the first that contains `marker` (10 s at most), `marker`'s
+/// included.
+fn log_lines_until(rx: &std::sync::mpsc::Receiver<String>, marker: &str) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut lines = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no log line with {marker:?} within 10 s: {lines:#?}"));
+        let found = line.contains(marker);
+        lines.push(line);
+        if found {
+            return lines;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_broken_file_is_reported_once_and_putting_it_back_clears_the_alarm() {
+    // The systemd layout: a plain file, watched, with other files beside it.
+    let backend = Backend::start("b").await;
+    let (proxy, admin) = (free_addr(), free_addr());
+    let d = dir("once");
+    let path = d.join("config.yaml");
+    let good = config(
+        proxy,
+        admin,
+        &backend,
+        "https://new.example",
+        Some(&d.join("u.sock")),
+    );
+    std::fs::write(&path, &good).unwrap();
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_crossgate"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let rx = stdout_lines(&mut child.0);
+    wait_until_listening(admin).await;
+    std::fs::write(&path, good.replace("allow_origins", "allow_orgins")).unwrap();
+    log_line(&rx, "config reload failed");
+    // What happens around a file on a server: it is read, and other files in its directory
+    // are written (a log, an editor's swap file). None of it is a change of the config.
+    for _ in 0..3 {
+        std::fs::read_to_string(&path).unwrap();
+        std::fs::write(d.join("crossgate.log"), "a log line\n").unwrap();
+        std::fs::write(d.join(".config.yaml.swp"), "x").unwrap();
+    }
+    // The operator puts the running text back: the alarm clears, and the broken file was
+    // reported once.
+    std::fs::write(&path, &good).unwrap();
+    let lines = log_lines_until(&rx, "config is back to the rules that are running");
+    let failures = lines
+        .iter()
+        .filter(|l| l.contains("config reload failed"))
+        .count();
+    assert_eq!(
+        failures, 0,
+        "the broken file was reported again: {lines:#?}"
+    );
+    let metrics = scrape(admin).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "crossgate_config_last_reload_successful 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "crossgate_config_reloads_total{result=\"failure\"} 1"),
+        "{metrics}"
+    );
+}
