@@ -1,5 +1,6 @@
 //! The admin listener: `/metrics` (Prometheus text format), `/healthz` (the process is up),
-//! `/readyz` (a config is loaded and every upstream has a healthy server), and `/refused`
+//! `/readyz` (a config is loaded and the listeners are serving: the replica can take traffic),
+//! `/upstreams` (each upstream's healthy servers; 503 when one has none), and `/refused`
 //! (JSON) and `/refused.html` (who is refused, and who a report-only policy would refuse:
 //! [`crate::refused`]). It has its own address, loopback by default, so that it is never
 //! exposed with the proxy.
@@ -53,8 +54,36 @@ fn report_page(body: String) -> Response<Vec<u8>> {
         .expect("a valid response")
 }
 
+/// Each upstream's healthy servers, a line each; 503 when one has none (or its first health
+/// check has not completed yet).
+fn upstreams(rules: &Rules) -> Response<Vec<u8>> {
+    let mut body = String::new();
+    for u in &rules.upstreams {
+        let servers = u.servers();
+        let healthy = servers.iter().filter(|b| b.is_healthy()).count();
+        let state = if !u.health_known() {
+            "first health check not done"
+        } else if healthy == 0 {
+            "down"
+        } else {
+            "up"
+        };
+        body.push_str(&format!(
+            "{}: {state}, {healthy} of {} servers healthy\n",
+            u.name,
+            servers.len()
+        ));
+    }
+    let status = if unready_upstreams(rules).is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    text(status, "text/plain; charset=utf-8", body)
+}
+
 /// Upstreams with no healthy server, or whose first health check has not completed yet
-/// (empty: ready).
+/// (empty: all up).
 pub fn unready_upstreams(rules: &Rules) -> Vec<&str> {
     rules
         .upstreams
@@ -89,21 +118,19 @@ impl ServeHttp for Admin {
                 report_page(refused::html(&report, SystemTime::now()))
             }
             "/healthz" => text(StatusCode::OK, plain, "ok\n".into()),
-            "/readyz" => match unready_upstreams(&rules).as_slice() {
-                [] => text(StatusCode::OK, plain, "ready\n".into()),
-                down => text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    plain,
-                    format!(
-                        "not ready: no healthy server in upstream {}\n",
-                        down.join(", ")
-                    ),
-                ),
-            },
+            // Readiness is the replica's own: its config is loaded and its listeners serve
+            // (this listener answers only then, and closes when the process drains). A dead
+            // legacy API is not a reason to take every replica out of the Service: browsers
+            // would get a load balancer's opaque error instead of crossgate's 502 with CORS.
+            // Upstream health is on /upstreams and in the metrics.
+            "/readyz" => text(StatusCode::OK, plain, "ready\n".into()),
+            "/upstreams" => upstreams(&rules),
             _ => text(
                 StatusCode::NOT_FOUND,
                 plain,
-                "crossgate admin: /metrics, /healthz, /readyz, /refused, /refused.html\n".into(),
+                "crossgate admin: /metrics, /healthz, /readyz, /upstreams, /refused, \
+                 /refused.html\n"
+                    .into(),
             ),
         }
     }

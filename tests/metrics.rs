@@ -284,27 +284,26 @@ async fn metrics_count_every_kind_of_traffic() {
 }
 
 #[tokio::test]
-async fn healthz_and_readyz() {
+async fn readiness_is_the_replicas_own_and_upstream_health_has_its_own_endpoint() {
     let backend = Backend::start("b").await;
     let proxy = Proxy::start(&config(&backend).replace("HANGUP", &dead_addr().to_string())).await;
     let admin = proxy.admin.unwrap();
-    // Ready once the first round of probes has completed (the second probe proves it).
+    let get = |path: &str| client().get(format!("http://{admin}{path}")).send();
     backend.wait_for(2, |s| s.path == "/health").await;
-    let r = client()
-        .get(format!("http://{admin}/healthz"))
-        .send()
-        .await
-        .unwrap();
+    let r = get("/healthz").await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "ok\n");
-    let r = client()
-        .get(format!("http://{admin}/readyz"))
-        .send()
-        .await
-        .unwrap();
+    let r = get("/readyz").await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "ready\n");
+    let r = get("/upstreams").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("b: up, 1 of 1 servers healthy\n"), "{body}");
 
+    // The backend's only server fails its checks: the replica stays ready (pages get
+    // crossgate's 502 with CORS, not a load balancer's error), /upstreams and the metrics say
+    // which upstream is down.
     backend.set_health(503);
     let probes = backend
         .seen()
@@ -312,16 +311,12 @@ async fn healthz_and_readyz() {
         .filter(|s| s.path == "/health")
         .count();
     backend.wait_for(probes + 2, |s| s.path == "/health").await;
-    let r = client()
-        .get(format!("http://{admin}/readyz"))
-        .send()
-        .await
-        .unwrap();
+    let r = get("/readyz").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = get("/upstreams").await.unwrap();
     assert_eq!(r.status(), 503);
-    assert_eq!(
-        r.text().await.unwrap(),
-        "not ready: no healthy server in upstream b\n"
-    );
+    let body = r.text().await.unwrap();
+    assert!(body.contains("b: down, 0 of 1 servers healthy\n"), "{body}");
     let text = scrape(&proxy).await;
     assert_eq!(
         sample(
@@ -341,11 +336,7 @@ async fn healthz_and_readyz() {
         .filter(|s| s.path == "/health")
         .count();
     backend.wait_for(probes + 2, |s| s.path == "/health").await;
-    let r = client()
-        .get(format!("http://{admin}/readyz"))
-        .send()
-        .await
-        .unwrap();
+    let r = get("/upstreams").await.unwrap();
     assert_eq!(r.status(), 200);
     // The admin listener is not the proxy: its paths are its own.
     let r = client()
