@@ -646,11 +646,70 @@ fn the_deployment_examples_are_consistent_with_the_binary() {
     ] {
         assert!(manifests.contains(probe), "{probe}");
     }
+    // The pod: a Pod Security "restricted" namespace admits it, it holds no API token, the
+    // kubelet waits for the whole drain before SIGKILL, and a disruption takes one replica.
+    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&manifests)
+        .map(|doc| serde_yaml::Value::deserialize(doc).unwrap())
+        .collect();
+    let kind = |k: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == k)
+            .unwrap_or_else(|| panic!("no {k}"))
+    };
+    let pod = &kind("Deployment")["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    let container = &pod["containers"][0];
+    assert_eq!(
+        container["securityContext"]["allowPrivilegeEscalation"],
+        false
+    );
+    assert_eq!(
+        container["securityContext"]["capabilities"]["drop"][0],
+        "ALL"
+    );
+    let pre_stop: u64 = container["lifecycle"]["preStop"]["exec"]["command"][1]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("a preStop sleep");
+    let settings: serde_yaml::Value = serde_yaml::from_str(&config).unwrap();
+    let seconds = |v: &serde_yaml::Value| -> u64 {
+        v.as_str().unwrap().trim_end_matches('s').parse().unwrap()
+    };
+    let drain = pre_stop
+        + seconds(&settings["server"]["grace_period"])
+        + seconds(&settings["server"]["shutdown_timeout"]);
+    let kill_after = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
+    assert!(
+        kill_after >= drain + 5,
+        "terminationGracePeriodSeconds {kill_after} leaves no headroom over {drain} s of drain"
+    );
+    let pdb = kind("PodDisruptionBudget");
+    assert_eq!(
+        pdb["spec"]["selector"],
+        kind("Deployment")["spec"]["selector"]
+    );
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
     let unit = std::fs::read_to_string(root.join("deploy/crossgate.service")).unwrap();
     assert!(
         unit.contains("ExecStart=/usr/local/bin/crossgate run --config /etc/crossgate/config.yaml")
     );
-    assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
+    // `systemctl reload` checks the file first: a broken one fails the reload, unsignalled.
+    let reloads: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("ExecReload="))
+        .collect();
+    assert_eq!(
+        reloads,
+        [
+            "/usr/local/bin/crossgate check --config /etc/crossgate/config.yaml",
+            "/bin/kill -HUP $MAINPID"
+        ]
+    );
     let dockerfile = std::fs::read_to_string(root.join("deploy/Dockerfile")).unwrap();
     for path in [
         "Cargo.toml",
@@ -811,5 +870,33 @@ async fn a_client_leaving_an_event_stream_is_not_logged_as_an_error() {
     assert!(
         !before.iter().any(|l| l.contains("ERROR")),
         "a client that left was logged as an error: {before:?}"
+    );
+}
+
+/// The systemd unit as systemd reads it: `systemd-analyze verify` (with the unit's binary
+/// path pointed at the one built here) finds nothing to say: no unknown key, no missing
+/// executable, no bad value.
+#[test]
+fn the_systemd_unit_passes_systemd_analyze_verify() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let unit = std::fs::read_to_string(root.join("deploy/crossgate.service"))
+        .unwrap()
+        .replace("/usr/local/bin/crossgate", env!("CARGO_BIN_EXE_crossgate"));
+    let dir = std::env::temp_dir().join(format!("crossgate-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("crossgate.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("systemd-analyze: {e}: install it with `apt-get install systemd` (cargo xtask test does)")
+        });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.trim().is_empty(),
+        "systemd-analyze verify says:\n{stderr}"
     );
 }

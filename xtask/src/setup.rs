@@ -52,7 +52,7 @@ pub const CHROMIUM: &[&str] = &["/usr/bin/chromium", "/usr/bin/chromium-browser"
 pub const CHROMEDRIVER: &[&str] = &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"];
 
 /// What the tests need beyond the build: a headless Chromium driven over WebDriver
-/// (tests/browser.rs) and promtool (tests/monitoring.rs).
+/// (tests/browser.rs), promtool (tests/monitoring.rs) and systemd-analyze (tests/cli.rs).
 pub const BROWSER: &[Need] = &[
     Need {
         what: "Chromium (tests/browser.rs)",
@@ -68,6 +68,11 @@ pub const BROWSER: &[Need] = &[
         what: "promtool (tests/monitoring.rs checks the alerting rules)",
         probe: Probe::Command("promtool"),
         package: "prometheus",
+    },
+    Need {
+        what: "systemd-analyze (tests/cli.rs verifies the systemd unit)",
+        probe: Probe::Command("systemd-analyze"),
+        package: "systemd",
     },
 ];
 
@@ -261,6 +266,7 @@ mod tests {
             "/usr/bin/chromium",
             "/usr/bin/chromedriver",
             "promtool",
+            "systemd-analyze",
         ]);
         assert_eq!(plan(&missing(&all(), have), ROOT), Plan::Nothing);
     }
@@ -271,7 +277,13 @@ mod tests {
         let fresh = missing(&all, having(&["cc", "make"]));
         assert_eq!(
             plan(&fresh, ROOT),
-            Plan::Install(vec!["cmake", "chromium", "chromium-driver", "prometheus"])
+            Plan::Install(vec![
+                "cmake",
+                "chromium",
+                "chromium-driver",
+                "prometheus",
+                "systemd"
+            ])
         );
     }
 
@@ -296,6 +308,7 @@ mod tests {
             "/usr/bin/chromium-browser",
             "/usr/lib/chromium/chromedriver",
             "promtool",
+            "systemd-analyze",
         ]);
         assert!(missing(&all(), have).is_empty());
     }
@@ -309,7 +322,7 @@ mod tests {
         };
         assert!(
             message.contains(
-                "\n    sudo apt-get update && sudo apt-get install -y cmake chromium chromium-driver prometheus\n"
+                "\n    sudo apt-get update && sudo apt-get install -y cmake chromium chromium-driver prometheus systemd\n"
             ),
             "{message}"
         );
