@@ -35,6 +35,10 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// Do not look server names up in DNS (CI, a laptop without the production
+        /// resolver): everything else is checked as `run` would.
+        #[arg(long)]
+        no_resolve: bool,
     },
     /// Explain what the proxy would answer a browser's cross-origin request, and why. Exit 0
     /// if the page could read the response, 1 if not.
@@ -52,6 +56,9 @@ enum Command {
         /// The page sends credentials (fetch with credentials: "include").
         #[arg(long)]
         credentials: bool,
+        /// Do not look server names up in DNS (routing and policies need no addresses).
+        #[arg(long)]
+        no_resolve: bool,
         /// The URL the page requests, such as https://api.example.com/api/users.
         url: String,
     },
@@ -100,7 +107,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Run(args)) => run(&args),
         None => run(&cli.run),
-        Some(Command::Check { config }) => check(&config),
+        Some(Command::Check { config, no_resolve }) => check(&config, !no_resolve),
         Some(Command::Import(args)) => return crossgate::import::cli::run(&args),
         Some(Command::Demo { config }) => run_demo(&config),
         Some(Command::Backend { listen }) => demo::spawn(listen)
@@ -118,8 +125,9 @@ fn main() -> ExitCode {
             headers,
             credentials,
             url,
+            no_resolve,
         }) => {
-            return match compile(&config).and_then(|rules| {
+            return match compile_with(&config, !no_resolve).and_then(|rules| {
                 explain::explain(&rules, &url, &origin, &method, &headers, credentials)
             }) {
                 Ok(e) => {
@@ -150,6 +158,11 @@ fn main() -> ExitCode {
 const EXAMPLE: &str = include_str!("../config.example.yaml");
 
 fn compile(path: &Path) -> Result<Rules, String> {
+    compile_with(path, true)
+}
+
+/// `lookups`: server names are looked up in DNS (`run` always does).
+fn compile_with(path: &Path, lookups: bool) -> Result<Rules, String> {
     let loaded = if path == Path::new("config.example.yaml") && !path.exists() {
         let config = config::parse_yaml(path, EXAMPLE).map_err(|e| e.to_string())?;
         config::Loaded {
@@ -160,16 +173,20 @@ fn compile(path: &Path) -> Result<Rules, String> {
     } else {
         config::load(path).map_err(|e| e.to_string())?
     };
-    let rules = rules::compile(&loaded).map_err(|e| e.to_string())?;
+    let resolved = rules::resolve_with(&loaded, lookups);
+    let rules = rules::compile_with(&loaded, &resolved).map_err(|e| e.to_string())?;
     for w in &rules.warnings {
         eprintln!("warning: {w}");
     }
     Ok(rules)
 }
 
-fn check(path: &Path) -> Result<(), String> {
-    let rules = compile(path)?;
+fn check(path: &Path, lookups: bool) -> Result<(), String> {
+    let rules = compile_with(path, lookups)?;
     print!("{}", describe::rules(&rules));
+    if !lookups {
+        println!("server names not looked up (--no-resolve): run looks them up at start");
+    }
     // What crossgate_config_info{hash} shows for this file once it is live.
     println!("config hash: {}", rules.config_hash);
     println!("{}: OK", path.display());

@@ -900,3 +900,57 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
         "systemd-analyze verify says:\n{stderr}"
     );
 }
+
+/// `check` and `explain` where production names do not resolve (CI on a Kubernetes config):
+/// `--no-resolve` checks everything else, and says that the names were not looked up.
+#[test]
+fn check_and_explain_run_without_dns_with_no_resolve() {
+    use serde::Deserialize;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let manifests = std::fs::read_to_string(root.join("deploy/kubernetes.yaml")).unwrap();
+    let config = serde_yaml::Deserializer::from_str(&manifests)
+        .map(|doc| serde_yaml::Value::deserialize(doc).unwrap())
+        .find(|v| v["kind"] == "ConfigMap")
+        .and_then(|v| v["data"]["config.yaml"].as_str().map(str::to_owned))
+        .unwrap();
+    // A name that no resolver anywhere answers (RFC 6761 .invalid).
+    let config = config.replace(
+        "legacy-api.default.svc.cluster.local:80",
+        "legacy-api.invalid:80",
+    );
+    let path = write_config("noresolve", &config);
+    let out = check(&path);
+    assert!(!out.status.success(), "the name resolved?");
+    let out = bin()
+        .args(["check", "--no-resolve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("legacy-api.invalid:80"), "{stdout}");
+    assert!(stdout.contains("--no-resolve"), "{stdout}");
+    assert!(stdout.ends_with(": OK\n"), "{stdout}");
+    let out = bin()
+        .args(["explain", "--no-resolve", "--config"])
+        .arg(&path)
+        .args([
+            "--origin",
+            "https://app.example.com",
+            "https://api.example.com/api/users",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("route: api "), "{stdout}");
+}

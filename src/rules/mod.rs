@@ -199,4 +199,4 @@ pub mod resolve;
 mod tests;
 
 pub use compile::{compile, compile_with};
-pub use resolve::{resolve, Resolved};
+pub use resolve::{resolve, resolve_with, Resolved};

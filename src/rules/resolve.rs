@@ -94,22 +94,7 @@ impl Resolved {
             .map_err(|why| (why.to_string(), why.fix()));
         let min_ttl = super::compile::dns_settings(loaded)
             .map_or(DnsSettings::default().min_ttl, |d| d.min_ttl);
-        let offline = |s: &String| -> Result<Addresses, String> {
-            Ok(match crate::dns::parse_server(s)? {
-                Server::Addr(a) => (vec![a], None),
-                Server::Name { host, port } => (
-                    vec![SocketAddr::new(
-                        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
-                        port,
-                    )],
-                    Some(Followed {
-                        host: host.to_owned(),
-                        port,
-                        ttl: min_ttl,
-                    }),
-                ),
-            })
-        };
+        let offline = |s: &String| unresolved(s, min_ttl);
         Resolved {
             certs,
             upgrade_sock: Some(upgrade_sock),
@@ -128,8 +113,36 @@ impl Resolved {
     }
 }
 
+/// A server as written, without a lookup: an address as it is, a name as the documentation
+/// address 192.0.2.1 (RFC 5737) with the name followed (`check --no-resolve`, the fuzz
+/// target).
+fn unresolved(s: &str, ttl: std::time::Duration) -> Result<Addresses, String> {
+    Ok(match crate::dns::parse_server(s)? {
+        Server::Addr(a) => (vec![a], None),
+        Server::Name { host, port } => (
+            vec![SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+                port,
+            )],
+            Some(Followed {
+                host: host.to_owned(),
+                port,
+                ttl,
+            }),
+        ),
+    })
+}
+
 /// Does the lookups and reads for `loaded`, in compile's order, up to the first failure.
 pub fn resolve(loaded: &Loaded) -> Resolved {
+    resolve_with(loaded, true)
+}
+
+/// [`resolve`], with server names looked up in DNS or not (`lookups: false`: each name stands
+/// for itself, as [`Resolved::offline`] has it; certificates, CA files and the upgrade socket
+/// are read as always). For `check` and `explain` on a machine that cannot resolve the
+/// production names (CI, a laptop): the routing and policies compile the same.
+pub fn resolve_with(loaded: &Loaded, lookups: bool) -> Resolved {
     let cfg = &loaded.config;
     let mut out = Resolved::default();
     for t in &cfg.tls {
@@ -157,7 +170,11 @@ pub fn resolve(loaded: &Loaded) -> Resolved {
     for (name, up) in &cfg.upstreams {
         let servers = out.servers.entry(name.clone()).or_default();
         for s in &up.servers {
-            let a = crate::dns::resolve_server(s, &dns);
+            let a = if lookups {
+                crate::dns::resolve_server(s, &dns)
+            } else {
+                unresolved(s, dns.min_ttl)
+            };
             let failed = a.is_err();
             servers.push(a);
             if failed {
