@@ -47,26 +47,43 @@ pub(crate) enum Form<'a> {
 /// (pingora drops `Content-Length` from a parsed head that also has `Transfer-Encoding`).
 /// `Ok`: it may be routed; an absolute-form target is still to be rewritten with
 /// [`to_origin_form`].
-pub(crate) fn check<'a>(req: &'a RequestHeader, raw: &[u8]) -> Result<Form<'a>, Refused> {
+pub(crate) fn check<'a>(req: &'a RequestHeader, raw: &[u8]) -> Result<Checked<'a>, Refused> {
     let form = target_form(req.raw_path(), &req.method)?;
-    let hosts = req.headers.get_all(HOST).iter().count();
-    if hosts > 1 {
-        return Err(bad("more than one Host field"));
-    }
-    if hosts == 0 && req.version != Version::HTTP_10 {
-        return Err(bad("an HTTP/1.1 request without Host"));
-    }
-    if let Some(host) = req.headers.get(HOST) {
-        if !is_authority(host.as_bytes()) {
-            return Err(bad("a Host that is not a host[:port]"));
+    let mut hosts = req.headers.get_all(HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return Err(bad("more than one Host field")),
+        (None, _) if req.version != Version::HTTP_10 => {
+            return Err(bad("an HTTP/1.1 request without Host"))
         }
+        (Some(host), None) if !is_authority(host.as_bytes()) => {
+            return Err(bad("a Host that is not a host[:port]"))
+        }
+        _ => {}
     }
     let chunked = transfer_coding(req)?;
     let length = content_length(&req.headers, false)?;
     if chunked && (length.is_some() || has_field(raw, b"content-length")) {
         return Err(bad("both Content-Length and Transfer-Encoding"));
     }
-    Ok(form)
+    let body = match (chunked, length) {
+        (true, _) => Framing::Chunked,
+        (false, n) => Framing::Length(n.unwrap_or(0)),
+    };
+    Ok(Checked { form, body })
+}
+
+/// A request head that passed [`check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Checked<'a> {
+    pub form: Form<'a>,
+    pub body: Framing,
+}
+
+/// How the request's body is framed (none is `Length(0)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    Length(u64),
+    Chunked,
 }
 
 /// The form of a raw request target; `method` decides whether `*` is allowed.
@@ -107,6 +124,35 @@ pub(crate) fn target_form<'a>(raw: &'a [u8], method: &Method) -> Result<Form<'a>
 /// IP literal, with an optional port; no user information, path or whitespace. Empty is
 /// allowed (a target without authority sends an empty `Host`).
 fn is_authority(value: &[u8]) -> bool {
+    /// reg-name and IPv4 characters (unreserved, sub-delims, `%`), one bit per byte.
+    const REG_NAME: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut c = 0;
+        while c < 256 {
+            let b = c as u8;
+            t[c] = b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'.'
+                        | b'_'
+                        | b'~'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
+                        | b'%'
+                );
+            c += 1;
+        }
+        t
+    };
     let (host, port) = match value.iter().rposition(|&c| c == b':') {
         Some(i) if !value[i..].contains(&b']') => (&value[..i], &value[i + 1..]),
         _ => (value, &b""[..]),
@@ -119,8 +165,7 @@ fn is_authority(value: &[u8]) -> bool {
                     .all(|&c| c.is_ascii_hexdigit() || b":.".contains(&c))
         })
     } else {
-        host.iter()
-            .all(|&c| c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&c))
+        host.iter().all(|&c| REG_NAME[usize::from(c)])
     };
     host_ok && port.iter().all(u8::is_ascii_digit) && port.len() <= 5
 }
@@ -270,7 +315,7 @@ mod tests {
             );
         }
         let r = head(Version::HTTP_11, "OPTIONS", b"*", &[HOST_OK]);
-        assert_eq!(check(&r, b""), Ok(Form::Asterisk));
+        assert_eq!(check(&r, b"").map(|c| c.form), Ok(Form::Asterisk));
     }
 
     #[test]
@@ -281,7 +326,11 @@ mod tests {
             b"http://api.example.com:8080?q=1",
             &[("host", b"other.example")],
         );
-        let Ok(Form::Absolute { authority, rest }) = check(&r, b"") else {
+        let Ok(Checked {
+            form: Form::Absolute { authority, rest },
+            ..
+        }) = check(&r, b"")
+        else {
             panic!("not absolute-form");
         };
         let (authority, rest) = (authority.to_owned(), rest.to_owned());
@@ -302,7 +351,7 @@ mod tests {
         assert_eq!(verdict(b"/", &[("host", b"127.0.0.1:80")]), Ok(()));
         assert_eq!(verdict(b"/", &[("host", b"")]), Ok(()));
         let r = head(Version::HTTP_10, "GET", b"/", &[]);
-        assert_eq!(check(&r, b""), Ok(Form::Origin));
+        assert_eq!(check(&r, b"").map(|c| c.form), Ok(Form::Origin));
     }
 
     #[test]

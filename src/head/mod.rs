@@ -28,12 +28,7 @@ use pingora::{Error, ErrorType, Result};
 
 mod check;
 
-pub(crate) use check::{check, to_origin_form, Form, Refused};
-
-/// A checked HTTP/1 request's body length (`check` refused any other spelling).
-pub(crate) fn content_length(headers: &http::HeaderMap) -> Option<u64> {
-    check::content_length(headers, false).ok().flatten()
-}
+pub(crate) use check::{check, to_origin_form, Form, Framing, Refused};
 
 /// Fields a proxy never forwards.
 const HOP_BY_HOP: [&str; 10] = [

@@ -29,18 +29,17 @@ fn head_in(session: &mut ServerSession, max_head: usize) -> std::result::Result<
             why: "the request head is larger than server.client_max_head_size",
         });
     }
-    let absolute = match head::check(h1.req_header(), &raw)? {
+    let checked = head::check(h1.req_header(), &raw)?;
+    let absolute = match checked.form {
         head::Form::Absolute { authority, rest } => Some((authority.to_owned(), rest.to_owned())),
         head::Form::Origin | head::Form::Asterisk => None,
     };
     // The guard hands pingora this body and nothing after it (a chunked one checked by
     // crossgate's own decoder, `wire::chunked`), once it is sure that the head pingora parsed
     // is the one it handed over.
-    let headers = &h1.req_header().headers;
-    let body = if headers.contains_key(http::header::TRANSFER_ENCODING) {
-        guard::Body::Chunked
-    } else {
-        guard::Body::Length(head::content_length(headers).unwrap_or(0))
+    let body = match checked.body {
+        head::Framing::Chunked => guard::Body::Chunked,
+        head::Framing::Length(n) => guard::Body::Length(n),
     };
     if !guard::message(Some(h1.stream()), raw.len(), body) {
         return Err(head::Refused {

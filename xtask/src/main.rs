@@ -37,7 +37,8 @@ tasks:
                   install cargo-mutants if missing, then run it over the security-critical
                   modules (path, percent, origin, cors, dispatch, JSONP, head, wire, the
                   guard's message boundaries) with the tests that cover them; ARGS go to
-                  cargo-mutants (`--file src/path.rs` to narrow it, `--list` to count).
+                  cargo-mutants (`--file src/path.rs` narrows it to that file, `--list`
+                  counts).
                   Outcomes in target/mutants.out/; see MUTANTS.md
     help          this text
 
@@ -207,8 +208,12 @@ fn mutants(args: Vec<OsString>) -> Command {
     command.arg("--dir").arg(root);
     command.args(["--package", "crossgate", "--timeout", "300"]);
     command.arg("--output").arg(root.join("target"));
-    for file in MUTATED {
-        command.args(["--file", file]);
+    // Files named on the command line narrow the run to them.
+    let narrowed = args.iter().any(|a| a == "--file" || a == "-f");
+    if !narrowed {
+        for file in MUTATED {
+            command.args(["--file", file]);
+        }
     }
     command.args(args);
     command.arg("--");
@@ -295,6 +300,17 @@ mod tests {
         assert_eq!(line[dashes - 1], "--list");
         assert_eq!(&line[dashes + 1..], MUTANT_TESTS);
         assert!(line.windows(2).any(|w| w == ["--file", "src/path.rs"]));
+        // Named files narrow it.
+        let command = mutants(vec!["--file".into(), "src/wire/chunked.rs".into()]);
+        let files: Vec<String> = command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .windows(2)
+            .filter(|w| w[0] == "--file")
+            .map(|w| w[1].clone())
+            .collect();
+        assert_eq!(files, ["src/wire/chunked.rs"]);
     }
 
     #[test]
