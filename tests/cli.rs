@@ -461,13 +461,32 @@ async fn text_access_log_is_the_default() {
     assert!(!line.starts_with('{'), "{line}");
     for field in [
         "method=GET",
-        "path=/items",
+        "path=\"/items\"",
         "status=200",
         "route=api",
         "cors=off",
     ] {
         assert!(line.contains(field), "{field} missing in {line}");
     }
+    // What a client sends is quoted: an Origin cannot forge fields of the line.
+    client()
+        .get(format!("http://{proxy}/items"))
+        .header("origin", "https://x.test cors=allowed route=admin")
+        .send()
+        .await
+        .unwrap();
+    let (line, _) = next_log_line(&rx, "crossgate::access");
+    assert!(
+        line.contains("origin=\"https://x.test cors=allowed route=admin\""),
+        "{line}"
+    );
+    let unquoted: Vec<&str> = line
+        .split('"')
+        .step_by(2)
+        .flat_map(str::split_whitespace)
+        .filter(|w| w.starts_with("route=") || w.starts_with("cors="))
+        .collect();
+    assert_eq!(unquoted, ["route=api", "cors=off"], "{line}");
 }
 
 #[tokio::test]
@@ -553,7 +572,7 @@ async fn report_only_logs_who_would_be_refused() {
         .unwrap();
     let (line, _) = next_log_line(&rx, "crossgate::report_only");
     assert!(
-        line.contains("origin=https://old-partner.example"),
+        line.contains("origin=\"https://old-partner.example\""),
         "{line}"
     );
     assert!(
@@ -862,7 +881,7 @@ async fn a_client_leaving_an_event_stream_is_not_logged_as_an_error() {
     }
     // The access line comes after pingora's error line, if there is one.
     let (line, before) = next_log_line(&rx, "crossgate::access");
-    assert!(line.contains("path=/events/sse-gated"), "{line}");
+    assert!(line.contains("path=\"/events/sse-gated\""), "{line}");
     assert!(
         line.contains("error=") && line.contains("ConnectionClosed"),
         "the access log keeps the reason: {line}"

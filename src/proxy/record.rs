@@ -33,7 +33,7 @@ pub(super) fn report_would_deny(
             target: "crossgate::report_only",
             route = %route.name,
             policy = %policy.name,
-            origin = %origin.as_deref().unwrap_or("-"),
+            origin = origin.as_deref().unwrap_or("-"),
             served = served.label(),
             why = %why,
             "report-only policy would deny this request",
@@ -116,13 +116,20 @@ impl CrossGate {
             (None, Channel::Beacon) => "beacon",
             (None, _) => "-",
         };
+        // What the client chose (host, path, Origin) is logged as a string value: quoted and
+        // escaped in the text format (`origin="https://x.test cors=allowed"` cannot pass for
+        // two fields), a plain JSON string in the JSON format.
+        let (host, path) = (
+            cors::sanitize(request_host(req)),
+            cors::sanitize(req.uri.path()),
+        );
         tracing::info!(
             target: "crossgate::access",
             method = %req.method,
-            host = %cors::sanitize(request_host(req)),
-            path = %cors::sanitize(req.uri.path()),
+            host = host.as_str(),
+            path = path.as_str(),
             status,
-            origin = %origin.as_deref().unwrap_or("-"),
+            origin = origin.as_deref().unwrap_or("-"),
             route = %route,
             cors = %if ctx.policy().is_some() { ctx.origin.label() } else { "off" },
             preflight = matches!(ctx.channel, Channel::Preflight),
