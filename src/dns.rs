@@ -173,6 +173,12 @@ pub fn parse_server(s: &str) -> Result<Server<'_>, String> {
     if let Ok(a) = s.parse() {
         return Ok(Server::Addr(a));
     }
+    if let Some((scheme, _)) = s.split_once("://") {
+        // Not a name that failed to resolve: a URL where host:port belongs.
+        return Err(format!(
+            "a URL, not host:port: write it without {scheme}:// (and without a path); an HTTPS upstream takes upstreams.NAME.tls"
+        ));
+    }
     s.rsplit_once(':')
         .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
         .map(|(host, port)| Server::Name { host, port })

@@ -217,3 +217,35 @@ fn named_policies_are_shared() {
         rules.routes[1].cors.as_ref().unwrap()
     ));
 }
+
+#[test]
+fn a_route_named_like_a_reserved_metric_label_is_refused() {
+    for name in ["none", "beacon"] {
+        let e = compile_str(&format!(
+            "{BASE}routes:\n  - {{name: {name}, upstream: api}}\n"
+        ))
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            e.contains(&format!("the route name \"{name}\" is reserved")),
+            "{e}"
+        );
+        assert!(e.contains("routes[0].name"), "{e}");
+    }
+}
+
+#[test]
+fn a_url_in_servers_is_named_as_a_url_not_a_dns_failure() {
+    let e = compile_str(
+        "listen: 127.0.0.1:0\nupstreams:\n  api:\n    servers: [\"http://127.0.0.1:9\"]\nroutes:\n  - {name: r, upstream: api}\n",
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        e.contains("a URL, not host:port: write it without http://"),
+        "{e}"
+    );
+    assert!(!e.to_lowercase().contains("name or service"), "{e}");
+}

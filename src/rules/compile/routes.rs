@@ -23,6 +23,13 @@ impl Compiler<'_> {
         let mut names = HashSet::new();
         for (i, r) in cfg.routes.iter().enumerate() {
             let path = root.key("routes").index(i);
+            if r.name == "none" || r.name == "beacon" {
+                return Err(self.err(
+                    &path.key("name"),
+                    format!("the route name {:?} is reserved", r.name),
+                    "choose another name: the metrics label requests with no route `none` and the beacons' `beacon`",
+                ));
+            }
             if !names.insert(r.name.as_str()) {
                 return Err(self.err(
                     &path.key("name"),
