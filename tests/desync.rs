@@ -42,6 +42,7 @@ cors_policies:
 routes:
   - {{name: ws, path: /ws, upstream: b, cors: app, websocket: {{}}}}
   - {{name: jsonp, path: /jsonp, upstream: b, cors: app, jsonp: {{}}}}
+  - {{name: events, path: /events, upstream: b, cors: app, sse: {{heartbeat: 10s}}}}
   - {{name: api, path: /, upstream: b, cors: app}}
 "#,
         backend.addr
@@ -497,6 +498,11 @@ async fn http10_clients_get_no_chunks_and_every_client_gets_http11() {
     let backend = RawBackend::start(|g| {
         if g.head.starts_with("GET /chunked") {
             answer("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        } else if g.head.starts_with("GET /events") {
+            common::raw::answer_then_close(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n\
+                 d\r\ndata: hello\n\n\r\n0\r\n\r\n",
+            )
         } else if g.head.starts_with("GET /jsonp") {
             answer(
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
@@ -522,6 +528,15 @@ async fn http10_clients_get_no_chunks_and_every_client_gets_http11() {
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     assert!(!r.to_ascii_lowercase().contains("transfer-encoding"), "{r}");
     assert!(r.contains("cb("), "{r}");
+    // An event stream (streamed by crossgate itself, with heartbeats) likewise.
+    let r = exchange(
+        &proxy,
+        b"GET /events HTTP/1.0\r\nAccept: text/event-stream\r\nOrigin: https://app.example.com\r\n\r\n",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(!r.to_ascii_lowercase().contains("transfer-encoding"), "{r}");
+    assert!(r.ends_with("\r\n\r\ndata: hello\n\n"), "{r:?}");
     // An HTTP/1.0 server's close-delimited answer to an HTTP/1.1 client: in crossgate's own
     // version, chunked, and the client's connection goes on.
     let mut s = connect(&proxy).await;
