@@ -24,6 +24,13 @@
 //! the client's frames (`h2.rs`): each must be whole within `client_header_timeout` of the read
 //! that brought its HEADERS frame's header. Nothing else on an h2 connection is timed here.
 //!
+//! On HTTP/1 the wrapper also keeps message boundaries (`h1.rs`): pingora is handed a head up
+//! to its empty line (a head past `client_max_head_size` is refused, [`refused`] says 431),
+//! then, once the engine has said how its body is framed ([`message`]), that body and nothing
+//! after it, a chunked one checked by crossgate's own strict decoder (`crate::wire::chunked`);
+//! what was read past a message's end waits here for the next reads. pingora's codec alone
+//! takes a bare LF into a chunk extension and skips trailer lines unchecked.
+//!
 //! The same wrapper coalesces the sends of a chunked response. pingora 0.9 flushes the head of
 //! any response without a Content-Length, every chunk, and the last chunk, each in its own send,
 //! even when the head, the body and the end arrived from the upstream together: a small JSONP
