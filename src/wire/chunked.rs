@@ -385,6 +385,19 @@ mod tests {
 
     #[test]
     fn extensions_and_trailers_are_bounded() {
+        // Up to the bounds: accepted.
+        let mut ext = b"1;".to_vec();
+        ext.extend(std::iter::repeat(b'a').take(MAX_EXTENSIONS - 1));
+        ext.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
+        assert_eq!(verdict(&ext), Ok(Step::End(ext.len())));
+        let mut fields = b"0\r\n".to_vec();
+        let line = b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+        while fields.len() + line.len() + 2 < MAX_TRAILERS {
+            fields.extend_from_slice(line);
+        }
+        fields.extend_from_slice(b"\r\n");
+        assert_eq!(verdict(&fields), Ok(Step::End(fields.len())));
+        // Past them: refused.
         let mut long = b"1;".to_vec();
         long.extend(std::iter::repeat(b'a').take(MAX_EXTENSIONS + 1));
         assert_eq!(verdict(&long), Err(ChunkError::ExtensionTooLong));
