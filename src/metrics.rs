@@ -148,6 +148,12 @@ impl Metrics {
                     .with_label_values(&[u.name.as_str(), b.label.as_str()])
                     .set(i64::from(b.is_healthy()));
             }
+            // Every kind of upstream error from the start (at 0), so that the first error of
+            // a kind is an increase that rate() and alerts see.
+            for kind in UPSTREAM_ERROR_KINDS {
+                self.upstream_errors
+                    .with_label_values(&[u.name.as_str(), kind]);
+            }
             // Both series from the start, as for reloads: the first failure is an increase.
             if u.follows_dns() {
                 for result in ["ok", "error"] {
@@ -304,6 +310,9 @@ pub fn status_class(status: u16) -> &'static str {
 }
 
 /// The kind of an upstream failure, for `crossgate_upstream_errors_total`.
+/// The `kind` labels of `crossgate_upstream_errors_total` ([`upstream_error_kind`]).
+const UPSTREAM_ERROR_KINDS: [&str; 4] = ["connect", "timeout", "reset", "invalid"];
+
 pub fn upstream_error_kind(e: &pingora::Error) -> &'static str {
     use pingora::ErrorType::*;
     match e.etype() {
@@ -334,6 +343,24 @@ mod tests {
             .unwrap();
         assert!(text.contains("crossgate_config_last_reload_successful 0"));
         assert!(text.contains("crossgate_config_reloads_total{result=\"failure\"} 1"));
+    }
+
+    #[test]
+    fn upstream_error_counters_exist_at_zero_for_every_kind_before_the_first_error() {
+        let rules = crate::test_util::rules_from_yaml(
+            "listen: 127.0.0.1:0\nupstreams:\n  b: {servers: [127.0.0.1:9]}\nroutes:\n  - {name: r, upstream: b}\n",
+        );
+        let m = Metrics::new();
+        let text = m.render(Live {
+            config_hash: &rules.config_hash,
+            beacons: &rules.beacons,
+            upstreams: &rules.upstreams,
+        });
+        for kind in ["connect", "timeout", "reset", "invalid"] {
+            let line =
+                format!("crossgate_upstream_errors_total{{kind=\"{kind}\",upstream=\"b\"}} 0");
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
     }
 
     #[test]

@@ -384,6 +384,18 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_says_what_was_wrong() {
+        assert_eq!(
+            ChunkError::Extension.to_string(),
+            "a chunk extension outside its grammar"
+        );
+        assert_eq!(
+            ChunkError::Size.to_string(),
+            "a chunk size that is not 1 to 16 hex digits"
+        );
+    }
+
+    #[test]
     fn extensions_and_trailers_are_bounded() {
         // Up to the bounds: accepted.
         let mut ext = b"1;".to_vec();
