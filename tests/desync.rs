@@ -654,33 +654,7 @@ async fn an_http2_connection_never_hands_a_stream_stray_bytes_from_the_one_befor
     // The upstream connections an HTTP/2 connection keeps for its next streams are checked
     // like an HTTP/1 connection's own.
     let (backend, later) = late_body_backend().await;
-    let dir = std::env::temp_dir().join(format!("crossgate-desync-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    let (cert_path, key_path) = (dir.join("h2.pem"), dir.join("h2.key"));
-    std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
-    let tls_addr = common::free_addr();
-    let yaml = config(&backend).replace(
-        "upstreams:",
-        &format!(
-            "tls:\n  - {{listen: \"{tls_addr}\", cert: \"{}\", key: \"{}\"}}\nupstreams:",
-            cert_path.display(),
-            key_path.display()
-        ),
-    );
-    let _proxy = Proxy::start(&yaml).await;
-    common::wait_until_listening(tls_addr).await;
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem().as_bytes()).unwrap())
-        .resolve("localhost", tls_addr)
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let (_proxy, tls_addr, client) = common::with_h2_listener(&config(&backend), "desync").await;
     let url = |path: &str| format!("https://localhost:{}{path}", tls_addr.port());
     let r = client.head(url("/late")).send().await.unwrap();
     assert_eq!(r.version(), reqwest::Version::HTTP_2);

@@ -8,11 +8,10 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::raw::{answer, answer_then_close, answer_then_echo, find, RawBackend};
-use common::{free_addr, read_raw_until, Proxy};
+use common::{read_raw_until, Proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -462,43 +461,11 @@ async fn pipelined_requests_to_the_raw_backend_are_answered_in_order() {
     assert_eq!(bodies, "abc");
 }
 
-/// An HTTPS listener with HTTP/2 in front of the raw backend.
-async fn h2_proxy(backend: &RawBackend) -> (Proxy, SocketAddr, String) {
-    let dir = std::env::temp_dir().join(format!("crossgate-semantics-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    let (cert_path, key_path) = (dir.join("h2.pem"), dir.join("h2.key"));
-    std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
-    let tls_addr = free_addr();
-    let yaml = config(backend).replace(
-        "upstreams:",
-        &format!(
-            "tls:\n  - {{listen: \"{tls_addr}\", cert: \"{}\", key: \"{}\"}}\nupstreams:",
-            cert_path.display(),
-            key_path.display()
-        ),
-    );
-    let proxy = Proxy::start(&yaml).await;
-    common::wait_until_listening(tls_addr).await;
-    (proxy, tls_addr, cert.pem())
-}
-
 #[tokio::test]
 async fn an_http2_request_reaches_an_http1_backend_with_host_and_one_cookie_line() {
     // RFC 9113 §8.3.1 (`:authority` is the host) and §8.2.3 (cookie fields joined with "; ").
     let backend = RawBackend::start(|_| answer(OK)).await;
-    let (_proxy, tls_addr, ca) = h2_proxy(&backend).await;
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
-        .resolve("localhost", tls_addr)
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let (_proxy, tls_addr, client) = common::with_h2_listener(&config(&backend), "semantics").await;
     let r = client
         .post(format!("https://localhost:{}/h2?x=1", tls_addr.port()))
         .header("cookie", "a=1")

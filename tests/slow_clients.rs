@@ -196,6 +196,24 @@ async fn a_websocket_that_never_reads_is_cut_at_the_send_timeout() {
     normal_client_is_served(proxy.addr).await;
 }
 
+/// The real binary on `yaml`, as its own process (its memory and descriptors are read from
+/// /proc), its output discarded.
+fn run_binary(name: &str, yaml: &str) -> Running {
+    let dir = std::env::temp_dir().join(format!("crossgate-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    Running(
+        std::process::Command::new(env!("CARGO_BIN_EXE_crossgate"))
+            .args(["run", "--no-watch", "--config"])
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -233,19 +251,7 @@ async fn ten_thousand_idle_connections_are_held_in_bounded_memory_then_closed() 
     let yaml = config(&backend, "client_header_timeout: 3s")
         .replace("LISTEN", &addr.to_string())
         .replace("ADMIN", &admin.to_string());
-    let dir = std::env::temp_dir().join(format!("crossgate-idle-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("config.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let child = Running(
-        std::process::Command::new(env!("CARGO_BIN_EXE_crossgate"))
-            .args(["run", "--no-watch", "--config"])
-            .arg(&path)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let child = run_binary("idle", &yaml);
     let pid = child.0.id();
     wait_until_listening(addr).await;
     normal_client_is_served(addr).await;
@@ -359,19 +365,7 @@ async fn clients_that_stop_reading_a_large_answer_hold_bounded_memory() {
     let yaml = format!(
         "listen: \"{addr}\"\nupstreams:\n  b: {{servers: [\"{backend}\"]}}\nroutes:\n  - {{name: api, upstream: b}}\n"
     );
-    let dir = std::env::temp_dir().join(format!("crossgate-stalled-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("config.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let child = Running(
-        std::process::Command::new(env!("CARGO_BIN_EXE_crossgate"))
-            .args(["run", "--no-watch", "--config"])
-            .arg(&path)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let child = run_binary("stalled", &yaml);
     let pid = child.0.id();
     wait_until_listening(addr).await;
     let rss_before = rss_kib(pid);

@@ -526,6 +526,40 @@ impl Proxy {
     }
 }
 
+/// crossgate with `yaml` (as [`Proxy::start`] takes it) plus an HTTPS listener offering
+/// HTTP/2, with a fresh self-signed certificate for `localhost`: the proxy, the listener's
+/// address, and an HTTP/2 client that trusts the certificate and sends `localhost` there.
+pub async fn with_h2_listener(yaml: &str, name: &str) -> (Proxy, SocketAddr, reqwest::Client) {
+    let dir = std::env::temp_dir().join(format!("crossgate-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_path, key_path) = (dir.join("h2.pem"), dir.join("h2.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let tls_addr = free_addr();
+    let yaml = yaml.replace(
+        "upstreams:",
+        &format!(
+            "tls:\n  - {{listen: \"{tls_addr}\", cert: \"{}\", key: \"{}\"}}\nupstreams:",
+            cert_path.display(),
+            key_path.display()
+        ),
+    );
+    let proxy = Proxy::start(&yaml).await;
+    wait_until_listening(tls_addr).await;
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem().as_bytes()).unwrap())
+        .resolve("localhost", tls_addr)
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    (proxy, tls_addr, client)
+}
+
 impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.stop.send(ShutdownSignal::FastShutdown);
