@@ -139,11 +139,6 @@ impl Chunked {
         }
     }
 
-    /// Whether the body has ended.
-    pub fn is_done(&self) -> bool {
-        self.state == State::Done
-    }
-
     /// Reads the next bytes of the body.
     pub fn feed(&mut self, input: &[u8]) -> Result<Step, ChunkError> {
         if self.state == State::Done {
@@ -395,29 +390,42 @@ mod tests {
         );
     }
 
+    /// A chunk line of `1;` and `n` bytes of extension name, then the rest of a body.
+    fn with_extension(n: usize) -> Vec<u8> {
+        let mut b = b"1;".to_vec();
+        b.extend(std::iter::repeat(b'a').take(n));
+        b.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
+        b
+    }
+
+    /// A last chunk with about `n` bytes of trailer fields.
+    fn with_trailers(n: usize) -> Vec<u8> {
+        let mut b = b"0\r\n".to_vec();
+        let line = b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+        while b.len() + line.len() < n {
+            b.extend_from_slice(line);
+        }
+        b.extend_from_slice(b"\r\n");
+        b
+    }
+
     #[test]
     fn extensions_and_trailers_are_bounded() {
-        // Up to the bounds: accepted.
-        let mut ext = b"1;".to_vec();
-        ext.extend(std::iter::repeat(b'a').take(MAX_EXTENSIONS - 1));
-        ext.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
+        // The bounds as documented (4 KiB of extensions a line, 16 KiB of trailers): just
+        // under them accepted, just over refused. Literal sizes, not the constants, so that
+        // a change of a bound shows.
+        let ext = with_extension(4000);
         assert_eq!(verdict(&ext), Ok(Step::End(ext.len())));
-        let mut fields = b"0\r\n".to_vec();
-        let line = b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
-        while fields.len() + line.len() + 2 < MAX_TRAILERS {
-            fields.extend_from_slice(line);
-        }
-        fields.extend_from_slice(b"\r\n");
+        assert_eq!(
+            verdict(&with_extension(4200)),
+            Err(ChunkError::ExtensionTooLong)
+        );
+        let fields = with_trailers(16_000);
         assert_eq!(verdict(&fields), Ok(Step::End(fields.len())));
-        // Past them: refused.
-        let mut long = b"1;".to_vec();
-        long.extend(std::iter::repeat(b'a').take(MAX_EXTENSIONS + 1));
-        assert_eq!(verdict(&long), Err(ChunkError::ExtensionTooLong));
-        let mut trailers = b"0\r\n".to_vec();
-        while trailers.len() < MAX_TRAILERS + 100 {
-            trailers.extend_from_slice(b"X-Pad: aaaaaaaaaaaaaaaa\r\n");
-        }
-        assert_eq!(verdict(&trailers), Err(ChunkError::TrailersTooLong));
+        assert_eq!(
+            verdict(&with_trailers(16_700)),
+            Err(ChunkError::TrailersTooLong)
+        );
     }
 
     #[test]
