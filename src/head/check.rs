@@ -20,6 +20,8 @@ use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderValue, Method, Version};
 use pingora::http::RequestHeader;
 
+use crate::wire::chunked::is_tchar;
+
 /// A head refused: the status the client gets and why (for the log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Refused {
@@ -233,11 +235,6 @@ pub(crate) fn has_field(raw: &[u8], name: &[u8]) -> bool {
             && line[..name.len()].eq_ignore_ascii_case(name)
             && line[name.len()] == b':'
     })
-}
-
-/// A token character (RFC 9110 §5.6.2).
-fn is_tchar(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
 }
 
 /// The body's length from `Content-Length`: one field line of digits. `merge`: identical

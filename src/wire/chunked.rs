@@ -115,7 +115,7 @@ pub enum Step {
 }
 
 /// A token character (RFC 9110 §5.6.2).
-fn is_tchar(c: u8) -> bool {
+pub(crate) fn is_tchar(c: u8) -> bool {
     c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
 }
 
