@@ -529,16 +529,9 @@ fn check_hash(path: &Path) -> String {
 
 /// The next log line that contains `marker` (10 s at most).
 fn log_line(rx: &std::sync::mpsc::Receiver<String>, marker: &str) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no log line with {marker:?} within 10 s"));
-        if line.contains(marker) {
-            return line;
-        }
-    }
+    log_lines_until(rx, marker)
+        .pop()
+        .expect("the line with the marker")
 }
 
 #[tokio::test]
