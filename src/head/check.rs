@@ -20,44 +20,23 @@ use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderValue, Method, Version};
 use pingora::http::RequestHeader;
 
-use crate::wire::chunked::is_tchar;
-
-/// A head refused: the status the client gets and why (for the log).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Refused {
-    pub status: u16,
-    pub why: &'static str,
-}
-
-const fn bad(why: &'static str) -> Refused {
-    Refused { status: 400, why }
-}
-
-/// The request target's form (RFC 9112 §3.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Form<'a> {
-    /// `/path?query`.
-    Origin,
-    /// `*` (OPTIONS only).
-    Asterisk,
-    /// `http(s)://authority/path?query`: the authority and the origin-form rest (`/` when
-    /// the target has no path).
-    Absolute { authority: &'a str, rest: &'a str },
-}
+pub(crate) use crate::wire::target::Form;
+pub(crate) use crate::wire::Refused;
+use crate::wire::{bad, framing, target};
 
 /// Checks an HTTP/1 request head (see the module's list); `raw` is the head as it came
 /// (pingora drops `Content-Length` from a parsed head that also has `Transfer-Encoding`).
 /// `Ok`: it may be routed; an absolute-form target is still to be rewritten with
 /// [`to_origin_form`].
 pub(crate) fn check<'a>(req: &'a RequestHeader, raw: &[u8]) -> Result<Checked<'a>, Refused> {
-    let form = target_form(req.raw_path(), &req.method)?;
+    let form = target::form(req.raw_path(), req.method == Method::OPTIONS)?;
     let mut hosts = req.headers.get_all(HOST).iter();
     match (hosts.next(), hosts.next()) {
         (Some(_), Some(_)) => return Err(bad("more than one Host field")),
         (None, _) if req.version != Version::HTTP_10 => {
             return Err(bad("an HTTP/1.1 request without Host"))
         }
-        (Some(host), None) if !is_authority(host.as_bytes()) => {
+        (Some(host), None) if !target::is_authority(host.as_bytes()) => {
             return Err(bad("a Host that is not a host[:port]"))
         }
         _ => {}
@@ -86,90 +65,6 @@ pub(crate) struct Checked<'a> {
 pub(crate) enum Framing {
     Length(u64),
     Chunked,
-}
-
-/// The form of a raw request target; `method` decides whether `*` is allowed.
-pub(crate) fn target_form<'a>(raw: &'a [u8], method: &Method) -> Result<Form<'a>, Refused> {
-    if raw.first() == Some(&b'/') {
-        return Ok(Form::Origin);
-    }
-    if raw == b"*" {
-        return if method == Method::OPTIONS {
-            Ok(Form::Asterisk)
-        } else {
-            Err(bad("a * target on a method other than OPTIONS"))
-        };
-    }
-    let not_a_target = bad("a target that is neither origin-form nor absolute-form");
-    let text = std::str::from_utf8(raw).map_err(|_| not_a_target)?;
-    let after_scheme = ["http://", "https://"].iter().find_map(|scheme| {
-        let head = text.get(..scheme.len())?;
-        head.eq_ignore_ascii_case(scheme)
-            .then(|| &text[scheme.len()..])
-    });
-    let Some(rest) = after_scheme else {
-        return Err(not_a_target);
-    };
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(end);
-    if authority.is_empty() || !is_authority(authority.as_bytes()) {
-        return Err(bad("an absolute-form target without a valid host"));
-    }
-    // "http://host" and "http://host?q" get the root path in `to_origin_form`.
-    Ok(Form::Absolute {
-        authority,
-        rest: path,
-    })
-}
-
-/// Whether `value` is a `Host` value (RFC 9110 §7.2): a reg-name, IPv4 address or bracketed
-/// IP literal, with an optional port; no user information, path or whitespace. Empty is
-/// allowed (a target without authority sends an empty `Host`).
-fn is_authority(value: &[u8]) -> bool {
-    /// reg-name and IPv4 characters (unreserved, sub-delims, `%`), one bit per byte.
-    const REG_NAME: [bool; 256] = {
-        let mut t = [false; 256];
-        let mut c = 0;
-        while c < 256 {
-            let b = c as u8;
-            t[c] = b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b'.'
-                        | b'_'
-                        | b'~'
-                        | b'!'
-                        | b'$'
-                        | b'&'
-                        | b'\''
-                        | b'('
-                        | b')'
-                        | b'*'
-                        | b'+'
-                        | b','
-                        | b';'
-                        | b'='
-                        | b'%'
-                );
-            c += 1;
-        }
-        t
-    };
-    let (host, port) = match value.iter().rposition(|&c| c == b':') {
-        Some(i) if !value[i..].contains(&b']') => (&value[..i], &value[i + 1..]),
-        _ => (value, &b""[..]),
-    };
-    let host_ok = if let Some(inner) = host.strip_prefix(b"[") {
-        inner.strip_suffix(b"]").is_some_and(|ip| {
-            !ip.is_empty()
-                && ip
-                    .iter()
-                    .all(|&c| c.is_ascii_hexdigit() || b":.".contains(&c))
-        })
-    } else {
-        host.iter().all(|&c| REG_NAME[usize::from(c)])
-    };
-    host_ok && port.iter().all(u8::is_ascii_digit) && port.len() <= 5
 }
 
 /// The request with an absolute-form target as it is routed and forwarded: the target's
@@ -204,28 +99,7 @@ fn transfer_coding(req: &RequestHeader) -> Result<bool, Refused> {
     if fields.next().is_some() {
         return Err(bad("more than one Transfer-Encoding field"));
     }
-    let value = first.as_bytes();
-    if value.eq_ignore_ascii_case(b"chunked") {
-        return Ok(true);
-    }
-    let codings: Vec<&[u8]> = value
-        .split(|&c| c == b',')
-        .map(<[u8]>::trim_ascii)
-        .collect();
-    if codings.iter().all(|c| c.eq_ignore_ascii_case(b"chunked")) {
-        return Err(bad("chunked applied more than once"));
-    }
-    if codings
-        .iter()
-        .all(|c| !c.is_empty() && c.iter().all(|&b| is_tchar(b)))
-    {
-        // A well-formed list with a coding besides (or instead of) one `chunked`.
-        return Err(Refused {
-            status: 501,
-            why: "a transfer coding other than chunked",
-        });
-    }
-    Err(bad("a Transfer-Encoding that is not a list of codings"))
+    framing::transfer_coding(first.as_bytes()).map(|()| true)
 }
 
 /// Whether a raw head (a start line, then field lines) has a field named `name` (lowercase).
@@ -246,13 +120,7 @@ pub(crate) fn content_length(
 ) -> Result<Option<u64>, Refused> {
     let mut length = None;
     for value in headers.get_all(CONTENT_LENGTH) {
-        let v = value.as_bytes();
-        if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
-            return Err(bad("a Content-Length that is not one number"));
-        }
-        let n: u64 = std::str::from_utf8(v)
-            .ok()
-            .and_then(|t| t.parse().ok())
+        let n = framing::content_length(value.as_bytes())
             .ok_or(bad("a Content-Length that is not one number"))?;
         match length {
             None => length = Some(n),

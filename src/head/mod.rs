@@ -28,27 +28,9 @@ use pingora::{Error, ErrorType, Result};
 
 mod check;
 
+use crate::wire::framing::{HOP_BY_HOP, MAX_NOMINATED, PROTECTED};
+
 pub(crate) use check::{check, to_origin_form, Form, Framing, Refused};
-
-/// Fields a proxy never forwards.
-const HOP_BY_HOP: [&str; 10] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "http2-settings",
-    "proxy-authorization",
-    "proxy-authenticate",
-];
-
-/// Fields that `Connection` cannot remove: they frame or route the message.
-const PROTECTED: [&str; 3] = ["host", "content-length", "transfer-encoding"];
-
-/// At most this many `Connection` tokens are honoured (a defence against a list made to cost).
-const MAX_NOMINATED: usize = 16;
 
 /// The fields `Connection` lists, lowercased, protected ones left out.
 fn nominated(headers: &http::HeaderMap) -> Vec<HeaderName> {

@@ -1,0 +1,108 @@
+//! The request target's forms (RFC 9112 §3.2) and the `Host` grammar (RFC 9110 §7.2): what a
+//! target must be before anything is routed on it.
+//!
+//! - origin-form (`/path?query`);
+//! - absolute-form (`http://` or `https://`, case-insensitive, with a valid authority and no
+//!   user information): its authority is the request's host (RFC 9112 §3.2.2);
+//! - `*`, for OPTIONS only.
+//!
+//! Anything else (`x:/admin`, authority-form `evil.example:80`, `ftp://`) is a 400: routed as
+//! `/` and forwarded as sent, it would reach what no route allowed.
+
+use super::{bad, Refused};
+
+/// The request target's form (RFC 9112 §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form<'a> {
+    /// `/path?query`.
+    Origin,
+    /// `*` (OPTIONS only).
+    Asterisk,
+    /// `http(s)://authority/path?query`: the authority and the origin-form rest (`/` when
+    /// the target has no path).
+    Absolute { authority: &'a str, rest: &'a str },
+}
+
+/// The form of a raw request target; `options`: the method is OPTIONS (`*` is allowed).
+pub fn form(raw: &[u8], options: bool) -> Result<Form<'_>, Refused> {
+    if raw.first() == Some(&b'/') {
+        return Ok(Form::Origin);
+    }
+    if raw == b"*" {
+        return if options {
+            Ok(Form::Asterisk)
+        } else {
+            Err(bad("a * target on a method other than OPTIONS"))
+        };
+    }
+    let not_a_target = bad("a target that is neither origin-form nor absolute-form");
+    let text = std::str::from_utf8(raw).map_err(|_| not_a_target)?;
+    let after_scheme = ["http://", "https://"].iter().find_map(|scheme| {
+        let head = text.get(..scheme.len())?;
+        head.eq_ignore_ascii_case(scheme)
+            .then(|| &text[scheme.len()..])
+    });
+    let Some(rest) = after_scheme else {
+        return Err(not_a_target);
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    if authority.is_empty() || !is_authority(authority.as_bytes()) {
+        return Err(bad("an absolute-form target without a valid host"));
+    }
+    // "http://host" and "http://host?q" get the root path in `to_origin_form`.
+    Ok(Form::Absolute {
+        authority,
+        rest: path,
+    })
+}
+
+/// Whether `value` is a `Host` value (RFC 9110 §7.2): a reg-name, IPv4 address or bracketed
+/// IP literal, with an optional port; no user information, path or whitespace. Empty is
+/// allowed (a target without authority sends an empty `Host`).
+pub fn is_authority(value: &[u8]) -> bool {
+    /// reg-name and IPv4 characters (unreserved, sub-delims, `%`), one bit per byte.
+    const REG_NAME: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut c = 0;
+        while c < 256 {
+            let b = c as u8;
+            t[c] = b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'.'
+                        | b'_'
+                        | b'~'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
+                        | b'%'
+                );
+            c += 1;
+        }
+        t
+    };
+    let (host, port) = match value.iter().rposition(|&c| c == b':') {
+        Some(i) if !value[i..].contains(&b']') => (&value[..i], &value[i + 1..]),
+        _ => (value, &b""[..]),
+    };
+    let host_ok = if let Some(inner) = host.strip_prefix(b"[") {
+        inner.strip_suffix(b"]").is_some_and(|ip| {
+            !ip.is_empty()
+                && ip
+                    .iter()
+                    .all(|&c| c.is_ascii_hexdigit() || b":.".contains(&c))
+        })
+    } else {
+        host.iter().all(|&c| REG_NAME[usize::from(c)])
+    };
+    host_ok && port.iter().all(u8::is_ascii_digit) && port.len() <= 5
+}
