@@ -32,6 +32,7 @@ pub mod describe;
 mod dispatch;
 mod dns;
 pub mod explain;
+pub mod forwarded;
 mod guard;
 mod head;
 pub mod import;

@@ -94,6 +94,8 @@ pub struct Upstream<'a> {
     pub path: Option<&'a str>,
     /// The `Host` of a request that has none (`head::upstream_request`).
     pub host: &'a str,
+    /// The forwarding fields it goes with.
+    pub forwarding: &'a crate::forwarded::Forwarding,
 }
 
 /// Proxies one request, streaming the response with heartbeats while the upstream is silent.
@@ -115,7 +117,8 @@ pub fn stream<'a>(
         let up = |e: Box<Error>| e.into_up();
         let (mut upstream, _reused) = connector.get_http_session(to.peer).await.map_err(up)?;
 
-        let req = upstream_request(session.req_header(), to.path, to.host)?;
+        let mut req = upstream_request(session.req_header(), to.path, to.host)?;
+        to.forwarding.apply(&mut req);
         upstream.write_request_header(req).await.map_err(up)?;
         upstream.finish_request_body().await.map_err(up)?;
         match tokio::time::timeout(silence_limit, upstream.read_response_header()).await {

@@ -176,6 +176,11 @@ pub struct FileServer {
     /// (the normalized path goes upstream) or `keep` (forwarded as sent: unsafe).
     #[serde(default)]
     pub ambiguous_paths: crate::path::AmbiguousPaths,
+    /// The proxies in front of crossgate (load balancers), as addresses or CIDRs, whose
+    /// `X-Forwarded-*` and `Forwarded` fields are kept and appended to; any other client's are
+    /// replaced (the default: none trusted).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 fn default_header_timeout() -> Seconds {
@@ -223,6 +228,7 @@ impl Default for FileServer {
             ambiguous_paths: Default::default(),
             client_keepalive_timeout: default_client_timeout(),
             client_send_timeout: default_client_timeout(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -123,6 +123,9 @@ fn still_open(stream: &mut Stream) -> bool {
 fn upstream_head(session: &ServerSession, has_body: bool, ctx: &Ctx) -> Result<Box<RequestHeader>> {
     let host = ctx.route().map_or("", |r| r.upstream.name.as_str());
     let mut head = head::upstream_request(session.req_header(), has_body, host)?;
+    if let Some(rules) = &ctx.rules {
+        super::forwarding(session, &rules.server.trusted_proxies).apply(&mut head);
+    }
     upstream_request(&mut head, ctx)?;
     Ok(head)
 }

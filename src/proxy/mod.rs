@@ -66,6 +66,32 @@ pub fn request_host(req: &RequestHeader) -> &str {
     host.strip_suffix('.').unwrap_or(host)
 }
 
+/// The forwarding fields of the request in `session` (`crate::forwarded`): who connected,
+/// over what, for which host, believed as `trusted` says.
+pub(crate) fn forwarding(
+    session: &ServerSession,
+    trusted: &crate::forwarded::TrustedProxies,
+) -> crate::forwarded::Forwarding {
+    let req = session.req_header();
+    let host = match req.uri.authority() {
+        Some(a) => a.as_str(),
+        None => req
+            .headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or(""),
+    };
+    let hop = crate::forwarded::Hop {
+        peer: session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip()),
+        tls: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
+        host,
+    };
+    crate::forwarded::Forwarding::new(req, &hop, trusted)
+}
+
 pub(crate) fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.find(']').map_or(host, |i| &host[..=i]);

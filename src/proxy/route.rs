@@ -111,6 +111,10 @@ impl CrossGate {
         heartbeat: Duration,
     ) -> Result<()> {
         let peer = peer_for(route, false);
+        let forwarding = match &ctx.rules {
+            Some(rules) => super::forwarding(session, &rules.server.trusted_proxies),
+            None => Default::default(),
+        };
         let silence = route.read_timeout.unwrap_or(route.upstream.timeouts.read);
         ctx.tries += 1;
         let check = ctx.origin.clone();
@@ -127,6 +131,7 @@ impl CrossGate {
                 peer: &peer,
                 path: ctx.forward_path.as_deref(),
                 host: &route.upstream.name,
+                forwarding: &forwarding,
             },
             heartbeat,
             silence,

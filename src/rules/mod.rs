@@ -69,6 +69,8 @@ pub struct ServerSettings {
     pub shutdown_timeout: Duration,
     pub client: ClientTimeouts,
     pub ambiguous_paths: AmbiguousPaths,
+    /// Whose forwarding fields are believed (`crate::forwarded`).
+    pub trusted_proxies: crate::forwarded::TrustedProxies,
 }
 
 /// Limits on how slowly a client may send or read, and on how large its request head may be

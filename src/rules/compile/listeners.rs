@@ -157,6 +157,7 @@ impl Compiler<'_> {
                 )?,
             },
             ambiguous_paths: cfg.server.ambiguous_paths,
+            trusted_proxies: self.trusted_proxies(&server_path.key("trusted_proxies"))?,
         };
         if server.ambiguous_paths == AmbiguousPaths::Keep {
             self.warn(
@@ -167,5 +168,29 @@ impl Compiler<'_> {
         }
 
         Ok(server)
+    }
+
+    /// `server.trusted_proxies`: addresses or CIDRs; one that trusts every address is warned
+    /// about (any client could then say who it is).
+    fn trusted_proxies(&mut self, path: &YamlPath) -> Result<TrustedProxies, ConfigError> {
+        let mut nets = Vec::new();
+        for (i, entry) in self.loaded.config.server.trusted_proxies.iter().enumerate() {
+            let Some(net) = TrustedProxies::parse_entry(entry.trim()) else {
+                return Err(self.err(
+                    &path.index(i),
+                    format!("`{entry}` is not an IP address or CIDR"),
+                    "write an address (10.0.0.5, fd00::5) or a CIDR (10.0.0.0/8, fd00::/8); names are not resolved here",
+                ));
+            };
+            if net.prefix_len() == 0 {
+                self.warn(
+                    &path.index(i),
+                    format!("`{entry}` trusts every client: any client can set the X-Forwarded-For and X-Real-IP a backend sees"),
+                    "list only the addresses of the proxies in front of crossgate",
+                );
+            }
+            nets.push(net);
+        }
+        Ok(TrustedProxies::new(nets))
     }
 }

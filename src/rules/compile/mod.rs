@@ -28,6 +28,7 @@ use crate::config::{
 };
 use crate::cors::{AllowOrigin, CorsPolicy, PolicySpec};
 use crate::dns::{Dns, DnsSettings};
+use crate::forwarded::TrustedProxies;
 use crate::origin::{anchored_regex, canonical_exact, OriginList, Wildcard};
 use crate::path::AmbiguousPaths;
 use crate::upstream::{HealthSpec, Timeouts, Upstream, UpstreamTls};
