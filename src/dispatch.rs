@@ -118,13 +118,29 @@ pub fn dispatch(rules: &Rules, host: &str, req: &RequestHeader) -> Action {
             None => Action::NoRoute(OriginCheck::NoOrigin),
         };
     };
-    let forward_path = target.forward().map(str::to_owned);
+    let forward_path = match &rules.routes[route].strip_prefix {
+        Some(prefix) => Some(stripped(target.key(), prefix)),
+        None => target.forward().map(str::to_owned),
+    };
     let serve = serve(rules, route, req);
     Action::Route(Routed {
         route,
         forward_path,
         serve,
     })
+}
+
+/// The path a `strip_prefix` route forwards: the path it was routed on without the prefix
+/// (which that path starts with: the route matched it), with a leading `/`, percent-encoded
+/// so that one decoding gives it back. Built from the routed path, never from the client's
+/// spelling, so that what was routed is what is forwarded.
+fn stripped(key: &str, prefix: &str) -> String {
+    let rest = key.get(prefix.len()..).unwrap_or("");
+    if rest.starts_with('/') {
+        path::encode(rest.as_bytes())
+    } else {
+        format!("/{}", path::encode(rest.as_bytes()))
+    }
 }
 
 /// How the route at `index` serves `req`.

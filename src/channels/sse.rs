@@ -96,6 +96,8 @@ pub struct Upstream<'a> {
     pub host: &'a str,
     /// The forwarding fields it goes with.
     pub forwarding: &'a crate::forwarded::Forwarding,
+    /// The route's `upstream_host`, which replaces the client's `Host`.
+    pub upstream_host: Option<&'a str>,
 }
 
 /// Proxies one request, streaming the response with heartbeats while the upstream is silent.
@@ -119,6 +121,9 @@ pub fn stream<'a>(
 
         let mut req = upstream_request(session.req_header(), to.path, to.host)?;
         to.forwarding.apply(&mut req);
+        if let Some(host) = to.upstream_host {
+            req.insert_header(header::HOST, host)?;
+        }
         upstream.write_request_header(req).await.map_err(up)?;
         upstream.finish_request_body().await.map_err(up)?;
         match tokio::time::timeout(silence_limit, upstream.read_response_header()).await {

@@ -14,6 +14,7 @@ mod hash;
 mod load;
 mod locate;
 pub mod marked;
+mod size;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ pub use duration::Seconds;
 pub use error::{ConfigError, PathSeg, YamlPath};
 pub use hash::semantic_hash;
 pub use load::{load, parse_yaml, Loaded};
+pub use size::Size;
 
 /// The YAML library behind the config. Swap this line (and `parse_yaml`) to change it.
 use serde_yaml as yaml;
@@ -181,6 +183,14 @@ pub struct FileServer {
     /// replaced (the default: none trusted).
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// The largest request body, by its declared length or as it streams: a larger one is
+    /// answered 413 (default 1m, nginx's; `0`: no limit). Routes may override it.
+    #[serde(default = "default_max_body_size")]
+    pub client_max_body_size: Size,
+}
+
+fn default_max_body_size() -> Size {
+    Size(1 << 20)
 }
 
 fn default_header_timeout() -> Seconds {
@@ -229,6 +239,7 @@ impl Default for FileServer {
             client_keepalive_timeout: default_client_timeout(),
             client_send_timeout: default_client_timeout(),
             trusted_proxies: Vec::new(),
+            client_max_body_size: default_max_body_size(),
         }
     }
 }
@@ -338,6 +349,16 @@ pub struct FileRoute {
     /// Server-Sent Events settings.
     #[serde(default)]
     pub sse: Option<FileSse>,
+    /// The `Host` the upstream gets instead of the client's (ingress-nginx's `upstream-vhost`).
+    #[serde(default)]
+    pub upstream_host: Option<String>,
+    /// Forward the path without the route's `path` prefix (`/api/users` on prefix `/api` goes
+    /// upstream as `/users`): ingress-nginx's usual `rewrite-target`, Traefik's StripPrefix.
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// Overrides `server.client_max_body_size` on this route (`0`: no limit).
+    #[serde(default)]
+    pub max_body_size: Option<Size>,
 }
 
 #[derive(Debug, Deserialize)]

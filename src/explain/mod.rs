@@ -182,11 +182,17 @@ fn route_and_policy<'r>(
         Action::Route(r) => Some(r),
         _ => None,
     };
-    if let Some(forward) = routed.as_ref().and_then(|r| r.forward_path.as_deref()) {
-        let _ = writeln!(
-            out,
-            "path: routed and forwarded as {forward} (server.ambiguous_paths is forward_normalized)"
-        );
+    if let Some(r) = routed.as_ref() {
+        if let Some(forward) = r.forward_path.as_deref() {
+            let why = match &rules.routes[r.route].strip_prefix {
+                Some(prefix) => format!(
+                    "route {} strips its prefix {prefix}",
+                    rules.routes[r.route].name
+                ),
+                None => "server.ambiguous_paths is forward_normalized".to_owned(),
+            };
+            let _ = writeln!(out, "path: routed and forwarded as {forward} ({why})");
+        }
     }
     if url_origin(url) == origin {
         let _ = writeln!(

@@ -65,6 +65,12 @@ pub(crate) fn is_websocket_handshake(req: &RequestHeader) -> bool {
         && connection_has(&req.headers, "upgrade")
 }
 
+/// The body length a request declares (`Content-Length`, HTTP/2's repeated field as one), if
+/// it is one number.
+pub(crate) fn declared_length(req: &RequestHeader) -> Option<u64> {
+    check::content_length(&req.headers, true).ok().flatten()
+}
+
 /// Whether the request asks for `100 Continue` before it sends its body.
 pub(crate) fn expects_continue(req: &RequestHeader) -> bool {
     req.headers

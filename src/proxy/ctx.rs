@@ -61,6 +61,8 @@ pub struct Ctx {
     pub(super) chunked_out: bool,
     /// The upstream's body is decoded on its way (JSONP wraps the plain body).
     pub(super) decompress: bool,
+    /// Request body bytes read from the client so far (for `max_body_size`).
+    pub(super) body_read: u64,
     _in_flight: InFlight,
 }
 
@@ -79,6 +81,7 @@ impl Ctx {
             stream_gauge: None,
             chunked_out: false,
             decompress: false,
+            body_read: 0,
             _in_flight: InFlight::new(in_flight),
         }
     }

@@ -231,7 +231,9 @@ impl CrossGate {
         };
         if let Some(e) = &error {
             let status = answer_failure(session, e, &ctx).await;
-            if !client_left(e) {
+            // A client's own fault (a body over the limit) is in the access log, not an error.
+            let clients_fault = matches!(e.etype(), ErrorType::HTTPStatus(s) if *s < 500);
+            if !client_left(e) && !clients_fault {
                 tracing::error!(
                     error = %e,
                     status,

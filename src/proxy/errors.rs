@@ -72,6 +72,15 @@ pub(super) async fn answer_failure(session: &mut Session, e: &Error, ctx: &Ctx) 
                 e.etype().as_str()
             ),
         ),
+        (None, _) if code == 413 => Answer::text(
+            code,
+            format!(
+                "crossgate: {}",
+                e.context
+                    .as_ref()
+                    .map_or("request body too large", |c| c.as_str())
+            ),
+        ),
         (None, _) => Answer::text(code, format!("crossgate: {}", e.etype().as_str())),
     };
     let cors = ctx.policy().map(|p| (p, &ctx.origin));

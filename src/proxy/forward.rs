@@ -119,6 +119,17 @@ fn still_open(stream: &mut Stream) -> bool {
         .is_none()
 }
 
+/// A request body larger than the route's `max_body_size` (nginx's `client_max_body_size`):
+/// a 413, and the connection ends (the rest of the body is not read).
+fn too_large(session: &mut ServerSession, limit: u64) -> Box<Error> {
+    session.set_keepalive(None);
+    Error::explain(
+        ErrorType::HTTPStatus(413),
+        format!("the request body is larger than max_body_size ({limit} bytes)"),
+    )
+    .into_down()
+}
+
 /// The request head that goes upstream: the client's, sanitized, with the route's changes.
 fn upstream_head(session: &ServerSession, has_body: bool, ctx: &Ctx) -> Result<Box<RequestHeader>> {
     let host = ctx.route().map_or("", |r| r.upstream.name.as_str());
@@ -197,6 +208,12 @@ impl CrossGate {
         let tunnel =
             websocket && !session.is_http2() && head::is_websocket_handshake(session.req_header());
         let has_body = !session.is_body_empty();
+        if let Some(limit) = route.max_body_size {
+            let declared = head::declared_length(session.req_header()).unwrap_or(0);
+            if declared > limit {
+                return Err(too_large(session, limit));
+            }
+        }
         let mut first = Some(upstream_head(session, has_body, ctx)?);
         let continue_first = has_body && head::expects_continue(session.req_header());
         let mut decode = ctx.decompress.then(|| {
@@ -237,6 +254,7 @@ impl CrossGate {
                 decode: decode.as_mut(),
                 continue_first,
                 tunnel,
+                limit: route.max_body_size,
                 batch: &mut conn.batch,
             };
             match exchange.run(head).await {
@@ -281,6 +299,8 @@ struct Exchange<'a> {
     continue_first: bool,
     /// A 101 to this request ends the exchange as a tunnel.
     tunnel: bool,
+    /// The route's `max_body_size`.
+    limit: Option<u64>,
     batch: &'a mut Vec<HttpTask>,
 }
 
@@ -387,7 +407,16 @@ impl Exchange<'_> {
                         // An empty piece (a chunk boundary read on its own) is not written: to a
                         // chunked upstream body it would be the last chunk, ending it early.
                         Some(chunk) if chunk.is_empty() => Ok(()),
-                        Some(chunk) => self.upstream.write_body(&chunk).await.map(|_| ()),
+                        Some(chunk) => {
+                            self.ctx.body_read += chunk.len() as u64;
+                            if let Some(limit) = self.limit.filter(|&l| self.ctx.body_read > l) {
+                                // Streamed past the limit: the upstream connection is dropped
+                                // mid-body (never reused), the client gets the 413 if nothing
+                                // was answered yet.
+                                return Err(too_large(self.session, limit));
+                            }
+                            self.upstream.write_body(&chunk).await.map(|_| ())
+                        }
                         None => {
                             request_done = true;
                             self.upstream.finish_body().await.map(|_| ())

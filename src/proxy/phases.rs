@@ -180,9 +180,13 @@ impl CrossGate {
 /// parameter and credentials.
 pub(super) fn upstream_request(upstream: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
     if let Some(path) = ctx.forward_path.as_deref() {
-        // ambiguous_paths: forward_normalized: the routed path is the forwarded one.
+        // ambiguous_paths: forward_normalized, or the route's strip_prefix: the routed path
+        // is the forwarded one.
         let uri = origin_form(path, upstream.uri.query())?;
         upstream.set_uri(uri);
+    }
+    if let Some(host) = ctx.route().and_then(|r| r.upstream_host.as_deref()) {
+        upstream.insert_header(http::header::HOST, host)?;
     }
     if let Channel::Jsonp(_) = ctx.channel {
         let route = ctx.route();

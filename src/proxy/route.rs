@@ -132,6 +132,7 @@ impl CrossGate {
                 path: ctx.forward_path.as_deref(),
                 host: &route.upstream.name,
                 forwarding: &forwarding,
+                upstream_host: route.upstream_host.as_deref(),
             },
             heartbeat,
             silence,

@@ -35,6 +35,12 @@ pub struct Route {
     pub read_timeout: Option<Duration>,
     pub websocket: Option<WebSocketRoute>,
     pub sse: Option<SseRoute>,
+    /// The `Host` sent upstream instead of the client's.
+    pub upstream_host: Option<String>,
+    /// The prefix taken off the path before it goes upstream (the route's own prefix).
+    pub strip_prefix: Option<String>,
+    /// The largest request body (`None`: no limit).
+    pub max_body_size: Option<u64>,
     /// Metric handles, made on first use by the gateway that serves this route.
     pub metrics: std::sync::OnceLock<crate::metrics::RouteMetrics>,
 }

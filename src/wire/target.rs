@@ -106,3 +106,37 @@ pub fn is_authority(value: &[u8]) -> bool {
     };
     host_ok && port.iter().all(u8::is_ascii_digit) && port.len() <= 5
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_is_a_name_or_address_with_an_optional_port() {
+        for good in [
+            &b"api.example.com"[..],
+            b"api.example.com:8080",
+            b"127.0.0.1",
+            b"127.0.0.1:80",
+            b"[::1]",
+            b"[::1]:8080",
+            b"[2001:db8::1]",
+            b"",
+        ] {
+            assert!(is_authority(good), "{}", String::from_utf8_lossy(good));
+        }
+        for bad in [
+            &b"a.example/x"[..],
+            b"u@a.example",
+            b"a b",
+            b"a.example:80x",
+            b"a.example:123456",
+            b"[::1",
+            b"[]",
+            b"[::1]x",
+            b"[::g]",
+        ] {
+            assert!(!is_authority(bad), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+}

@@ -93,6 +93,50 @@ impl Compiler<'_> {
                 Some(self.positive(&path.key("read_timeout"), r.read_timeout, Duration::ZERO)?)
             }
         };
+        let matcher = self.path(&path.key("path"), r.path.as_ref())?;
+        let strip_prefix = match (r.strip_prefix, &matcher) {
+            (false, _) => None,
+            (true, PathMatch::Prefix(p)) if p.bytes().all(is_plain_path_byte) => {
+                Some(p.trim_end_matches('/').to_owned()).filter(|p| !p.is_empty())
+            }
+            (true, PathMatch::Prefix(p)) => {
+                return Err(self.err(
+                    &path.key("path"),
+                    format!("strip_prefix on the prefix {p:?}, which has bytes a path is sent with percent-encoded"),
+                    "use a prefix of letters, digits, / and -._~ only",
+                ))
+            }
+            (true, _) => {
+                return Err(self.err(
+                    &path.key("strip_prefix"),
+                    "strip_prefix needs a prefix path: an exact or regex path has no prefix to take off".into(),
+                    "write path: /prefix (or {prefix: /prefix}) on this route, or remove strip_prefix",
+                ))
+            }
+        };
+        if strip_prefix.is_some()
+            && self.loaded.config.server.ambiguous_paths == AmbiguousPaths::Keep
+        {
+            return Err(self.err(
+                &path.key("strip_prefix"),
+                "strip_prefix with server.ambiguous_paths: keep: the path sent as the client wrote it may not start with the prefix it was routed by".into(),
+                "use ambiguous_paths: reject (the default) or forward_normalized",
+            ));
+        }
+        let upstream_host =
+            match &r.upstream_host {
+                None => None,
+                Some(h) if is_host_value(h) => Some(h.clone()),
+                Some(h) => return Err(self.err(
+                    &path.key("upstream_host"),
+                    format!("invalid upstream_host {h:?}"),
+                    "write a host with an optional port, such as api.internal or api.internal:8080",
+                )),
+            };
+        let max_body_size = match r.max_body_size {
+            Some(s) => s.0,
+            None => self.loaded.config.server.client_max_body_size.0,
+        };
         Ok(Route {
             metrics: std::sync::OnceLock::new(),
             read_timeout,
@@ -100,10 +144,13 @@ impl Compiler<'_> {
             sse,
             name: r.name.clone(),
             host: self.host(&path.key("host"), r.host.as_deref())?,
-            path: self.path(&path.key("path"), r.path.as_ref())?,
+            path: matcher,
             upstream,
             cors,
             jsonp,
+            upstream_host,
+            strip_prefix,
+            max_body_size: (max_body_size > 0).then_some(max_body_size),
         })
     }
 
@@ -199,4 +246,17 @@ impl Compiler<'_> {
             }
         })
     }
+}
+
+/// A byte a path prefix may have to be stripped from the path as sent (where none is
+/// percent-encoded: unreserved characters and `/`).
+fn is_plain_path_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"/-._~".contains(&b)
+}
+
+/// A `Host` value: a name or address with an optional port, no space, path or user.
+fn is_host_value(h: &str) -> bool {
+    !h.is_empty()
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b))
 }
