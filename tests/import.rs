@@ -328,9 +328,15 @@ async fn a_kind_list_with_use_regex_makes_every_path_of_its_host_a_case_insensit
     let r = get(&p, "eu.apps.example.com", "/ASSETS/app.js", Some(anyone)).await;
     assert_eq!(header(&r, "x-backend"), Some("assets"));
     unreadable(&r);
-    // Everything else: the default backend.
-    let r = get(&p, "other.example.com", "/x", None).await;
+    // The other paths of that Ingress's host: its default backend (ingress-nginx makes it the
+    // root location of the server its rules create)...
+    let r = get(&p, "eu.apps.example.com", "/x", None).await;
     assert_eq!(header(&r, "x-backend"), Some("fallback"));
+    // ...and not of other hosts: nothing serves them (ingress-nginx's own default backend
+    // answers 404 there; so does crossgate).
+    let r = get(&p, "other.example.com", "/x", None).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(header(&r, "x-backend"), None);
 }
 
 #[tokio::test]
@@ -711,4 +717,146 @@ fn the_import_command_writes_a_config_that_crossgate_check_accepts_and_exits_by_
     assert!(stderr.contains("fix: "), "{stderr}");
     assert!(!nothing.exists());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The migration fixture with its documents in the given order (by index).
+fn migration(order: &[usize]) -> Source {
+    let whole = source("ingress-nginx-migration.yaml");
+    let docs: Vec<&str> = whole.text.split("\n---\n").collect();
+    Source {
+        name: whole.name,
+        text: order
+            .iter()
+            .map(|&i| docs[i])
+            .collect::<Vec<_>>()
+            .join("\n---\n"),
+    }
+}
+
+#[tokio::test]
+async fn canaries_default_backends_and_classes_route_as_ingress_nginx_serves_them() {
+    // (The canary's and the traefik Ingress's Services are not routed to: no backends.)
+    let names = ["orders", "a-api", "a-fallback", "fallback"];
+    let mut backends = Vec::new();
+    for n in names {
+        backends.push((n, Backend::start(n).await));
+    }
+    let options = Options {
+        listen: LISTEN.into(),
+        upstreams: backends
+            .iter()
+            .map(|(n, b)| (format!("shop-{n}-80"), b.addr.to_string()))
+            .collect(),
+        ..Options::default()
+    };
+    // The canary first (as kubectl lists it, by name), then last: the same result.
+    for order in [[0, 1, 2, 3, 4], [1, 2, 3, 4, 0]] {
+        let imported = import(&[migration(&order)], &options).unwrap();
+        let report = &imported.report;
+        let exact = &report[..report.find("Changes meaning").unwrap_or(report.len())];
+        assert!(!exact.contains("orders-canary"), "{report}");
+        assert!(
+            report.contains(
+                "canary Ingress: ingress-nginx sends a share of the main Ingress's traffic here"
+            ),
+            "{report}"
+        );
+        assert!(
+            report.contains("proxy-read-timeout \"120\" -> read_timeout: 120s"),
+            "{report}"
+        );
+        assert!(
+            report.contains("ingress class \"traefik\": only Ingresses of the class \"nginx\""),
+            "{report}"
+        );
+        assert!(
+            imported.yaml.contains("read_timeout: 120s"),
+            "{}",
+            imported.yaml
+        );
+        assert!(
+            imported.not_exact > 0,
+            "the canary is not converted: --strict fails"
+        );
+        let p = run(&imported).await;
+        let app = "https://app.shop.example";
+        // The primary Ingress takes the path, with its credentialed policy.
+        let r = get(&p, "orders.shop.example", "/v1/items", Some(app)).await;
+        readable(&r, "orders", app);
+        assert_eq!(header(&r, "access-control-allow-credentials"), Some("true"));
+        // team-a's defaultBackend serves its own host's other paths only.
+        let r = get(&p, "a.shop.example", "/api/x", None).await;
+        assert_eq!(header(&r, "x-backend"), Some("a-api"));
+        let r = get(&p, "a.shop.example", "/other", None).await;
+        assert_eq!(header(&r, "x-backend"), Some("a-fallback"));
+        // Other hosts, and the traefik Ingress's (ingress-nginx does not serve it), go to the
+        // cluster's catch-all.
+        for host in ["b.shop.example", "orders.shop.example", "t.shop.example"] {
+            let r = get(&p, host, "/elsewhere", None).await;
+            assert_eq!(header(&r, "x-backend"), Some("fallback"), "{host}");
+        }
+    }
+}
+
+#[test]
+fn strict_fails_the_import_when_anything_is_not_converted_exactly() {
+    let dir = std::env::temp_dir().join(format!("crossgate-strict-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(DIR)
+        .join("ingress-nginx-migration.yaml");
+    let config = dir.join("out.yaml");
+    let out = bin()
+        .arg("import")
+        .arg(&fixture)
+        .arg("--strict")
+        .arg("-o")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("error: --strict: "), "{stderr}");
+    assert!(
+        stderr.contains("Not converted"),
+        "the report is written: {stderr}"
+    );
+    assert!(config.exists(), "the config is written for review");
+    // Without --strict the same input exits 0.
+    let out = bin().arg("import").arg(&fixture).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    // An input that converts exactly passes --strict.
+    let exact = dir.join("exact.yaml");
+    std::fs::write(
+        &exact,
+        ONE_INGRESS
+            .replace("PATH_TYPE", "Prefix")
+            .replace("PORT", "{number: 80}"),
+    )
+    .unwrap();
+    let out = bin()
+        .arg("import")
+        .arg(&exact)
+        .arg("--strict")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // --ingress-class picks the other controller's Ingresses instead.
+    let out = bin()
+        .arg("import")
+        .arg(&fixture)
+        .args(["--ingress-class", "traefik"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let yaml = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        yaml.contains("t.shop.example") && !yaml.contains("orders.shop.example"),
+        "{yaml}"
+    );
 }

@@ -207,6 +207,27 @@ mod tests {
     }
 
     #[test]
+    fn an_absolute_target_without_a_path_gets_the_root_and_a_path_is_kept() {
+        for (target, path) in [
+            (&b"http://api.example.com"[..], "/"),
+            (b"http://api.example.com/v1/x", "/v1/x"),
+            (b"http://api.example.com/v1?q=1", "/v1?q=1"),
+        ] {
+            let mut r = head(Version::HTTP_11, "GET", target, &[HOST_OK]);
+            let Ok(Checked {
+                form: Form::Absolute { authority, rest },
+                ..
+            }) = check(&r, b"")
+            else {
+                panic!("not absolute-form");
+            };
+            let (authority, rest) = (authority.to_owned(), rest.to_owned());
+            to_origin_form(&mut r, &authority, &rest);
+            assert_eq!(r.raw_path(), path.as_bytes());
+        }
+    }
+
+    #[test]
     fn http11_needs_exactly_one_valid_host_and_http10_none() {
         assert_eq!(verdict(b"/", &[]), Err(400));
         assert_eq!(verdict(b"/", &[HOST_OK, HOST_OK]), Err(400));

@@ -1,6 +1,7 @@
 //! `crossgate import`'s arguments and its files: read the manifests, convert, write the config
-//! and the report. Exit 0 when a config was written, 1 on an error (nothing is written then),
-//! 2 for a usage error (clap's).
+//! and the report. Exit 0 when a config was written, 1 on an error (nothing is written then)
+//! or, with `--strict`, when anything was not converted exactly (both are written then), 2 for
+//! a usage error (clap's).
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -36,6 +37,19 @@ pub struct ImportArgs {
     /// instead of the Service's cluster name; also resolves a named port. Repeatable.
     #[arg(long = "upstream", value_name = "NAME=HOST:PORT")]
     pub upstreams: Vec<String>,
+    /// Convert the Ingresses of this class (spec.ingressClassName, or the
+    /// kubernetes.io/ingress.class annotation), as ingress-nginx started with --ingress-class
+    /// serves them; others are skipped and listed.
+    #[arg(long, default_value = "nginx", value_name = "CLASS")]
+    pub ingress_class: String,
+    /// Skip Ingresses that name no class (ingress-nginx without --watch-ingress-without-class,
+    /// where its IngressClass is not the cluster's default).
+    #[arg(long)]
+    pub skip_classless: bool,
+    /// Exit 1 (after writing the config and the report) when anything was not converted or
+    /// was converted with another meaning: the report's "Changes meaning" and "Not converted".
+    #[arg(long)]
+    pub strict: bool,
 }
 
 pub fn run(args: &ImportArgs) -> ExitCode {
@@ -88,6 +102,8 @@ fn run_inner(args: &ImportArgs) -> Result<(), String> {
             .output
             .as_ref()
             .map_or("standard output".into(), |p| p.display().to_string()),
+        ingress_class: args.ingress_class.clone(),
+        skip_classless: args.skip_classless,
     };
     let imported = import(&sources, &options).map_err(|e| e.to_string())?;
     match &args.output {
@@ -101,6 +117,12 @@ fn run_inner(args: &ImportArgs) -> Result<(), String> {
         Some(p) => std::fs::write(p, &imported.report)
             .map_err(|e| format!("{}: cannot write it: {e}", p.display()))?,
         None => eprint!("{}", imported.report),
+    }
+    if args.strict && imported.not_exact > 0 {
+        return Err(format!(
+            "--strict: {} item(s) of the input were not converted, or were converted with another meaning (the report's \"Changes meaning\" and \"Not converted\" sections)",
+            imported.not_exact
+        ));
     }
     Ok(())
 }

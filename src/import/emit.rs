@@ -224,6 +224,9 @@ fn routes_section(out: &mut String, plan: &Plan) {
             PathRule::Regex(p) => writeln!(out, "    path: {{regex: {}}}", scalar(p)),
         };
         let _ = writeln!(out, "    upstream: {}", scalar(&r.backends[0]));
+        if let Some(s) = r.read_timeout {
+            let _ = writeln!(out, "    read_timeout: {s}s");
+        }
         if let Some(p) = &r.policy {
             let _ = writeln!(out, "    cors: {}", scalar(p));
         }

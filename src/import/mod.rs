@@ -49,6 +49,12 @@ pub struct Options {
     pub upstreams: Vec<(String, String)>,
     /// What the config written is called in messages (its file name, or "the output").
     pub output_name: String,
+    /// The ingress class whose Ingresses are converted (ingress-nginx's `--ingress-class`,
+    /// default `nginx`); Ingresses of other classes are ignored, as that controller ignores them.
+    pub ingress_class: String,
+    /// Ignore Ingresses that name no class (ingress-nginx without
+    /// `--watch-ingress-without-class`, and not the cluster's default IngressClass).
+    pub skip_classless: bool,
 }
 
 impl Default for Options {
@@ -59,6 +65,8 @@ impl Default for Options {
             namespace: "default".into(),
             upstreams: Vec::new(),
             output_name: "crossgate.yaml".into(),
+            ingress_class: "nginx".into(),
+            skip_classless: false,
         }
     }
 }
@@ -70,6 +78,9 @@ pub struct Imported {
     pub report: String,
     /// The upstreams written, by name, with their servers.
     pub upstreams: BTreeMap<String, Vec<String>>,
+    /// How many things of the input were not converted, or converted with another meaning
+    /// (the report's "Not converted" and "Changed" lines): `--strict` fails when any.
+    pub not_exact: usize,
 }
 
 /// What the readers share: hosts where ingress-nginx makes every path a regex, and the ports
@@ -78,6 +89,10 @@ pub struct Imported {
 pub(crate) struct Ctx {
     pub regex_hosts: HashSet<String>,
     pub ports: ingress::ServicePorts,
+    /// The ingress class served (`--ingress-class`).
+    pub ingress_class: String,
+    /// Class-less Ingresses are ignored (`--skip-classless`).
+    pub skip_classless: bool,
 }
 
 impl Ctx {
@@ -146,7 +161,7 @@ pub fn import(sources: &[Source], options: &Options) -> Result<Imported, ConfigE
     }
 
     let mut plan = Plan::default();
-    let ctx = context(&objects, &mut plan)?;
+    let ctx = context(&objects, options, &mut plan)?;
     convert(&objects, &ctx, &mut plan)?;
     plan.order();
     let upstreams = upstreams(&mut plan, options)?;
@@ -159,6 +174,7 @@ pub fn import(sources: &[Source], options: &Options) -> Result<Imported, ConfigE
     Ok(Imported {
         yaml,
         report,
+        not_exact: plan.report.unsupported.len() + plan.report.changed.len(),
         upstreams: upstreams
             .iter()
             .map(|u| {
@@ -218,15 +234,25 @@ fn parse(s: &Source) -> Result<Vec<marked::Node>, ConfigError> {
 
 /// The first pass: counts what was read, and collects what the readers share (Service ports,
 /// regex hosts) before any object is converted.
-fn context(objects: &[manifest::Object], plan: &mut Plan) -> Result<Ctx, ConfigError> {
-    let mut ctx = Ctx::default();
+fn context(
+    objects: &[manifest::Object],
+    options: &Options,
+    plan: &mut Plan,
+) -> Result<Ctx, ConfigError> {
+    let mut ctx = Ctx {
+        ingress_class: options.ingress_class.clone(),
+        skip_classless: options.skip_classless,
+        ..Ctx::default()
+    };
     for o in objects {
         if ["Ingress", "HTTPRoute", "Service"].contains(&o.kind) {
             *plan.report.read.entry(o.kind.to_owned()).or_default() += 1;
         }
         match (o.kind, o.api_version) {
             ("Service", "v1") => ingress::service_ports(o, &mut ctx.ports)?,
-            ("Ingress", "networking.k8s.io/v1") => ctx.regex_hosts.extend(ingress::regex_hosts(o)?),
+            ("Ingress", "networking.k8s.io/v1") if ingress::served(o, &ctx)?.is_ok() => {
+                ctx.regex_hosts.extend(ingress::regex_hosts(o)?)
+            }
             _ => {}
         }
     }
@@ -399,19 +425,31 @@ mod tests {
         let yaml = ingress(
             "a",
             "x",
-            "nginx.ingress.kubernetes.io/cors-allow-orgin: 'https://a.example.com', nginx.ingress.kubernetes.io/configuration-snippet: 'more_set_headers \"Access-Control-Allow-Origin: *\";', kubernetes.io/ingress.class: traefik",
+            "nginx.ingress.kubernetes.io/cors-allow-orgin: 'https://a.example.com', nginx.ingress.kubernetes.io/configuration-snippet: 'more_set_headers \"Access-Control-Allow-Origin: *\";'",
             "h.example.com",
             "/",
             "a",
         );
-        let out = run(&yaml);
+        let traefik = ingress(
+            "t",
+            "x",
+            "kubernetes.io/ingress.class: traefik",
+            "t.example.com",
+            "/",
+            "t",
+        );
+        let out = run(&format!("{yaml}{traefik}"));
         for said in [
             "did you mean cors-allow-origin?",
             "writes Access-Control-* headers of its own",
-            "ingress class \"traefik\"",
+            "Not served by ingress-nginx, so not converted",
+            "ingress class \"traefik\": only Ingresses of the class \"nginx\" are converted",
         ] {
             assert!(out.report.contains(said), "{said}: {}", out.report);
         }
+        assert!(!out.yaml.contains("t.example.com"), "{}", out.yaml);
+        // The typo; the snippet, which changes what answers (and is itself not converted).
+        assert_eq!(out.not_exact, 3, "{}", out.report);
     }
 
     #[test]

@@ -97,6 +97,8 @@ pub struct Route {
     pub implied: bool,
     /// 1 for catch-all default backends, served after everything else.
     pub tier: u8,
+    /// `read_timeout` in seconds (ingress-nginx's `proxy-read-timeout`).
+    pub read_timeout: Option<u64>,
     /// `file:line Kind ns/name`, for report lines.
     pub place: String,
 }
@@ -161,6 +163,8 @@ pub struct Report {
     pub exact: Vec<Note>,
     pub changed: Vec<Note>,
     pub unsupported: Vec<Note>,
+    /// Objects ingress-nginx does not serve (another class), so neither is anything made.
+    pub skipped: Vec<Note>,
     /// Points that hold for the whole conversion (said once).
     pub general: Vec<String>,
     /// Objects read, by kind (`Ingress: 3`).
@@ -178,6 +182,9 @@ impl Report {
     }
     pub fn unsupported(&mut self, place: &str, text: impl Into<String>) {
         push(&mut self.unsupported, place, text.into());
+    }
+    pub fn skipped(&mut self, place: &str, text: impl Into<String>) {
+        push(&mut self.skipped, place, text.into());
     }
     pub fn general(&mut self, text: impl Into<String>) {
         let text = text.into();

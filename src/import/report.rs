@@ -32,6 +32,7 @@ pub fn skipped(plan: &Plan) -> String {
     plan.report
         .unsupported
         .iter()
+        .chain(&plan.report.skipped)
         .map(|n| format!("{}: {}", n.place, n.text))
         .collect::<Vec<_>>()
         .join("; ")
@@ -76,6 +77,11 @@ pub fn text(
     section(&mut out, "Maps exactly", &r.exact);
     section(&mut out, "Changes meaning", &r.changed);
     section(&mut out, "Not converted", &r.unsupported);
+    section(
+        &mut out,
+        "Not served by ingress-nginx, so not converted",
+        &r.skipped,
+    );
 
     let mut general = r.general.clone();
     if upstreams

@@ -231,6 +231,7 @@ impl RuleRoutes<'_, '_> {
                 path_rank: rank,
                 implied,
                 tier: 0,
+                read_timeout: None,
                 place: at_place.clone(),
             }
         };

@@ -79,12 +79,37 @@ fn annotations<'a>(obj: &Object<'a>) -> Result<Vec<(&'a str, At<'a>, &'a str)>, 
     Ok(out)
 }
 
+/// Whether ingress-nginx of the class converted serves this Ingress: `Err(why)` when it
+/// ignores it (another class; no class with `--skip-classless`).
+pub fn served(obj: &Object, ctx: &Ctx) -> Result<Result<(), String>, ConfigError> {
+    Ok(match ingress_class(obj)? {
+        Some((_, class)) if class == ctx.ingress_class => Ok(()),
+        Some((_, class)) => Err(format!("ingress class {class:?}: only Ingresses of the class {:?} are converted (--ingress-class), as ingress-nginx of that class serves no other; skipped", ctx.ingress_class)),
+        None if ctx.skip_classless => Err("no ingress class: skipped (--skip-classless, as ingress-nginx without --watch-ingress-without-class)".into()),
+        None => Ok(()),
+    })
+}
+
 pub fn convert(obj: &Object, ctx: &Ctx, plan: &mut Plan) -> Result<(), ConfigError> {
     let anns = annotations(obj)?;
     let place = obj.place(obj.node);
+    if let Err(why) = served(obj, ctx)? {
+        plan.report.skipped(&place, why);
+        return Ok(());
+    }
+    if let Some((_, at, _)) = anns
+        .iter()
+        .find(|(k, _, v)| *k == "canary" && go_bool(v) == Some(true))
+    {
+        // ingress-nginx builds no server or location from a canary: it adds it to the main
+        // Ingress's locations as a weighted (or header/cookie-chosen) alternative.
+        plan.report.unsupported(&obj.place(at.node), "canary Ingress: ingress-nginx sends a share of the main Ingress's traffic here (by weight, header or cookie); crossgate has no traffic splitting, so it is not converted and the main Ingress's route takes all of it");
+        return Ok(());
+    }
     let policy = cors_policy(obj, &anns, plan)?.map(|p| plan.add_policy(p));
     other_annotations(&anns, &place, plan);
-    ingress_class(obj, plan)?;
+    let read_timeout = read_timeout(obj, &anns, plan)?;
+    let first_route = plan.routes.len();
     let rewrite = anns
         .iter()
         .find(|(k, _, v)| *k == "rewrite-target" && !v.is_empty())
@@ -108,9 +133,56 @@ pub fn convert(obj: &Object, ctx: &Ctx, plan: &mut Plan) -> Result<(), ConfigErr
         }
     }
     if let Some(d) = obj.get(&spec, "defaultBackend")? {
-        default_backend(obj, &d, &base, &policy, ctx, plan)?;
+        let hosts = rule_hosts(obj, &spec, plan)?;
+        default_backend(obj, &d, &base, &policy, hosts, ctx, plan)?;
+    }
+    for r in &mut plan.routes[first_route..] {
+        r.read_timeout = read_timeout;
     }
     Ok(())
+}
+
+/// The hosts of an Ingress's rules (`None`: it has no rules), each once.
+fn rule_hosts(obj: &Object, spec: &At, plan: &mut Plan) -> Result<Option<Vec<Host>>, ConfigError> {
+    let Some(rules) = obj.get(spec, "rules")? else {
+        return Ok(None);
+    };
+    let mut hosts: Vec<Host> = Vec::new();
+    for rule in obj.list(&rules)? {
+        let host = match obj.opt_str(&rule, "host")? {
+            None => Host::Any,
+            Some((at, h)) => ingress_host(obj, &at, h, plan)?,
+        };
+        if !hosts.contains(&host) {
+            hosts.push(host);
+        }
+    }
+    Ok((!hosts.is_empty()).then_some(hosts))
+}
+
+/// `proxy-read-timeout` (seconds): the `read_timeout` of the Ingress's routes.
+fn read_timeout(
+    obj: &Object,
+    anns: &[(&str, At, &str)],
+    plan: &mut Plan,
+) -> Result<Option<u64>, ConfigError> {
+    let Some((_, at, value)) = anns.iter().find(|(k, _, _)| *k == "proxy-read-timeout") else {
+        return Ok(None);
+    };
+    match value.trim().parse::<u64>() {
+        Ok(s) if s > 0 => {
+            plan.report.exact(
+                &obj.place(at.node),
+                format!("proxy-read-timeout {value:?} -> read_timeout: {s}s on its routes"),
+            );
+            Ok(Some(s))
+        }
+        _ => Err(obj.err(
+            at,
+            format!("proxy-read-timeout {value:?} is not a number of seconds"),
+            "write a whole number of seconds, such as \"120\"",
+        )),
+    }
 }
 
 /// `spec.tls` is not converted: the report says how crossgate serves HTTPS instead.
@@ -182,41 +254,61 @@ impl Ingress<'_, '_> {
     }
 }
 
-/// `spec.defaultBackend`: a catch-all route after every other.
+/// `spec.defaultBackend`. ingress-nginx makes it the root location (`/`) of the servers this
+/// Ingress's rules create, so it serves those hosts' requests that no path takes; only an
+/// Ingress without rules sets the catch-all server's, for any host. `hosts`: the rules' hosts
+/// (`None`: no rules).
 fn default_backend(
     obj: &Object,
     d: &At,
     base: &str,
     policy: &Option<String>,
+    hosts: Option<Vec<Host>>,
     ctx: &Ctx,
     plan: &mut Plan,
 ) -> Result<(), ConfigError> {
-    if let Some(backend) = backend(obj, d, ctx, plan)? {
-        let place = obj.place(d.node);
-        plan.report.exact(&place, format!("spec.defaultBackend -> route {base}-default, any host, prefix /, after every other route (as ingress-nginx's catch-all server)"));
+    let Some(backend) = backend(obj, d, ctx, plan)? else {
+        return Ok(());
+    };
+    let place = obj.place(d.node);
+    let scoped = hosts.is_some();
+    let hosts = hosts.unwrap_or_else(|| vec![Host::Any]);
+    for (k, host) in hosts.iter().enumerate() {
+        let name = match (scoped, k) {
+            (false, _) | (true, 0) => format!("{base}-default"),
+            (true, k) => format!("{base}-default-{k}"),
+        };
+        let text = if scoped {
+            format!("spec.defaultBackend -> route {name}, {}, prefix /, after that host's other routes (ingress-nginx: the root location of the server this Ingress's rules make)", host.describe())
+        } else {
+            format!("spec.defaultBackend -> route {name}, any host, prefix /, after every other route (an Ingress without rules: ingress-nginx's catch-all server)")
+        };
+        plan.report.exact(&place, text);
         plan.routes.push(Route {
-            name: format!("{base}-default"),
-            host: Host::Any,
+            name,
+            host: host.clone(),
             path: PathRule::Prefix("/".into()),
-            backends: vec![backend],
+            backends: vec![backend.clone()],
             policy: policy.clone(),
             comment: vec![format!(
-                "{} ({}): spec.defaultBackend, for requests no other route takes.",
+                "{} ({}): spec.defaultBackend, for requests to {} that no other route takes.",
                 obj.label(),
-                obj.loc(d.node)
+                obj.loc(d.node),
+                host.describe()
             )],
             path_rank: (1, -1),
             implied: false,
             tier: 1,
-            place,
+            read_timeout: None,
+            place: place.clone(),
         });
     }
     Ok(())
 }
 
-/// The nginx.ingress.kubernetes.io annotations act only under ingress-nginx: say so when the
-/// Ingress names another class.
-fn ingress_class(obj: &Object, plan: &mut Plan) -> Result<(), ConfigError> {
+/// The Ingress's class: `spec.ingressClassName`, else the older `kubernetes.io/ingress.class`
+/// annotation.
+fn ingress_class<'a>(obj: &Object<'a>) -> Result<Option<(At<'a>, &'a str)>, ConfigError> {
     let root = obj.root();
     let from_spec = match obj.get(&root, "spec")? {
         Some(spec) => obj.opt_str(&spec, "ingressClassName")?,
@@ -229,12 +321,7 @@ fn ingress_class(obj: &Object, plan: &mut Plan) -> Result<(), ConfigError> {
         },
         None => None,
     };
-    if let Some((at, class)) = from_spec.or(from_annotation) {
-        if !class.contains("nginx") {
-            plan.report.changed(&obj.place(at.node), format!("ingress class {class:?}: the nginx.ingress.kubernetes.io annotations act only under ingress-nginx, so this Ingress's controller may not have applied them; converted as ingress-nginx would serve it"));
-        }
-    }
-    Ok(())
+    Ok(from_spec.or(from_annotation))
 }
 
 fn ingress_host(obj: &Object, at: &At, h: &str, plan: &mut Plan) -> Result<Host, ConfigError> {
@@ -303,7 +390,9 @@ fn backend(
 fn other_annotations(anns: &[(&str, At, &str)], place: &str, plan: &mut Plan) {
     let mut ignored = Vec::new();
     for (name, _, value) in anns {
-        if CORS_ANNOTATIONS.contains(name) || *name == "use-regex" || *name == "rewrite-target" {
+        if CORS_ANNOTATIONS.contains(name)
+            || ["use-regex", "rewrite-target", "proxy-read-timeout"].contains(name)
+        {
             continue;
         }
         if let Some(close) = CORS_ANNOTATIONS

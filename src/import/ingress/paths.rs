@@ -36,6 +36,7 @@ pub(super) fn ingress_paths(
             path_rank: rank,
             implied,
             tier: 0,
+            read_timeout: None,
             place: place.clone(),
         };
     let len = path.len() as i64;
@@ -154,7 +155,11 @@ fn prefix_paths(
         (1, -(slash.len() as i64)),
         false,
         "",
-        comment(&format!("A Prefix matches whole segments: {path} and {slash}..., never {path}x (ingress-nginx writes the same two locations).")),
+        comment(&if path.ends_with('/') {
+            format!("A Prefix ending in / takes {path} and everything under it ({path}x too); ingress-nginx writes no location for {} itself, and neither is there a route for it here.", path.trim_end_matches('/'))
+        } else {
+            format!("A Prefix matches whole segments: {path} and {slash}..., never {path}x (ingress-nginx writes the same two locations).")
+        }),
     )];
     if !path.ends_with('/') {
         out.push(route(
