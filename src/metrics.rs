@@ -44,6 +44,10 @@ pub struct Metrics {
     pub last_reload_successful: IntGauge,
     /// One series, `hash` = the live rules' config hash, value 1.
     pub config_info: IntGaugeVec,
+    /// Sessions (SSE streams, WebSockets): their length, apart from request latency.
+    pub session_duration: HistogramVec,
+    pub requests_in_flight: IntGauge,
+    pub connections_open: IntGaugeVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -56,6 +60,21 @@ fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
     r.register(Box::new(g.clone())).expect("registered once");
     g
+}
+
+/// `crossgate_session_duration_seconds`: buckets from a second to a day.
+fn session_histogram(r: &Registry) -> HistogramVec {
+    let h = HistogramVec::new(
+        HistogramOpts::new(
+            "crossgate_session_duration_seconds",
+            "How long SSE streams and WebSockets stayed open, by route (kept out of crossgate_request_duration_seconds).",
+        )
+        .buckets(vec![1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 14400.0, 86400.0]),
+        &["route"],
+    )
+    .expect("valid metric");
+    r.register(Box::new(h.clone())).expect("registered once");
+    h
 }
 
 fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
@@ -103,7 +122,41 @@ impl Metrics {
         for result in ["success", "failure"] {
             reloads.with_label_values(&[result]);
         }
+        let build_info = gauge(
+            &r,
+            "crossgate_build_info",
+            "1, labelled with the version of crossgate that runs and the pingora it is built on.",
+            &["version", "pingora"],
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), "0.9.1"])
+            .set(1);
+        let requests_in_flight = IntGauge::new(
+            "crossgate_requests_in_flight",
+            "Requests begun and not yet answered and logged (sessions included).",
+        )
+        .expect("valid metric");
+        r.register(Box::new(requests_in_flight.clone()))
+            .expect("registered once");
+        let connections_open = gauge(
+            &r,
+            "crossgate_client_connections_open",
+            "Client connections open now, by protocol (http1, h2).",
+            &["protocol"],
+        );
+        for protocol in ["http1", "h2"] {
+            connections_open.with_label_values(&[protocol]);
+        }
+        // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds...
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("registered once");
         Metrics {
+            session_duration: session_histogram(&r),
+            requests_in_flight,
+            connections_open,
             requests: counter(&r, "crossgate_requests_total", "Requests answered, by route, method and status class.", &["route", "method", "status_class"]),
             request_duration: histogram(&r, "crossgate_request_duration_seconds", "Time from the request to the end of the response, by route.", &["route"]),
             upstream_duration: histogram(&r, "crossgate_upstream_duration_seconds", "Time until the upstream's response header, by upstream.", &["upstream"]),
@@ -198,6 +251,7 @@ pub struct RouteMetrics {
     decisions: Vec<OnceLock<IntCounter>>,
     jsonp: Vec<OnceLock<IntCounter>>,
     pub duration: Histogram,
+    pub session_duration: Histogram,
     pub upstream_duration: Histogram,
 }
 
@@ -228,6 +282,7 @@ impl RouteMetrics {
             decisions: slots(KINDS.len() * DECISIONS.len()),
             jsonp: slots(JSONP.len()),
             duration: m.request_duration.with_label_values(&[route]),
+            session_duration: m.session_duration.with_label_values(&[route]),
             upstream_duration: m.upstream_duration.with_label_values(&[upstream]),
         }
     }

@@ -81,6 +81,15 @@ impl RefusalKind {
 }
 
 impl Refusal {
+    /// Whether it refuses the request's Origin (a CORS decision, or a WebSocket handshake's
+    /// Origin check), rather than what was asked for.
+    pub fn is_origin(&self) -> bool {
+        !matches!(
+            self,
+            Refusal::WebSocketDisabled { .. } | Refusal::UpgradeNotWebSocket
+        )
+    }
+
     pub fn kind(&self) -> RefusalKind {
         match self {
             Refusal::OriginNotListed { origin, .. } if origin == "null" => RefusalKind::NullOrigin,

@@ -346,3 +346,104 @@ async fn readiness_is_the_replicas_own_and_upstream_health_has_its_own_endpoint(
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test]
+async fn process_build_connection_and_in_flight_series_and_sessions_kept_out_of_latency() {
+    use tokio::io::AsyncWriteExt;
+    let backend = Backend::start("b").await;
+    let hangup = hang_up_backend().await;
+    let proxy = Proxy::start(&config(&backend).replace("HANGUP", &hangup.to_string())).await;
+    let text = scrape(&proxy).await;
+    let build = format!(
+        r#"crossgate_build_info{{pingora="0.9.1",version="{}"}}"#,
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(sample(&text, &build), Some(1.0), "{text}");
+    assert!(
+        sample(&text, "process_cpu_seconds_total").is_some(),
+        "{text}"
+    );
+    for series in [
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(
+            sample(&text, series).is_some_and(|v| v > 0.0),
+            "{series}:\n{text}"
+        );
+    }
+    assert_eq!(sample(&text, "crossgate_requests_in_flight"), Some(0.0));
+    let open = r#"crossgate_client_connections_open{protocol="http1"}"#;
+    assert_eq!(sample(&text, open), Some(0.0), "{text}");
+    assert_eq!(
+        sample(&text, r#"crossgate_client_connections_open{protocol="h2"}"#),
+        Some(0.0)
+    );
+
+    // A kept-alive client connection is counted while it is open.
+    let mut conn = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    conn.write_all(b"GET /api/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    common::read_raw_until(&mut conn, &mut got, b"\r\n\r\n").await;
+    wait_for_sample(&proxy, open, 1.0).await;
+    drop(conn);
+    wait_for_sample(&proxy, open, 0.0).await;
+
+    // A request waiting on its upstream is in flight until it is answered.
+    // (Within the upstream's 500 ms read_timeout.)
+    let slow = tokio::spawn(client().get(proxy.url("/api/slow?ms=400")).send());
+    wait_for_sample(&proxy, "crossgate_requests_in_flight", 1.0).await;
+    assert_eq!(slow.await.unwrap().unwrap().status(), 200);
+    wait_for_sample(&proxy, "crossgate_requests_in_flight", 0.0).await;
+
+    // An event stream's length goes to the session histogram, not the route's latency.
+    let sse = client()
+        .get(proxy.url("/events/sse-gated"))
+        .header("origin", "https://app.example.com")
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    let mut events = sse.bytes_stream();
+    events.next().await.unwrap().unwrap();
+    drop(events);
+    backend.release_event();
+    let text = wait_for_sample(
+        &proxy,
+        r#"crossgate_session_duration_seconds_count{route="events"}"#,
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        sample(
+            &text,
+            r#"crossgate_request_duration_seconds_count{route="events"}"#
+        ),
+        Some(0.0),
+        "{text}"
+    );
+
+    // A WebSocket upgrade on a route without `websocket:`, from an allowed origin, is refused
+    // but is no CORS denial.
+    let mut req = format!("ws://{}/api/echo", proxy.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("origin", "https://app.example.com".parse().unwrap());
+    let refused = tokio_tungstenite::connect_async(req).await;
+    assert!(refused.is_err());
+    let denied = r#"crossgate_cors_decisions_total{decision="denied",kind="actual",route="api"}"#;
+    let text = wait_for_sample(
+        &proxy,
+        r#"crossgate_requests_total{method="GET",route="api",status_class="4xx"}"#,
+        1.0,
+    )
+    .await;
+    assert!(
+        sample(&text, denied).map_or(true, |v| v == 0.0),
+        "{denied} in\n{text}"
+    );
+}

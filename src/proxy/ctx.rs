@@ -25,19 +25,22 @@ impl Drop for ActiveGauge {
     }
 }
 
-/// Counts a request as in flight until its context is dropped.
-pub struct InFlight(Arc<AtomicUsize>);
+/// Counts a request as in flight (for draining, and in `crossgate_requests_in_flight`) until
+/// its context is dropped.
+pub struct InFlight(Arc<AtomicUsize>, prometheus::IntGauge);
 
 impl InFlight {
-    pub(super) fn new(counter: &Arc<AtomicUsize>) -> InFlight {
+    pub(super) fn new(counter: &Arc<AtomicUsize>, gauge: &prometheus::IntGauge) -> InFlight {
         counter.fetch_add(1, Ordering::AcqRel);
-        InFlight(counter.clone())
+        gauge.inc();
+        InFlight(counter.clone(), gauge.clone())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+        self.1.dec();
     }
 }
 
@@ -63,11 +66,14 @@ pub struct Ctx {
     pub(super) decompress: bool,
     /// Request body bytes read from the client so far (for `max_body_size`).
     pub(super) body_read: u64,
+    /// Whether the request's answer counts in `crossgate_cors_decisions_total` (not a refused
+    /// upgrade that is not about its Origin).
+    pub(super) cors_decision: bool,
     _in_flight: InFlight,
 }
 
 impl Ctx {
-    pub(super) fn new(in_flight: &Arc<AtomicUsize>) -> Ctx {
+    pub(super) fn new(in_flight: &Arc<AtomicUsize>, gauge: &prometheus::IntGauge) -> Ctx {
         Ctx {
             rules: None,
             route: None,
@@ -82,7 +88,8 @@ impl Ctx {
             chunked_out: false,
             decompress: false,
             body_read: 0,
-            _in_flight: InFlight::new(in_flight),
+            cors_decision: true,
+            _in_flight: InFlight::new(in_flight, gauge),
         }
     }
 

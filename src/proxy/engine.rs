@@ -72,6 +72,12 @@ impl ServerApp for Engine {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            let _open = super::ActiveGauge::new(
+                self.proxy
+                    .metrics
+                    .connections_open
+                    .with_label_values(&["h2"]),
+            );
             let h2 = Arc::new(H2Conn {
                 proxy: self.proxy.clone(),
                 options: self.options.clone(),
@@ -80,6 +86,8 @@ impl ServerApp for Engine {
             return h2.process_new(stream, shutdown).await;
         }
         let proxy = &*self.proxy;
+        let _open =
+            super::ActiveGauge::new(proxy.metrics.connections_open.with_label_values(&["http1"]));
         let mut shutdown = shutdown.clone();
         let mut conn = Conn::default();
         let mut stream = stream;
@@ -218,7 +226,7 @@ impl CrossGate {
             session.shutdown().await;
             return closed;
         }
-        let mut ctx = Ctx::new(&self.in_flight);
+        let mut ctx = Ctx::new(&self.in_flight, &self.metrics.requests_in_flight);
         let result = match self.begin(session, &mut ctx).await {
             Ok(true) => Ok(None),
             Ok(false) => self.forward(session, &mut ctx, conn).await,

@@ -72,12 +72,20 @@ impl CrossGate {
         };
         let rm = self.route_metrics(r);
         rm.request(m, &req.method, status);
-        rm.duration.observe(ctx.started.elapsed().as_secs_f64());
+        if ctx.stream_gauge.is_some() {
+            // An SSE stream or a WebSocket lasts as long as the page keeps it: its length is a
+            // session's, not a request's latency, and would fill the route's p99.
+            rm.session_duration
+                .observe(ctx.started.elapsed().as_secs_f64());
+        } else {
+            rm.duration.observe(ctx.started.elapsed().as_secs_f64());
+        }
         if let Some(t) = ctx.upstream_time {
             rm.upstream_duration.observe(t.as_secs_f64());
         }
         // Preflights are counted when answered; allowed upgrades carry no CORS.
-        let counted = !matches!(ctx.channel, Channel::Preflight | Channel::WebSocket);
+        let counted =
+            ctx.cors_decision && !matches!(ctx.channel, Channel::Preflight | Channel::WebSocket);
         if r.cors.is_some() && counted {
             rm.decision(m, DecisionKind::Actual, &ctx.origin);
         }

@@ -39,6 +39,9 @@ impl CrossGate {
         match routed.serve {
             Serve::WebSocketRefused(why) => {
                 let message = format!("crossgate: WebSocket refused: {why}");
+                // Only a refused Origin is a CORS decision (and counted as one); an upgrade
+                // on a route without `websocket:`, or not to a WebSocket, is not.
+                ctx.cors_decision = why.is_origin();
                 ctx.origin = OriginCheck::Denied(why);
                 ctx.channel = Channel::Own;
                 send(session, Answer::text(403, message), None).await?;
