@@ -228,6 +228,22 @@ mod tests {
     }
 
     #[test]
+    fn a_field_is_found_by_its_name_and_colon_only() {
+        let raw = b"POST / HTTP/1.1\r\nContent-Length: 5\r\nX: y\r\ncontent-length";
+        assert!(has_field(raw, b"content-length"));
+        assert!(has_field(raw, b"x"));
+        // A line that is the name alone (no colon) is not the field, and does not panic.
+        assert!(!has_field(
+            b"GET / HTTP/1.1\r\ncontent-length",
+            b"content-length"
+        ));
+        assert!(!has_field(
+            b"GET / HTTP/1.1\r\ncontent-lengthy: 1",
+            b"content-length"
+        ));
+    }
+
+    #[test]
     fn http11_needs_exactly_one_valid_host_and_http10_none() {
         assert_eq!(verdict(b"/", &[]), Err(400));
         assert_eq!(verdict(b"/", &[HOST_OK, HOST_OK]), Err(400));
