@@ -32,13 +32,16 @@ pub struct Span {
 }
 
 impl Span {
-    /// The span of `part`, a slice of `buf`.
+    /// The span of `part`, a slice of `buf`; empty when it is not one (httparse gives a
+    /// reason phrase with obs-text bytes as a static `""`, not as a slice of the buffer).
     fn within(buf: &[u8], part: &[u8]) -> Span {
-        let start = part.as_ptr() as usize - buf.as_ptr() as usize;
-        debug_assert!(start + part.len() <= buf.len());
-        Span {
-            start: start as u32,
-            end: (start + part.len()) as u32,
+        let start = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+        match start.checked_add(part.len()) {
+            Some(end) if end <= buf.len() => Span {
+                start: start as u32,
+                end: end as u32,
+            },
+            _ => Span::default(),
         }
     }
 

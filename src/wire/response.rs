@@ -301,6 +301,17 @@ mod tests {
     }
 
     #[test]
+    fn a_reason_phrase_with_obs_text_is_read_as_empty() {
+        // httparse gives such a reason as a static "" (found by the wire_response fuzz target:
+        // its offset into the buffer underflowed).
+        let buf = b"HTTP/1.1 200 OK\xf3\xf5\r\nContent-Length: 5\r\n\r\nhello";
+        let mut resp = Response::default();
+        assert_eq!(resp.parse(buf, false, MAX), Ok(true));
+        assert_eq!(resp.reason.of(buf), b"");
+        assert_eq!(resp.body, Body::Length(5));
+    }
+
+    #[test]
     fn the_view_names_what_the_engine_reads() {
         let buf = b"HTTP/1.1 404 Not Here\r\nContent-Type: text/plain\r\nVary: Accept\r\nContent-Length: 3\r\n\r\nno!";
         let mut resp = Response::default();
