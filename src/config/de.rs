@@ -127,13 +127,17 @@ impl<'de> Deserialize<'de> for FileOrigin {
                 Ok(FileOrigin::Pattern(v.to_owned()))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FileOrigin, A::Error> {
-                let key: String = map
-                    .next_key()?
-                    .ok_or_else(|| de::Error::custom("empty map: use {regex: ...}"))?;
-                if key != "regex" {
-                    return Err(de::Error::unknown_field(&key, &["regex"]));
+                const KEYS: &[&str] = &["regex", "allow_unescaped_dot"];
+                let (mut regex, mut dot) = (None, false);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "regex" => regex = Some(map.next_value()?),
+                        "allow_unescaped_dot" => dot = map.next_value()?,
+                        other => return Err(de::Error::unknown_field(other, KEYS)),
+                    }
                 }
-                Ok(FileOrigin::Regex(map.next_value()?))
+                let regex = regex.ok_or_else(|| de::Error::custom("no regex: use {regex: ...}"))?;
+                Ok(FileOrigin::Regex(regex, dot))
             }
         }
         d.deserialize_any(V)

@@ -483,8 +483,9 @@ pub enum FileOrigins {
 pub enum FileOrigin {
     /// `https://app.example.com`, `https://*.example.com` or `null`.
     Pattern(String),
-    /// `{regex: '^https://pr-[0-9]+\.example\.com$'}`, anchored at both ends.
-    Regex(String),
+    /// `{regex: '^https://pr-[0-9]+\.example\.com$'}`, anchored at both ends; the flag is
+    /// `allow_unescaped_dot: true` (a `.` in the host that is meant to match any character).
+    Regex(String, bool),
 }
 
 /// `allow_headers: mirror` or a list of header names.

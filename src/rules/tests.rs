@@ -249,3 +249,32 @@ fn a_url_in_servers_is_named_as_a_url_not_a_dns_failure() {
     );
     assert!(!e.to_lowercase().contains("name or service"), "{e}");
 }
+
+#[test]
+fn an_unescaped_dot_in_an_origin_regex_host_is_refused_with_credentials_and_warned_without() {
+    let policy = |extra: &str, credentials: bool| {
+        format!("{BASE}routes:\n  - name: a\n    upstream: api\n    cors:\n      allow_credentials: {credentials}\n      allow_origins: [{{regex: 'https://[a-z]+.shop.test'{extra}}}]\n")
+    };
+    let e = compile_str(&policy("", true)).err().unwrap();
+    assert_eq!(e.path, "routes[0].cors.allow_origins[0].regex");
+    assert!(e.message.contains("unescaped `.` in its host"), "{e}");
+    assert!(e.message.contains("https://evilxshop.test"), "{e}");
+    assert!(e.message.contains("allows credentials"), "{e}");
+    assert!(e.fix.contains("allow_unescaped_dot: true"), "{e}");
+    let dot = |rules: &Rules| {
+        rules
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("unescaped `.`"))
+    };
+    let rules = compile_str(&policy("", false)).unwrap();
+    assert!(dot(&rules), "warned without credentials");
+    // Acknowledged: loads, with nothing to say.
+    let rules = compile_str(&policy(", allow_unescaped_dot: true", true)).unwrap();
+    assert!(!dot(&rules));
+    // The acknowledgement is a boolean.
+    let e = compile_str(&policy(", allow_unescaped_dot: maybe", true))
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("allow_unescaped_dot"), "{e}");
+}

@@ -172,7 +172,7 @@ impl Compiler<'_> {
                 let mut list = OriginList::default();
                 for (i, e) in entries.iter().enumerate() {
                     let ep = path.key("allow_origins").index(i);
-                    self.push_origin(&ep, e, &mut list)?;
+                    self.push_origin(&ep, e, p.allow_credentials, &mut list)?;
                 }
                 AllowOrigin::List(list)
             }
@@ -184,6 +184,7 @@ impl Compiler<'_> {
         &mut self,
         ep: &YamlPath,
         e: &FileOrigin,
+        credentials: bool,
         list: &mut OriginList,
     ) -> Result<(), ConfigError> {
         match e {
@@ -202,9 +203,21 @@ impl Compiler<'_> {
                 let c = canonical_exact(s).map_err(|e| self.err(ep, e.message, e.fix))?;
                 list.push_exact(c, s.clone());
             }
-            FileOrigin::Regex(r) => {
+            FileOrigin::Regex(r, dot_acknowledged) => {
                 let re =
                     anchored_regex(r).map_err(|e| self.err(&ep.key("regex"), e.message, e.fix))?;
+                if let (Some(_), false) = (unescaped_host_dot(r), dot_acknowledged) {
+                    let why = format!("regex {r:?} has an unescaped `.` in its host: `.` matches any character, so `https://[a-z]+.shop.test` also allows `https://evilxshop.test`, a domain anyone can register");
+                    let fix = "escape it (\\.); if any character is meant, add allow_unescaped_dot: true to this entry";
+                    if credentials {
+                        return Err(self.err(
+                            &ep.key("regex"),
+                            format!("{why}, and this policy allows credentials"),
+                            fix,
+                        ));
+                    }
+                    self.warn(&ep.key("regex"), why, fix);
+                }
                 if re.is_match("null") {
                     return Err(self.err(&ep.key("regex"), format!("regex {r:?} matches the origin `null`, which sandboxed frames and file: pages of any site send"), "crossgate never lets a regex match null: list \"null\" literally if you mean it, and anchor the regex on a scheme such as https://"));
                 }
@@ -302,5 +315,53 @@ impl Compiler<'_> {
             }
         }
         Ok(out)
+    }
+}
+
+/// Where an origin regex has a `.` in its host that reads as a label separator but matches any
+/// character: not escaped, not in a bracket class, not followed by a quantifier (`.*`, `.+`
+/// are meant as wildcards), after `://` (or anywhere, when the regex names no scheme).
+fn unescaped_host_dot(regex: &str) -> Option<usize> {
+    let start = regex.find("://").map_or(0, |i| i + 3);
+    let bytes = regex.as_bytes();
+    let (mut i, mut class) = (0, false);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 1,
+            b'[' if !class => class = true,
+            b']' if class => class = false,
+            b'.' if !class
+                && i >= start
+                && !matches!(bytes.get(i + 1), Some(b'*' | b'+' | b'?' | b'{')) =>
+            {
+                return Some(i)
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod dot_tests {
+    use super::unescaped_host_dot;
+
+    #[test]
+    fn an_unescaped_dot_in_the_host_is_found_and_escaped_or_bracketed_ones_are_not() {
+        assert_eq!(unescaped_host_dot(r"https://[a-z]+.shop.test"), Some(14));
+        assert_eq!(
+            unescaped_host_dot(r"^https://pr-[0-9]+\.example\.com$"),
+            None
+        );
+        assert_eq!(unescaped_host_dot(r"https://a[.]example[.]com"), None);
+        assert_eq!(unescaped_host_dot(r"https://[a-z.]+\.example\.com"), None);
+        assert_eq!(
+            unescaped_host_dot(r"https://app\.example\.com(:[0-9]+)?"),
+            None
+        );
+        assert_eq!(unescaped_host_dot(r"https://.*\.example\.com"), None);
+        assert_eq!(unescaped_host_dot(r"https://.+\.example\.com"), None);
+        assert_eq!(unescaped_host_dot(r"https://app.example\.com"), Some(11));
     }
 }
