@@ -278,3 +278,15 @@ fn an_unescaped_dot_in_an_origin_regex_host_is_refused_with_credentials_and_warn
         .unwrap();
     assert!(e.to_string().contains("allow_unescaped_dot"), "{e}");
 }
+
+#[test]
+fn a_regex_route_after_a_prefix_route_that_covers_it_is_never_used() {
+    let rules = compile_str(&format!("{BASE}routes:\n  - {{name: api, path: /api/, upstream: api}}\n  - {{name: versions, path: {{regex: '/api/v[0-9]+/.*'}}, upstream: api}}\n  - {{name: other, path: {{regex: '/(api|app)/x'}}, upstream: api}}\n  - {{name: case, path: {{regex: '(?i)/api/y'}}, upstream: api}}\n")).unwrap();
+    let never: Vec<&str> = rules
+        .warnings
+        .iter()
+        .filter(|w| w.message.contains("never used"))
+        .map(|w| w.path.as_str())
+        .collect();
+    assert_eq!(never, ["routes[1]"], "{:?}", rules.warnings);
+}

@@ -49,12 +49,51 @@ fn covers_host(a: &HostMatch, b: &HostMatch) -> bool {
     }
 }
 
-/// Whether every path `b` matches is matched by `a` (regexes are not compared).
+/// Whether every path `b` matches is matched by `a`. A regex is covered by a prefix when
+/// every path it matches starts with its literal beginning, and that starts with the prefix
+/// (`/api/v[0-9]+` after `/api/`); other regexes are not compared.
 fn covers_path(a: &PathMatch, b: &PathMatch) -> bool {
     match (a, b) {
         (PathMatch::Prefix(p), PathMatch::Prefix(q))
         | (PathMatch::Prefix(p), PathMatch::Exact(q)) => q.starts_with(p.as_str()),
         (PathMatch::Exact(p), PathMatch::Exact(q)) => p == q,
+        (PathMatch::Prefix(p), PathMatch::Regex(r)) => {
+            literal_start(r.as_str()).is_some_and(|lit| lit.starts_with(p.as_str()))
+        }
         _ => false,
+    }
+}
+
+/// The text every match of a route regex (as compiled: `^(?:pattern)$`) begins with: its
+/// characters up to the first one with a meaning in a regex, less the last when a quantifier
+/// makes it optional. None with an alternation anywhere (its branches may begin otherwise).
+fn literal_start(anchored: &str) -> Option<String> {
+    let pattern = anchored.strip_prefix("^(?:")?.strip_suffix(")$")?;
+    if pattern.contains('|') {
+        return None;
+    }
+    let mut lit: String = pattern
+        .chars()
+        .take_while(|c| !"\\.+*?()[]{}^$".contains(*c))
+        .collect();
+    if matches!(pattern[lit.len()..].chars().next(), Some('?' | '*' | '{')) {
+        lit.pop();
+    }
+    Some(lit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::literal_start;
+
+    #[test]
+    fn a_regex_begins_with_its_literal_characters_only() {
+        let lit = |p: &str| literal_start(&format!("^(?:{p})$"));
+        assert_eq!(lit("/api/v[0-9]+").as_deref(), Some("/api/v"));
+        assert_eq!(lit("/api/x?").as_deref(), Some("/api/"));
+        assert_eq!(lit("/api/x*y").as_deref(), Some("/api/"));
+        assert_eq!(lit("/api\\.v1").as_deref(), Some("/api"));
+        assert_eq!(lit("(?i)/api/").as_deref(), Some(""));
+        assert_eq!(lit("/api/x|/other"), None);
     }
 }
