@@ -155,6 +155,10 @@ impl<'de> Deserialize<'de> for FileAllowHeaders {
             fn visit_str<E: de::Error>(self, v: &str) -> Result<FileAllowHeaders, E> {
                 match v {
                     "mirror" => Ok(FileAllowHeaders::Mirror),
+                    // The same fix as for `["*"]` (rules::compile::policies).
+                    "*" => Err(E::custom(
+                        "allow_headers: '*' is not allowed: use `allow_headers: mirror` to allow whatever the browser asks for",
+                    )),
                     other => Err(E::custom(format!(
                         "allow_headers must be `mirror` or a list, found the string {other:?}: write [{other:?}]"
                     ))),

@@ -290,3 +290,15 @@ fn a_regex_route_after_a_prefix_route_that_covers_it_is_never_used() {
         .collect();
     assert_eq!(never, ["routes[1]"], "{:?}", rules.warnings);
 }
+
+#[test]
+fn allow_headers_star_as_a_string_or_a_list_gets_the_same_fix() {
+    for value in ["'*'", "['*']"] {
+        let e = compile_str(&format!("{BASE}routes:\n  - name: a\n    upstream: api\n    cors: {{allow_origins: [https://a.example], allow_headers: {value}}}\n"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("use `allow_headers: mirror`"), "{value}: {e}");
+        assert!(!e.contains("write [\"*\"]"), "{value}: {e}");
+    }
+}
