@@ -766,8 +766,20 @@ fn the_deploy_examples_never_publish_the_admin_listener() {
     };
     let addr = |v: &Value| addrs(v)[0];
 
-    // The image's config: config.example.yaml with the Dockerfile's own `sed -e 's/A/B/'`s.
+    // The image's example config: config.example.yaml with the Dockerfile's own
+    // `sed -e 's/A/B/'`s. It is not where the default command reads (a container without a
+    // mounted config must fail, not serve the example).
     let dockerfile = read("deploy/Dockerfile");
+    assert!(
+        !dockerfile
+            .lines()
+            .any(|l| l.starts_with("COPY ") && l.ends_with(" /etc/crossgate/config.yaml")),
+        "the image must not ship a config where the default command reads one"
+    );
+    assert!(
+        dockerfile.contains(r#"CMD ["run", "--config", "/etc/crossgate/config.yaml""#),
+        "{dockerfile}"
+    );
     let mut image_config = read("config.example.yaml");
     let mut substitutions = 0;
     for line in dockerfile.lines().filter(|l| l.contains("sed ")) {
