@@ -157,6 +157,19 @@ mod tests {
 
     const HOST_OK: (&str, &[u8]) = ("host", b"api.example.com");
 
+    /// Checks `r`, which must have an absolute-form target, and puts it in origin form.
+    fn in_origin_form(r: &mut RequestHeader) {
+        let Ok(Checked {
+            form: Form::Absolute { authority, rest },
+            ..
+        }) = check(r, b"")
+        else {
+            panic!("not absolute-form");
+        };
+        let (authority, rest) = (authority.to_owned(), rest.to_owned());
+        to_origin_form(r, &authority, &rest);
+    }
+
     #[test]
     fn only_origin_absolute_and_asterisk_forms_are_targets() {
         assert_eq!(verdict(b"/admin", &[HOST_OK]), Ok(()));
@@ -191,15 +204,7 @@ mod tests {
             b"http://api.example.com:8080?q=1",
             &[("host", b"other.example")],
         );
-        let Ok(Checked {
-            form: Form::Absolute { authority, rest },
-            ..
-        }) = check(&r, b"")
-        else {
-            panic!("not absolute-form");
-        };
-        let (authority, rest) = (authority.to_owned(), rest.to_owned());
-        to_origin_form(&mut r, &authority, &rest);
+        in_origin_form(&mut r);
         assert_eq!(r.uri.to_string(), "/?q=1");
         assert_eq!(r.raw_path(), b"/?q=1");
         assert_eq!(r.headers["host"], "api.example.com:8080");
@@ -214,15 +219,7 @@ mod tests {
             (b"http://api.example.com/v1?q=1", "/v1?q=1"),
         ] {
             let mut r = head(Version::HTTP_11, "GET", target, &[HOST_OK]);
-            let Ok(Checked {
-                form: Form::Absolute { authority, rest },
-                ..
-            }) = check(&r, b"")
-            else {
-                panic!("not absolute-form");
-            };
-            let (authority, rest) = (authority.to_owned(), rest.to_owned());
-            to_origin_form(&mut r, &authority, &rest);
+            in_origin_form(&mut r);
             assert_eq!(r.raw_path(), path.as_bytes());
         }
     }
