@@ -22,6 +22,8 @@ pub struct Admin {
     pub rules: Arc<ArcSwap<Rules>>,
     pub metrics: Arc<Metrics>,
     pub refused: Arc<Refused>,
+    /// The process is draining (SIGTERM): not ready.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn text(status: StatusCode, content_type: &str, body: String) -> Response<Vec<u8>> {
@@ -118,11 +120,17 @@ impl ServeHttp for Admin {
                 report_page(refused::html(&report, SystemTime::now()))
             }
             "/healthz" => text(StatusCode::OK, plain, "ok\n".into()),
-            // Readiness is the replica's own: its config is loaded and its listeners serve
-            // (this listener answers only then, and closes when the process drains). A dead
+            // Readiness is the replica's own: its config is loaded, its listeners serve (this
+            // listener answers only then) and it is not draining (this listener stays open
+            // while the process drains, so that the drain can be watched). A dead
             // legacy API is not a reason to take every replica out of the Service: browsers
             // would get a load balancer's opaque error instead of crossgate's 502 with CORS.
             // Upstream health is on /upstreams and in the metrics.
+            "/readyz" if self.draining.load(std::sync::atomic::Ordering::Acquire) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                plain,
+                "not ready: draining\n".into(),
+            ),
             "/readyz" => text(StatusCode::OK, plain, "ready\n".into()),
             "/upstreams" => upstreams(&rules),
             _ => text(

@@ -46,6 +46,7 @@ mod proxy;
 mod refusal;
 mod refused;
 mod reload;
+pub mod request_id;
 pub mod rules;
 pub mod server;
 #[cfg(any(test, feature = "test-util"))]

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use crossgate::config::{self, LogFormat};
-use crossgate::rules::{self, Rules};
+use crossgate::rules::{self, Lookups, Rules};
 use crossgate::server::{Gateway, Options};
 use crossgate::{demo, describe, explain, logging, upgrade_sock};
 
@@ -107,7 +107,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Run(args)) => run(&args),
         None => run(&cli.run),
-        Some(Command::Check { config, no_resolve }) => check(&config, !no_resolve),
+        Some(Command::Check { config, no_resolve }) => check(&config, lookups(no_resolve)),
         Some(Command::Import(args)) => return crossgate::import::cli::run(&args),
         Some(Command::Demo { config }) => run_demo(&config),
         Some(Command::Backend { listen }) => demo::spawn(listen)
@@ -127,7 +127,7 @@ fn main() -> ExitCode {
             url,
             no_resolve,
         }) => {
-            return match compile_with(&config, !no_resolve).and_then(|rules| {
+            return match compile_with(&config, lookups(no_resolve)).and_then(|rules| {
                 explain::explain(&rules, &url, &origin, &method, &headers, credentials)
             }) {
                 Ok(e) => {
@@ -157,12 +157,12 @@ fn main() -> ExitCode {
 /// The config example shipped in the binary, so `crossgate demo` runs from any directory.
 const EXAMPLE: &str = include_str!("../config.example.yaml");
 
+/// For `run`: a server name that does not resolve yet is a warning, not an error.
 fn compile(path: &Path) -> Result<Rules, String> {
-    compile_with(path, true)
+    compile_with(path, Lookups::Tolerant)
 }
 
-/// `lookups`: server names are looked up in DNS (`run` always does).
-fn compile_with(path: &Path, lookups: bool) -> Result<Rules, String> {
+fn compile_with(path: &Path, lookups: Lookups) -> Result<Rules, String> {
     let loaded = if path == Path::new("config.example.yaml") && !path.exists() {
         let config = config::parse_yaml(path, EXAMPLE).map_err(|e| e.to_string())?;
         config::Loaded {
@@ -181,10 +181,20 @@ fn compile_with(path: &Path, lookups: bool) -> Result<Rules, String> {
     Ok(rules)
 }
 
-fn check(path: &Path, lookups: bool) -> Result<(), String> {
+/// `check` and `explain` look names up and fail on one that does not resolve, unless told not
+/// to look them up (`--no-resolve`).
+fn lookups(no_resolve: bool) -> Lookups {
+    if no_resolve {
+        Lookups::Off
+    } else {
+        Lookups::Required
+    }
+}
+
+fn check(path: &Path, lookups: Lookups) -> Result<(), String> {
     let rules = compile_with(path, lookups)?;
     print!("{}", describe::rules(&rules));
-    if !lookups {
+    if lookups == Lookups::Off {
         println!("server names not looked up (--no-resolve): run looks them up at start");
     }
     // What crossgate_config_info{hash} shows for this file once it is live.

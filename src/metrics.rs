@@ -48,6 +48,9 @@ pub struct Metrics {
     pub session_duration: HistogramVec,
     pub requests_in_flight: IntGauge,
     pub connections_open: IntGaugeVec,
+    /// Body bytes read from clients and sent to them, by route.
+    pub request_body_bytes: IntCounterVec,
+    pub response_body_bytes: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -167,6 +170,8 @@ impl Metrics {
             sse_active: gauge(&r, "crossgate_sse_streams_active", "Server-Sent Event streams open now, by route.", &["route"]),
             beacon_hits: counter(&r, "crossgate_beacon_hits_total", "Beacon hits answered, by beacon.", &["beacon"]),
             beacon_dropped: counter(&r, "crossgate_beacon_forward_dropped_total", "Beacon hits not forwarded because the queue was full, by beacon.", &["beacon"]),
+            request_body_bytes: counter(&r, "crossgate_request_body_bytes_total", "Request body bytes read from clients, by route (none: unrouted; beacon: beacon hits).", &["route"]),
+            response_body_bytes: counter(&r, "crossgate_response_body_bytes_total", "Response body bytes sent to clients, by route (WebSocket frames included; heads not counted).", &["route"]),
             upstream_errors: counter(&r, "crossgate_upstream_errors_total", "Failed exchanges with an upstream, by kind (connect, timeout, reset, invalid).", &["upstream", "kind"]),
             dns_resolutions: counter(&r, "crossgate_dns_resolutions_total", "Re-resolutions of upstream server names, by upstream and result (ok, error: the last good addresses stay in rotation).", &["upstream", "result"]),
             server_healthy: gauge(&r, "crossgate_upstream_server_healthy", "1 if the server passes its health check (or has none), 0 if it is out of rotation.", &["upstream", "server"]),
@@ -253,6 +258,8 @@ pub struct RouteMetrics {
     pub duration: Histogram,
     pub session_duration: Histogram,
     pub upstream_duration: Histogram,
+    pub body_in: IntCounter,
+    pub body_out: IntCounter,
 }
 
 const METHODS: [&str; 10] = [
@@ -284,6 +291,8 @@ impl RouteMetrics {
             duration: m.request_duration.with_label_values(&[route]),
             session_duration: m.session_duration.with_label_values(&[route]),
             upstream_duration: m.upstream_duration.with_label_values(&[upstream]),
+            body_in: m.request_body_bytes.with_label_values(&[route]),
+            body_out: m.response_body_bytes.with_label_values(&[route]),
         }
     }
 

@@ -114,7 +114,9 @@ impl Reloader {
             Ok(l) => l,
             Err(e) => return self.failed(&mut seen, &e.to_string()),
         };
-        let new = match rules::compile(&loaded) {
+        // A server name that does not resolve yet is a warning, as at start.
+        let resolved = rules::resolve_with(&loaded, rules::Lookups::Tolerant);
+        let new = match rules::compile_with(&loaded, &resolved) {
             Ok(r) => r,
             Err(e) => return self.failed(&mut seen, &e.to_string()),
         };

@@ -4,7 +4,7 @@
 //! reloads).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +37,9 @@ const CLIENT_TCP_BUFFERS: pingora::listeners::L4BufferSettings =
     };
 
 /// Whole seconds for pingora's settings, rounded up so that a configured 500ms is not 0.
+/// How long open WebSockets get for their 1001 close once the grace period is over.
+const CLOSE_HEADROOM: Duration = Duration::from_secs(1);
+
 fn ceil_secs(d: std::time::Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
@@ -59,6 +62,10 @@ pub struct Gateway {
     pub rules: Arc<ArcSwap<Rules>>,
     pub metrics: Arc<Metrics>,
     pub in_flight: Arc<AtomicUsize>,
+    /// Set on SIGTERM: `/readyz` answers 503 and the admin listener stays open to exit.
+    pub draining: Arc<AtomicBool>,
+    /// Set at the end of the grace period: open WebSockets get a 1001 close.
+    pub closing: Arc<tokio::sync::watch::Sender<bool>>,
     /// Each HTTPS listener's certificate, swapped on reload.
     pub certs: Arc<Vec<(std::net::SocketAddr, Arc<crate::tls::SwappableCert>)>>,
     grace_period: Duration,
@@ -70,7 +77,10 @@ pub struct Gateway {
 fn pingora_server(rules: &Rules, options: &Options, upgrade_sock: &std::path::Path) -> Server {
     let conf = ServerConf {
         threads: rules.server.threads,
-        grace_period_seconds: Some(ceil_secs(rules.server.grace_period)),
+        // A second past crossgate's own: at the end of the grace period crossgate closes the
+        // WebSockets (1001) and exits itself (`handle_signals`), before pingora drops its
+        // runtimes and, with them, every connection unclosed.
+        grace_period_seconds: Some(ceil_secs(rules.server.grace_period) + CLOSE_HEADROOM.as_secs()),
         graceful_shutdown_timeout_seconds: Some(ceil_secs(rules.server.shutdown_timeout)),
         upgrade_sock: upgrade_sock.display().to_string(),
         ..ServerConf::default()
@@ -129,6 +139,7 @@ fn add_admin(
     rules: &Arc<ArcSwap<Rules>>,
     metrics: &Arc<Metrics>,
     refused: Arc<crate::refused::Refused>,
+    draining: &Arc<AtomicBool>,
 ) {
     let mut admin = pingora::services::listening::Service::new(
         "crossgate admin".into(),
@@ -136,10 +147,53 @@ fn add_admin(
             rules: rules.clone(),
             metrics: metrics.clone(),
             refused,
+            draining: draining.clone(),
         }),
     );
     admin.add_tcp(&addr.to_string());
-    server.add_service(admin);
+    server.add_service(AdminService {
+        inner: admin,
+        draining: draining.clone(),
+    });
+}
+
+/// The admin listener as a service that stays open while the process drains (SIGTERM), so
+/// that `/metrics` shows the drain (`crossgate_requests_in_flight` going to 0) and `/readyz`
+/// answers 503 until the process exits. On a SIGQUIT hand-over it closes with the proxy's
+/// listeners (the new process serves it from the same socket).
+struct AdminService {
+    inner: pingora::services::listening::Service<pingora::apps::http_app::HttpServer<Admin>>,
+    draining: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl pingora::services::Service for AdminService {
+    async fn start_service(
+        &mut self,
+        fds: Option<pingora::server::ListenFds>,
+        mut shutdown: pingora::server::ShutdownWatch,
+        listeners_per_fd: usize,
+    ) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let draining = self.draining.clone();
+        tokio::spawn(async move {
+            let _ = shutdown.wait_for(|down| *down).await;
+            if draining.load(Ordering::Acquire) {
+                // Open until the process exits (a dropped sender would stop it too).
+                std::future::pending::<()>().await;
+            }
+            let _ = tx.send(true);
+        });
+        pingora::services::Service::start_service(&mut self.inner, fds, rx, listeners_per_fd).await;
+    }
+
+    fn name(&self) -> &str {
+        "crossgate admin"
+    }
+
+    fn threads(&self) -> Option<usize> {
+        Some(1)
+    }
 }
 
 /// The beacon forwarder, the health checks and the re-resolution of upstream names.
@@ -180,6 +234,8 @@ impl Gateway {
         let admin_addr = rules.admin;
         let grace_period = rules.server.grace_period;
         let in_flight = Arc::new(AtomicUsize::new(0));
+        let draining = Arc::new(AtomicBool::new(false));
+        let closing = Arc::new(tokio::sync::watch::channel(false).0);
         let metrics = Arc::new(Metrics::new());
         let refused = Arc::new(crate::refused::Refused::new());
         metrics.reloaded(true);
@@ -196,6 +252,8 @@ impl Gateway {
             beacons: beacon_queue,
             metrics: metrics.clone(),
             refused: refused.clone(),
+            report_log: Default::default(),
+            closing: closing.clone(),
         };
         // An HTTP/2 connection with no request in flight is closed after
         // client_keepalive_timeout, as an idle HTTP/1 one is (pingora leaves it open forever
@@ -217,7 +275,7 @@ impl Gateway {
         }
         server.add_service(service);
         if let Some(addr) = admin_addr {
-            add_admin(&mut server, addr, &rules, &metrics, refused);
+            add_admin(&mut server, addr, &rules, &metrics, refused, &draining);
         }
         add_background_services(&mut server, forwarder, &rules, &metrics);
         Gateway {
@@ -225,6 +283,8 @@ impl Gateway {
             rules,
             metrics,
             in_flight,
+            draining,
+            closing,
             certs: Arc::new(certs),
             grace_period,
             watch: options.watch,
@@ -242,9 +302,10 @@ impl Gateway {
 
     /// Runs with Unix signals and reloads `config` on SIGHUP and when it changes:
     /// SIGTERM drains (the process exits as soon as no request is in flight, and at the latest
-    /// after the grace period), SIGINT stops at once, SIGQUIT hands the listening sockets to a
+    /// after the grace period, when open WebSockets get a 1001 close; the admin listener stays
+    /// open, `/readyz` 503), SIGINT stops at once, SIGQUIT hands the listening sockets to a
     /// new process started with `--upgrade` once `upgrade_sock::check_handover` passes (else it
-    /// logs why and keeps serving).
+    /// logs why and keeps serving), then drains as SIGTERM does once pingora stops accepting.
     pub fn run_with_signals(self, config: PathBuf) {
         let reloader = Arc::new(Reloader::new(
             config,
@@ -264,8 +325,13 @@ impl Gateway {
             None
         };
         let (tx, watch) = ChannelShutdown::pair();
-        let in_flight = self.in_flight.clone();
-        let grace = self.grace_period;
+        let drain = Drain {
+            in_flight: self.in_flight.clone(),
+            grace: self.grace_period,
+            draining: self.draining.clone(),
+            closing: self.closing.clone(),
+            phases: self.server.watch_execution_phase(),
+        };
         let upgrade_sock = self.upgrade_sock.clone();
         std::thread::Builder::new()
             .name("signals".into())
@@ -274,17 +340,25 @@ impl Gateway {
                     .enable_all()
                     .build()
                     .expect("a runtime for signal handling");
-                rt.block_on(handle_signals(tx, in_flight, grace, reloader, upgrade_sock));
+                rt.block_on(handle_signals(tx, drain, reloader, upgrade_sock));
             })
             .expect("a thread for signal handling");
         self.run(Box::new(watch));
     }
 }
 
-async fn handle_signals(
-    tx: mpsc::UnboundedSender<ShutdownSignal>,
+/// What the signal handler needs to drain the process and leave.
+struct Drain {
     in_flight: Arc<AtomicUsize>,
     grace: Duration,
+    draining: Arc<AtomicBool>,
+    closing: Arc<tokio::sync::watch::Sender<bool>>,
+    phases: tokio::sync::broadcast::Receiver<pingora::server::ExecutionPhase>,
+}
+
+async fn handle_signals(
+    tx: mpsc::UnboundedSender<ShutdownSignal>,
+    mut drain: Drain,
     reloader: Arc<Reloader>,
     upgrade_sock: PathBuf,
 ) {
@@ -298,6 +372,7 @@ async fn handle_signals(
         tracing::error!("cannot install signal handlers");
         return;
     };
+    let grace = drain.grace;
     let stop = loop {
         tokio::select! {
             _ = term.recv() => { tracing::info!(grace_period = ?grace, "SIGTERM: draining in-flight requests"); break ShutdownSignal::GracefulTerminate }
@@ -317,23 +392,30 @@ async fn handle_signals(
             }
         }
     };
-    let drain = matches!(stop, ShutdownSignal::GracefulTerminate);
+    let terminate = matches!(stop, ShutdownSignal::GracefulTerminate);
     let upgrade = matches!(stop, ShutdownSignal::GracefulUpgrade);
-    if tx.send(stop).is_err() {
+    if terminate {
+        // Before pingora hears of it: the admin listener stays open and /readyz says 503.
+        drain.draining.store(true, Ordering::Release);
+    }
+    if tx.send(stop).is_err() || !(terminate || upgrade) {
         return;
     }
     if upgrade {
-        // The sockets are handed over; pingora lets the connections here finish. A second
-        // SIGTERM or SIGINT ends that wait at once.
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+        // The sockets are handed over; pingora keeps accepting for its hand-over window while
+        // the new process starts, then stops. A SIGTERM or SIGINT ends the wait at once.
+        use pingora::server::ExecutionPhase;
+        loop {
+            tokio::select! {
+                phase = drain.phases.recv() => match phase {
+                    Ok(ExecutionPhase::ShutdownStarted) | Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    _ => {}
+                },
+                _ = term.recv() => leave("stopping now"),
+                _ = int.recv() => leave("stopping now"),
+            }
         }
-        tracing::info!("stopping now");
-        std::process::exit(0);
-    }
-    if !drain {
-        return;
+        tracing::info!("the new process has the listeners: draining in-flight requests");
     }
     // pingora keeps the process for the whole grace period; leave as soon as nothing is in
     // flight. Listeners stop accepting once the signal is delivered.
@@ -341,14 +423,30 @@ async fn handle_signals(
     while tokio::time::Instant::now() < deadline {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-            _ = int.recv() => break,
+            _ = int.recv() => leave("SIGINT: stopping now"),
+            _ = term.recv(), if upgrade => leave("stopping now"),
         }
-        if in_flight.load(Ordering::Acquire) == 0 {
-            tracing::info!("drained: no request in flight, exiting");
-            std::process::exit(0);
+        if drain.in_flight.load(Ordering::Acquire) == 0 {
+            leave("drained: no request in flight, exiting");
         }
     }
-    tracing::info!("grace period over");
+    // What is still open is cut: WebSockets first get a 1001 close (each ends and is logged
+    // as it goes), for at most a second.
+    tracing::info!(
+        in_flight = drain.in_flight.load(Ordering::Acquire),
+        "grace period over: closing what is still open"
+    );
+    let _ = drain.closing.send(true);
+    let cut = tokio::time::Instant::now() + CLOSE_HEADROOM / 2;
+    while drain.in_flight.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < cut {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    leave("exiting");
+}
+
+/// Ends the process (pingora would keep it for its whole grace period).
+fn leave(why: &str) -> ! {
+    tracing::info!("{why}");
     std::process::exit(0);
 }
 

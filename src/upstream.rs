@@ -92,7 +92,8 @@ pub struct HealthSpec {
 /// A named group of servers.
 pub struct Upstream {
     pub name: String,
-    /// Swapped whole when a name resolves to other addresses; never empty.
+    /// Swapped whole when a name resolves to other addresses. Empty only while the names it
+    /// is written with do not resolve (`rules::Lookups::Tolerant`).
     servers: ArcSwap<Vec<Arc<Backend>>>,
     pub timeouts: Timeouts,
     pub health: Option<HealthSpec>,
@@ -120,10 +121,13 @@ impl Upstream {
             .into_iter()
             .map(|(written, addr)| Arc::new(backend(written, addr, tls.as_ref(), timeouts)))
             .collect::<Vec<_>>();
-        // Probes go the way requests go: over TLS, with the same name and trust.
-        if let (Some(h), Some(first)) = (health.as_mut(), servers.first()) {
+        // Probes go the way requests go: over TLS, with the same name and trust (the
+        // template's address is not used: each probe goes to its server's).
+        if let Some(h) = health.as_mut() {
             let timeout = h.probe.peer_template.options.read_timeout;
-            h.probe.peer_template = first.peer.clone();
+            let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+            h.probe.peer_template =
+                backend(String::new(), unspecified, tls.as_ref(), timeouts).peer;
             h.probe.peer_template.options.connection_timeout = timeout;
             h.probe.peer_template.options.read_timeout = timeout;
         }
@@ -248,16 +252,20 @@ impl Upstream {
 
     /// The next healthy server in round-robin order. When every server is marked down, the
     /// rotation goes on over all of them: a failing health check must not turn a degraded
-    /// backend into a certain 502.
-    pub fn select(&self) -> Arc<Backend> {
+    /// backend into a certain 502. None while the upstream has no address at all (its names
+    /// do not resolve yet).
+    pub fn select(&self) -> Option<Arc<Backend>> {
         let servers = self.servers.load();
         let n = servers.len();
+        if n == 0 {
+            return None;
+        }
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        (0..n)
+        let b = (0..n)
             .map(|i| &servers[(start + i) % n])
             .find(|b| b.is_healthy())
-            .unwrap_or(&servers[start])
-            .clone()
+            .unwrap_or(&servers[start]);
+        Some(b.clone())
     }
 
     /// Runs one round of probes if one is due. Returns at once otherwise.
@@ -404,9 +412,9 @@ mod tests {
     fn round_robin_skips_unhealthy_servers_and_fails_open() {
         let u = upstream(&["127.0.0.1:1", "127.0.0.1:2"]);
         u.servers()[1].healthy.store(false, Ordering::Relaxed);
-        assert!((0..4).all(|_| u.select().addr.port() == 1));
+        assert!((0..4).all(|_| u.select().unwrap().addr.port() == 1));
         u.servers()[0].healthy.store(false, Ordering::Relaxed);
-        let ports: Vec<u16> = (0..4).map(|_| u.select().addr.port()).collect();
+        let ports: Vec<u16> = (0..4).map(|_| u.select().unwrap().addr.port()).collect();
         assert!(
             ports.contains(&1) && ports.contains(&2),
             "all down: rotate over all: {ports:?}"

@@ -386,25 +386,80 @@ async fn json_access_log_has_one_line_per_request_with_every_field() {
     let rx = stdout_lines(&mut child.0);
     wait_until_listening(proxy).await;
     let r = client()
-        .get(format!("http://{proxy}/items?q=1"))
+        .post(format!("http://{proxy}/items?q=1"))
         .header("origin", "https://app.example.com")
+        .header("user-agent", "probe/1.0 \"quoted\"")
+        .header("referer", "https://app.example.com/page")
+        .body("hello world")
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    let body = r.bytes().await.unwrap();
 
-    let (line, _) = next_log_line(&rx, "crossgate::access");
+    let (line, before) = next_log_line(&rx, "crossgate::access");
     let v: serde_json::Value =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
     assert_eq!(v["target"], "crossgate::access");
-    assert_eq!(v["method"], "GET");
+    assert_eq!(v["level"], "INFO");
+    assert_eq!(v["method"], "POST");
     assert_eq!(v["path"], "/items");
     assert_eq!(v["status"], 200);
     assert_eq!(v["origin"], "https://app.example.com");
     assert_eq!(v["route"], "api");
     assert_eq!(v["cors"], "allowed");
     assert_eq!(v["host"], proxy.ip().to_string(), "{line}");
+    assert_eq!(v["version"], "HTTP/1.1", "{line}");
+    assert_eq!(v["tls"], "-", "{line}");
+    assert_eq!(v["upstream"], backend.addr.to_string(), "{line}");
+    assert_eq!(v["retries"], 0, "{line}");
+    assert_eq!(v["bytes_in"], 11, "{line}");
+    assert_eq!(v["bytes_out"], body.len(), "{line}");
+    assert_eq!(v["user_agent"], "probe/1.0 \"quoted\"", "{line}");
+    assert_eq!(v["referer"], "https://app.example.com/page", "{line}");
+    let client_addr: std::net::SocketAddr = v["client"].as_str().unwrap().parse().unwrap();
+    assert!(
+        client_addr.ip().is_loopback() && client_addr.port() != 0,
+        "{line}"
+    );
     assert!(v["upstream_ms"].as_f64().is_some(), "{line}");
+    // Durations to the microsecond, not 0.6574979999999999.
+    for field in ["upstream_ms", "duration_ms"] {
+        let text = v[field].to_string();
+        let decimals = text.split_once('.').map_or(0, |(_, d)| d.len());
+        assert!(decimals <= 3, "{field} = {text}");
+    }
+    // The request id went upstream with the request.
+    let id = v["request_id"].as_str().unwrap();
+    assert_eq!(id.len(), 32, "{line}");
+    let seen = backend.requests();
+    assert_eq!(seen[0].headers["x-request-id"], id);
+    // pingora's own lines (startup) share the schema, without the log bridge's build paths.
+    assert!(
+        before.iter().any(|l| l.contains("pingora_core")),
+        "{before:?}"
+    );
+    for l in &before {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert!(v["target"].is_string() && v["level"].is_string(), "{l}");
+        assert!(!l.contains("log.file") && !l.contains("/.cargo/"), "{l}");
+    }
+
+    // A request id sent by the client (or a load balancer in front) is kept and forwarded.
+    client()
+        .get(format!("http://{proxy}/items"))
+        .header("x-request-id", "7f3c2a1e-9b4d-4c7a-8e2f-1a2b3c4d5e6f")
+        .send()
+        .await
+        .unwrap();
+    let (line, _) = next_log_line(&rx, "crossgate::access");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["request_id"], "7f3c2a1e-9b4d-4c7a-8e2f-1a2b3c4d5e6f");
+    backend.wait_for(2, |_| true).await;
+    assert_eq!(
+        backend.requests()[1].headers["x-request-id"],
+        "7f3c2a1e-9b4d-4c7a-8e2f-1a2b3c4d5e6f"
+    );
 }
 
 /// The next log line of `target` on the captured stdout, and the lines before it; fails after
@@ -550,7 +605,7 @@ async fn beacon_hits_are_logged_with_bounded_fields() {
         .unwrap();
     let (line, _) = next_log_line(&rx, "crossgate::beacon");
     assert!(line.contains("beacon=pv"), "{line}");
-    assert!(line.contains("fields=ev=view page=/home"), "{line}");
+    assert!(line.contains("fields=\"ev=view page=/home\""), "{line}");
     assert!(line.contains("fields_skipped=1"), "{line}");
 }
 
@@ -578,6 +633,90 @@ async fn report_only_logs_who_would_be_refused() {
     assert!(
         line.contains("policy=strict") && line.contains("route=api"),
         "{line}"
+    );
+    // Rate limited: the same route and origin again within the minute writes no line, another
+    // origin does.
+    for origin in [
+        "https://old-partner.example",
+        "https://old-partner.example",
+        "https://other-partner.example",
+    ] {
+        client()
+            .get(format!("http://{proxy}/x"))
+            .header("origin", origin)
+            .send()
+            .await
+            .unwrap();
+    }
+    let (line, _) = next_log_line(&rx, "crossgate::report_only");
+    assert!(
+        line.contains("origin=\"https://other-partner.example\""),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_request_is_one_error_line_and_a_refused_head_is_logged_and_counted() {
+    let (proxy, admin) = (free_addr(), free_addr());
+    let yaml = format!(
+        "listen: \"{proxy}\"\nadmin: {{listen: \"{admin}\"}}\nupstreams:\n  d: {{servers: [\"{}\"]}}\nroutes:\n  - {{name: api, upstream: d}}\n",
+        common::dead_addr()
+    );
+    let (_child, rx) = run_capturing("faultlog", &yaml, &["run"]);
+    wait_until_listening(proxy).await;
+    let r = client()
+        .get(format!("http://{proxy}/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let (line, _) = next_log_line(&rx, "crossgate::access");
+    assert!(line.contains(" ERROR "), "{line}");
+    assert!(
+        line.contains("status=502") && line.contains("detail=\""),
+        "{line}"
+    );
+
+    // A head the parser refuses: a 400, a line (without the head's bytes) and a count.
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nCookie: secret=1\r\nBad Header: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    read_raw_until(&mut s, &mut got, b"\r\n").await;
+    assert!(
+        got.starts_with(b"HTTP/1.1 400 "),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    let (line, between) = next_log_line(&rx, "crossgate::access");
+    assert!(line.contains("status=400"), "{line}");
+    assert!(line.contains("error=InvalidHTTPHeader"), "{line}");
+    assert!(
+        !line.contains("secret"),
+        "the refused head's bytes are logged: {line}"
+    );
+    // The 502 was said once: no second ERROR line after its access line.
+    assert!(
+        !between
+            .iter()
+            .any(|l| l.contains("fail to proxy") || l.contains("ERROR")),
+        "{between:?}"
+    );
+    let metrics = client()
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "crossgate_requests_total{method=\"other\",route=\"none\",status_class=\"4xx\"} 1"
+        ),
+        "{metrics}"
     );
 }
 

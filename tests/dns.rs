@@ -73,6 +73,10 @@ impl Dns {
         self.zone.lock().unwrap().servfail = true;
     }
 
+    fn recover(&self) {
+        self.zone.lock().unwrap().servfail = false;
+    }
+
     fn go_silent(&self) {
         self.zone.lock().unwrap().silent = true;
     }
@@ -367,4 +371,103 @@ fn a_resolver_that_is_not_an_ip_address_is_a_config_error() {
     let e = compile_err(yaml);
     assert!(e.contains("dns.resolver"), "{e}");
     assert!(e.contains("\"dns.internal\""), "{e}");
+}
+
+/// `run` (not `check`) starts with a name that does not resolve yet, as a pod does while its
+/// Service is being created: the upstream answers 502 with CORS headers, the name is tried
+/// again every min_ttl, and once it resolves the upstream serves.
+#[tokio::test]
+async fn run_starts_with_a_name_that_does_not_resolve_yet_and_serves_it_once_it_does() {
+    use std::process::{Command, Stdio};
+    let ips = [ip(12)];
+    let bs = backends(&["a"], &ips).await;
+    let dns = Dns::start(&ips, 1).await;
+    dns.servfail();
+    let (proxy, admin) = (common::free_addr(), common::free_addr());
+    let yaml = format!(
+        "listen: \"{proxy}\"\nadmin: {{listen: \"{admin}\"}}\ndns: {{resolver: \"{}\", min_ttl: 200ms, max_ttl: 300s}}\nupstreams:\n  g: {{servers: [\"api.test:{}\"]}}\nroutes:\n  - {{name: r, upstream: g, cors: {{allow_origins: [https://app.example.com]}}}}\n",
+        dns.addr,
+        bs[0].addr.port()
+    );
+    let dir = std::env::temp_dir().join(format!("crossgate-dns-{}-later", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    // `check` looks the name up and refuses it.
+    let check = Command::new(env!("CARGO_BIN_EXE_crossgate"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!check.status.success(), "check passed an unresolvable name");
+    let mut child = common::Running(
+        Command::new(env!("CARGO_BIN_EXE_crossgate"))
+            .args(["run", "--no-watch", "--config"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, warned) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let lines = std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok);
+        for l in lines.filter(|l| l.contains("does not resolve now")) {
+            let _ = tx.send(l);
+        }
+    });
+    common::wait_until_listening(proxy).await;
+    let warning = warned
+        .recv_timeout(Duration::from_secs(10))
+        .expect("no warning about the name");
+    assert!(warning.contains("upstreams.g.servers[0]"), "{warning}");
+
+    let r = client()
+        .get(format!("http://{proxy}/api/x"))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(
+        header(&r, "access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    let upstreams = client()
+        .get(format!("http://{admin}/upstreams"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upstreams.status(), 503);
+    assert_eq!(
+        client()
+            .get(format!("http://{admin}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "a name that does not resolve yet takes the replica out"
+    );
+
+    dns.recover();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = client()
+            .get(format!("http://{proxy}/api/x"))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            assert_eq!(header(&r, "x-backend"), Some("a"));
+            break;
+        }
+        assert_eq!(r.status(), 502);
+        assert!(Instant::now() < deadline, "the name was never followed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

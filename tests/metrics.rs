@@ -447,3 +447,45 @@ async fn process_build_connection_and_in_flight_series_and_sessions_kept_out_of_
         "{denied} in\n{text}"
     );
 }
+
+#[tokio::test]
+async fn body_bytes_are_counted_by_route_both_ways() {
+    let backend = Backend::start("b").await;
+    let hangup = hang_up_backend().await;
+    let proxy = Proxy::start(&config(&backend).replace("HANGUP", &hangup.to_string())).await;
+    let read = r#"crossgate_request_body_bytes_total{route="api"}"#;
+    let sent = r#"crossgate_response_body_bytes_total{route="api"}"#;
+    let r = client()
+        .put(proxy.url("/api/items"))
+        .body("0123456789")
+        .send()
+        .await
+        .unwrap();
+    let body = r.bytes().await.unwrap();
+    assert!(!body.is_empty());
+    let text = wait_for_sample(&proxy, read, 10.0).await;
+    assert_eq!(sample(&text, sent), Some(body.len() as f64), "{text}");
+
+    // A WebSocket's frames, both ways, when it ends.
+    let mut req = format!("ws://{}/ws/echo", proxy.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("origin", "https://app.example.com".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(Message::text("hello")).await.unwrap();
+    let echo = ws.next().await.unwrap().unwrap();
+    assert_eq!(echo, Message::text("hello"));
+    ws.close(None).await.unwrap();
+    while ws.next().await.is_some() {}
+    // Client frames are masked: 2 + 4 + 5 bytes for "hello", 2 + 4 for the close; the echo
+    // comes back unmasked: 2 + 5.
+    let text = wait_for_sample(
+        &proxy,
+        r#"crossgate_request_body_bytes_total{route="ws"}"#,
+        11.0 + 6.0,
+    )
+    .await;
+    let back = sample(&text, r#"crossgate_response_body_bytes_total{route="ws"}"#).unwrap();
+    assert!(back >= 7.0, "{text}");
+}

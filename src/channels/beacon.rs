@@ -142,6 +142,15 @@ impl Queue {
     }
 }
 
+/// An upstream whose names do not resolve yet has no server to send to.
+pub fn no_address(upstream: &str) -> Box<pingora::Error> {
+    pingora::Error::explain(
+        pingora::ErrorType::ConnectNoRoute,
+        format!("upstream {upstream} has no address: its server names do not resolve yet"),
+    )
+    .into_up()
+}
+
 /// Sends queued hits upstream, one at a time.
 pub struct Forwarder {
     rx: Mutex<mpsc::Receiver<Hit>>,
@@ -150,7 +159,10 @@ pub struct Forwarder {
 
 impl Forwarder {
     async fn send(&self, hit: &Hit) -> Result<u16> {
-        let backend = hit.upstream.select();
+        let backend = hit
+            .upstream
+            .select()
+            .ok_or_else(|| no_address(&hit.upstream.name))?;
         let peer = &backend.peer;
         let (mut s, _) = self.connector.get_http_session(peer).await?;
         let mut req = RequestHeader::build(hit.method, hit.target.as_bytes(), None)?;

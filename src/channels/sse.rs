@@ -98,6 +98,8 @@ pub struct Upstream<'a> {
     pub forwarding: &'a crate::forwarded::Forwarding,
     /// The route's `upstream_host`, which replaces the client's `Host`.
     pub upstream_host: Option<&'a str>,
+    /// The request's `X-Request-Id`.
+    pub request_id: http::HeaderValue,
 }
 
 /// Proxies one request, streaming the response with heartbeats while the upstream is silent.
@@ -124,6 +126,7 @@ pub fn stream<'a>(
         if let Some(host) = to.upstream_host {
             req.insert_header(header::HOST, host)?;
         }
+        req.insert_header(crate::request_id::X_REQUEST_ID, to.request_id)?;
         upstream.write_request_header(req).await.map_err(up)?;
         upstream.finish_request_body().await.map_err(up)?;
         match tokio::time::timeout(silence_limit, upstream.read_response_header()).await {

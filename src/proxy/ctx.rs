@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::channels::Channel;
 use crate::cors::{CorsPolicy, OriginCheck};
+use crate::request_id::RequestId;
 use crate::rules::{Route, Rules};
 
 /// Counts one open stream in a gauge until dropped.
@@ -69,11 +70,42 @@ pub struct Ctx {
     /// Whether the request's answer counts in `crossgate_cors_decisions_total` (not a refused
     /// upgrade that is not about its Origin).
     pub(super) cors_decision: bool,
+    /// Who asked, and over what (for the access log).
+    pub(super) client: Client,
+    /// `X-Request-Id`: the request's own, or one made for it; sent upstream and logged.
+    pub(super) request_id: RequestId,
+    /// The server that answered (or failed) last.
+    pub(super) upstream_addr: Option<std::net::SocketAddr>,
     _in_flight: InFlight,
 }
 
+/// The client connection a request came on, as the access log shows it.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub(super) addr: Option<std::net::SocketAddr>,
+    /// The TLS version (`TLSv1.3`), none over plain TCP.
+    pub(super) tls: Option<std::borrow::Cow<'static, str>>,
+}
+
+impl Client {
+    pub(super) fn of(session: &pingora::protocols::http::ServerSession) -> Client {
+        Client {
+            addr: session.client_addr().and_then(|a| a.as_inet()).copied(),
+            tls: session
+                .digest()
+                .and_then(|d| d.ssl_digest.as_ref())
+                .map(|s| s.version.clone()),
+        }
+    }
+}
+
 impl Ctx {
-    pub(super) fn new(in_flight: &Arc<AtomicUsize>, gauge: &prometheus::IntGauge) -> Ctx {
+    /// The context of the request just read in `session`.
+    pub(super) fn new(
+        session: &pingora::protocols::http::ServerSession,
+        in_flight: &Arc<AtomicUsize>,
+        gauge: &prometheus::IntGauge,
+    ) -> Ctx {
         Ctx {
             rules: None,
             route: None,
@@ -89,6 +121,9 @@ impl Ctx {
             decompress: false,
             body_read: 0,
             cors_decision: true,
+            client: Client::of(session),
+            request_id: RequestId::of(session.req_header()),
+            upstream_addr: None,
             _in_flight: InFlight::new(in_flight, gauge),
         }
     }

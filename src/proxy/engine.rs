@@ -24,7 +24,7 @@ use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use pingora::ErrorType;
 
-use super::errors::{answer_failure, client_left};
+use super::errors::answer_failure;
 use super::forward::{Conn, Pinned, Upgraded};
 use super::{CrossGate, Ctx};
 use crate::guard;
@@ -211,10 +211,11 @@ impl CrossGate {
                 // A head that does not parse gets a 400, one that grew past
                 // client_max_head_size a 431 (RFC 6585 §5), one whose end the guard saw
                 // elsewhere a 400; a connection that broke, nothing.
-                if let Some(status) = guard::refused(session.stream()) {
+                let status = guard::refused(session.stream())
+                    .or_else(|| matches!(e.etype(), ErrorType::InvalidHTTPHeader).then_some(400));
+                if let Some(status) = status {
                     let _ = session.respond_error(status).await;
-                } else if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
-                    let _ = session.respond_error(400).await;
+                    self.refused_head(session, "-", status, &e);
                 }
                 session.shutdown().await;
                 return closed;
@@ -223,10 +224,13 @@ impl CrossGate {
         if session.req_header().method == Method::CONNECT {
             // Not a forward proxy: CONNECT reframes the connection (RFC 9110 §9.3.6).
             let _ = session.respond_error(405).await;
+            let why =
+                pingora::Error::explain(ErrorType::HTTPStatus(405), "CONNECT: not a forward proxy");
+            self.refused_head(session, "CONNECT", 405, &why);
             session.shutdown().await;
             return closed;
         }
-        let mut ctx = Ctx::new(&self.in_flight, &self.metrics.requests_in_flight);
+        let mut ctx = Ctx::new(session, &self.in_flight, &self.metrics.requests_in_flight);
         let result = match self.begin(session, &mut ctx).await {
             Ok(true) => Ok(None),
             Ok(false) => self.forward(session, &mut ctx, conn).await,
@@ -238,17 +242,9 @@ impl CrossGate {
             Err(e) => Some(e),
         };
         if let Some(e) = &error {
-            let status = answer_failure(session, e, &ctx).await;
-            // A client's own fault (a body over the limit) is in the access log, not an error.
-            let clients_fault = matches!(e.etype(), ErrorType::HTTPStatus(s) if *s < 500);
-            if !client_left(e) && !clients_fault {
-                tracing::error!(
-                    error = %e,
-                    status,
-                    request = %session.request_summary(),
-                    "fail to proxy",
-                );
-            }
+            // The status is in the access log (or, without one, a fault's ERROR line); a
+            // client that left before its answer was complete is ordinary traffic.
+            answer_failure(session, e, &ctx).await;
         }
         self.done(session, error.as_deref(), &ctx);
         Served::Done {

@@ -29,19 +29,10 @@ pub(super) fn error_status(e: &Error) -> u16 {
     }
 }
 
-/// A client that leaves before its answer is complete (an EventSource closed, a page left,
-/// a long poll given up) is ordinary traffic, not an error of the proxy: an ERROR line for
-/// each would bury real failures. The access log still records it, with its status and error.
-pub(super) fn client_left(e: &Error) -> bool {
-    let left = *e.esource() == ErrorSource::Downstream
-        && matches!(
-            e.etype(),
-            ErrorType::ConnectionClosed | ErrorType::WriteError
-        );
-    if left {
-        tracing::debug!(error = %e, "the client left before the response was complete");
-    }
-    left
+/// A failure of the proxy or of the upstream (a 5xx), not the client's: its access-log line is
+/// at ERROR.
+pub(super) fn is_fault(e: &Error) -> bool {
+    error_status(e) >= 500
 }
 
 /// Answers a request whose exchange with the upstream failed, if nothing was sent yet: the

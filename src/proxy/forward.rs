@@ -138,6 +138,7 @@ fn upstream_head(session: &ServerSession, has_body: bool, ctx: &Ctx) -> Result<B
         super::forwarding(session, &rules.server.trusted_proxies).apply(&mut head);
     }
     upstream_request(&mut head, ctx)?;
+    head.insert_header(crate::request_id::X_REQUEST_ID, ctx.request_id.value())?;
     Ok(head)
 }
 
@@ -224,7 +225,8 @@ impl CrossGate {
         session.enable_retry_buffering();
         let servers = route.upstream.server_count();
         loop {
-            let peer = peer_for(route, websocket);
+            let peer = peer_for(route, websocket)?;
+            ctx.upstream_addr = peer.address().as_inet().copied();
             ctx.tries += 1;
             ctx.upstream_started = Some(Instant::now());
             let (mut upstream, reused) = match self.connect(&peer, conn).await {

@@ -26,6 +26,7 @@ use pingora::upstreams::peer::HttpPeer;
 
 pub use ctx::{ActiveGauge, Ctx};
 pub use engine::Engine;
+pub use record::ReportLog;
 
 use crate::metrics::Metrics;
 use crate::rules::{ClientTimeouts, Route, Rules};
@@ -45,6 +46,10 @@ pub struct CrossGate {
     pub refused: Arc<crate::refused::Refused>,
     /// Requests begun and not yet logged, for draining on SIGTERM.
     pub in_flight: Arc<AtomicUsize>,
+    /// The report-only log's rate limit.
+    pub report_log: ReportLog,
+    /// Set when the grace period is over: open WebSockets get a 1001 close and end.
+    pub closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// The request's host without its port: the request target's authority when it has one
@@ -99,9 +104,13 @@ pub(crate) fn strip_port(host: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
 
-/// The next server of the route's upstream, with the route's timeouts.
-fn peer_for(route: &Route, websocket: bool) -> Box<HttpPeer> {
-    let backend = route.upstream.select();
+/// The next server of the route's upstream, with the route's timeouts; an error (a 502) while
+/// the upstream has no address.
+fn peer_for(route: &Route, websocket: bool) -> pingora::Result<Box<HttpPeer>> {
+    let backend = route
+        .upstream
+        .select()
+        .ok_or_else(|| crate::beacon::no_address(&route.upstream.name))?;
     let mut peer = Box::new(backend.peer.clone());
     if let Some(ws) = route.websocket.filter(|_| websocket) {
         // An upgraded connection is closed after this long without a frame from upstream.
@@ -110,7 +119,7 @@ fn peer_for(route: &Route, websocket: bool) -> Box<HttpPeer> {
     } else if let Some(t) = route.read_timeout {
         peer.options.read_timeout = Some(t);
     }
-    peer
+    Ok(peer)
 }
 
 /// The head is in: its deadline stops ([`guard`]), and the body, response and next-request

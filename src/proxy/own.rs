@@ -110,7 +110,8 @@ impl CrossGate {
             target: "crossgate::beacon",
             beacon = %b.name,
             method = %method,
-            fields = %forwarded.0,
+            // The page's own words: quoted (logfmt), so that a value cannot pass for a field.
+            fields = forwarded.0.as_str(),
             fields_skipped = forwarded.1,
             body_bytes = body.len(),
             forwarded = forwarded.2,

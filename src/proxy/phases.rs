@@ -8,11 +8,13 @@ use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
 
 use super::answer::{send, send_preflight, Answer};
+use super::errors::is_fault;
+use super::record::Moved;
 use super::{chunked_h1, client_limits, own, request_host, ActiveGauge, CrossGate, Ctx};
 use crate::channels::Channel;
 use crate::dispatch::{dispatch, Action};
 use crate::path::origin_form;
-use crate::{guard, head, jsonp, sse};
+use crate::{cors, guard, head, jsonp, sse};
 
 /// An HTTP/1 request head as it came, checked before anything else reads it
 /// (`head::check`): its size, target, `Host` and framing fields; an absolute-form target is
@@ -161,17 +163,39 @@ impl CrossGate {
     pub(super) fn done(&self, session: &ServerSession, e: Option<&Error>, ctx: &Ctx) {
         guard::idle(session.stream());
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        self.done_with(session.req_header(), status, e, ctx);
+        let moved = Moved {
+            read: session.body_bytes_read() as u64,
+            sent: session.body_bytes_sent() as u64,
+        };
+        self.done_with(session.req_header(), status, e, ctx, moved);
     }
 
-    /// The metrics and access-log line of a request that was answered with `status`.
-    pub(super) fn done_with(&self, req: &RequestHeader, status: u16, e: Option<&Error>, ctx: &Ctx) {
+    /// The metrics and access-log line of a request that was answered with `status`. Without
+    /// an access log, a failure of the proxy or the upstream still gets an ERROR line.
+    pub(super) fn done_with(
+        &self,
+        req: &RequestHeader,
+        status: u16,
+        e: Option<&Error>,
+        ctx: &Ctx,
+        moved: Moved,
+    ) {
         let Some(rules) = ctx.rules.as_ref() else {
             return;
         };
-        self.record(req, status, e, ctx);
+        self.record(req, status, e, ctx, moved);
         if rules.log.access_log {
-            self.access_log(req, status, e, ctx);
+            self.access_log(req, status, e, ctx, moved);
+        } else if let Some(e) = e.filter(|e| is_fault(e)) {
+            tracing::error!(
+                error = %e,
+                status,
+                method = %req.method,
+                host = cors::sanitize(request_host(req)).as_str(),
+                path = cors::sanitize(req.uri.path()).as_str(),
+                request_id = ctx.request_id.as_str(),
+                "fail to proxy",
+            );
         }
     }
 }

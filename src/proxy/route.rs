@@ -33,7 +33,7 @@ impl CrossGate {
         let route = &rules.routes[routed.route];
         let req = session.req_header();
         if let (Some(policy), Some(origin)) = (route.cors.as_deref(), routed.serve.origin()) {
-            report_would_deny(req, route, policy, origin);
+            report_would_deny(&self.report_log, req, route, policy, origin);
         }
         self.refused.observe(&route.name, &routed.serve, req);
         match routed.serve {
@@ -113,7 +113,10 @@ impl CrossGate {
         route: &Route,
         heartbeat: Duration,
     ) -> Result<()> {
-        let peer = peer_for(route, false);
+        let peer = peer_for(route, false)?;
+        ctx.upstream_addr = pingora::upstreams::peer::Peer::address(&*peer)
+            .as_inet()
+            .copied();
         let forwarding = match &ctx.rules {
             Some(rules) => super::forwarding(session, &rules.server.trusted_proxies),
             None => Default::default(),
@@ -136,6 +139,7 @@ impl CrossGate {
                 host: &route.upstream.name,
                 forwarding: &forwarding,
                 upstream_host: route.upstream_host.as_deref(),
+                request_id: ctx.request_id.value(),
             },
             heartbeat,
             silence,

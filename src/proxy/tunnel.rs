@@ -26,11 +26,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 
 use super::forward::{down, Upgraded};
+use super::record::Moved;
 use super::{CrossGate, Ctx};
 use crate::cors::OriginCheck;
 
 /// What the access log and metrics need of the request once its session is gone: the method,
-/// the path, Host and Origin, without the header-case map (an idle tunnel holds it for its
+/// the path, Host, Origin, User-Agent and Referer, without the header-case map (an idle tunnel holds it for its
 /// whole life).
 fn summary(req: &RequestHeader) -> RequestHeader {
     let path = req.uri.path().as_bytes();
@@ -38,7 +39,12 @@ fn summary(req: &RequestHeader) -> RequestHeader {
         RequestHeader::build_no_case(req.method.clone(), path, Some(2)).unwrap_or_else(|_| {
             RequestHeader::build_no_case("GET", b"/", Some(2)).expect("a fixed head")
         });
-    for name in [http::header::HOST, http::header::ORIGIN] {
+    for name in [
+        http::header::HOST,
+        http::header::ORIGIN,
+        http::header::USER_AGENT,
+        http::header::REFERER,
+    ] {
         if let Some(v) = req.headers.get(&name) {
             let _ = head.insert_header(name, owned(v));
         }
@@ -58,6 +64,64 @@ fn own_origin(check: &mut OriginCheck) {
         OriginCheck::Allowed(v) => *v = owned(v),
         OriginCheck::WouldDeny { served, .. } => own_origin(served),
         OriginCheck::NoOrigin | OriginCheck::Denied(_) => {}
+    }
+}
+
+/// A close frame with status 1001 "going away" (RFC 6455 §7.4.1), unmasked: the server's.
+const GOING_AWAY: [u8; 4] = [0x88, 0x02, 0x03, 0xe9];
+
+/// The same close frame as a client sends it (masked with `key`, §5.3).
+fn going_away_masked(key: [u8; 4]) -> [u8; 8] {
+    [
+        0x88,
+        0x82,
+        key[0],
+        key[1],
+        key[2],
+        key[3],
+        0x03 ^ key[0],
+        0xe9 ^ key[1],
+    ]
+}
+
+/// A mask key no one can predict (RFC 6455 §5.3): from std's per-process random hasher keys.
+fn mask_key() -> [u8; 4] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    let [a, b, c, d, ..] = h.finish().to_le_bytes();
+    [a, b, c, d]
+}
+
+/// The server is going away (the grace period is over): each side that is between frames
+/// gets a close frame with 1001 before the connections close, so that a page's `onclose`
+/// sees 1001 and reconnects (to another replica) rather than a broken connection (1006).
+async fn say_going_away(client: &mut Stream, upstream: &mut Stream, out: &Flow, back: &Flow) {
+    const LIMIT: Duration = Duration::from_secs(1);
+    if back.left.is_empty() && back.frames.at_boundary() {
+        let _ = send(client, &GOING_AWAY, LIMIT).await;
+    }
+    if out.left.is_empty() && out.frames.at_boundary() {
+        let _ = send(upstream, &going_away_masked(mask_key()), LIMIT).await;
+    }
+}
+
+/// Resolves when the grace period is over (never, if the proxy is gone first).
+async fn closing_time(closing: &mut tokio::sync::watch::Receiver<bool>) {
+    if closing.wait_for(|closing| *closing).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// What a tunnel moved: the client's bytes, and the upstream's.
+fn moved(out: &Flow, back: &Flow) -> Moved {
+    Moved {
+        read: out.moved,
+        sent: back.moved,
     }
 }
 
@@ -91,6 +155,61 @@ struct Flow {
     blocked: Option<Instant>,
     /// The side read from has closed.
     ended: bool,
+    /// Bytes read this way so far.
+    moved: u64,
+    /// Where the bytes read this way are in the WebSocket's frames.
+    frames: Frames,
+}
+
+/// Where a byte stream is in its WebSocket frames (RFC 6455 §5.2), so that the proxy can tell
+/// whether a frame of its own may go in now (a close at the end of the grace period) without
+/// breaking one in flight: the header of the frame being read, or the payload bytes left.
+#[derive(Default)]
+struct Frames {
+    head: [u8; 14],
+    have: usize,
+    payload: u64,
+}
+
+impl Frames {
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.payload > 0 {
+                let n = self.payload.min(bytes.len() as u64);
+                self.payload -= n;
+                bytes = &bytes[n as usize..];
+                continue;
+            }
+            self.head[self.have] = bytes[0];
+            self.have += 1;
+            bytes = &bytes[1..];
+            if self.have < 2 {
+                continue;
+            }
+            let (b1, ext) = (self.head[1], &self.head[2..self.have]);
+            let ext_len = match b1 & 0x7f {
+                126 => 2,
+                127 => 8,
+                _ => 0,
+            };
+            let mask_len = if b1 & 0x80 != 0 { 4 } else { 0 };
+            if self.have < 2 + ext_len + mask_len {
+                continue;
+            }
+            self.payload = match ext_len {
+                0 => u64::from(b1 & 0x7f),
+                _ => ext[..ext_len]
+                    .iter()
+                    .fold(0u64, |n, &b| (n << 8) | u64::from(b)),
+            };
+            self.have = 0;
+        }
+    }
+
+    /// Between two frames.
+    fn at_boundary(&self) -> bool {
+        self.have == 0 && self.payload == 0
+    }
 }
 
 impl Flow {
@@ -145,6 +264,8 @@ impl Flow {
                 return Ok(read);
             }
             read = true;
+            self.moved += got.len() as u64;
+            self.frames.feed(got);
             self.unflushed = true;
             let n = write_now(cx, to, got)?;
             if n < got.len() {
@@ -178,11 +299,10 @@ fn write_now(cx: &mut Context<'_>, to: &mut Stream, bytes: &[u8]) -> io::Result<
 async fn relay(
     client: &mut Stream,
     upstream: &mut Stream,
+    (out, back): (&mut Flow, &mut Flow),
     idle: Duration,
     send_limit: Duration,
 ) -> io::Result<()> {
-    let mut out = Flow::default();
-    let mut back = Flow::default();
     let mut heard = Instant::now();
     let timer = tokio::time::sleep_until(heard + idle);
     tokio::pin!(timer);
@@ -228,6 +348,7 @@ impl CrossGate {
     ) {
         let req = summary(session.req_header());
         own_origin(&mut ctx.origin);
+        ctx.request_id.own();
         let send_limit = ctx
             .rules
             .as_ref()
@@ -238,6 +359,11 @@ impl CrossGate {
             early,
             idle,
         } = *up;
+        let (mut out, mut back) = (Flow::default(), Flow::default());
+        for b in &early {
+            back.moved += b.len() as u64;
+            back.frames.feed(b);
+        }
         let io = |e: io::Error| Error::because(ErrorType::WriteError, "the tunnel", e);
         let opened = async {
             // The session gives its connection back (the handshake has no body) with whatever
@@ -269,6 +395,8 @@ impl CrossGate {
                     break;
                 }
             }
+            out.moved += first.len() as u64;
+            out.frames.feed(&first);
             if !first.is_empty() {
                 send(&mut upstream, &first, idle)
                     .await
@@ -281,18 +409,26 @@ impl CrossGate {
             Ok(client) => client,
             Err(e) => {
                 tracing::debug!(error = %e, "a WebSocket tunnel could not open");
-                self.done_with(&req, 101, None, &ctx);
+                self.done_with(&req, 101, None, &ctx, moved(&out, &back));
                 return;
             }
         };
         let proxy = self.clone();
+        let mut closing = self.closing.subscribe();
         tokio::spawn(async move {
             // A tunnel's end (a close, a silence past idle_timeout, a client that stopped
             // reading) is the end of an ordinary WebSocket, not a failure of the proxy.
-            if let Err(e) = relay(&mut client, &mut upstream, idle, send_limit).await {
-                tracing::debug!(error = %e, "a WebSocket tunnel ended");
+            tokio::select! {
+                ended = relay(&mut client, &mut upstream, (&mut out, &mut back), idle, send_limit) => {
+                    if let Err(e) = ended {
+                        tracing::debug!(error = %e, "a WebSocket tunnel ended");
+                    }
+                }
+                () = closing_time(&mut closing) => {
+                    say_going_away(&mut client, &mut upstream, &out, &back).await;
+                }
             }
-            proxy.done_with(&req, 101, None, &ctx);
+            proxy.done_with(&req, 101, None, &ctx, moved(&out, &back));
         });
     }
 }

@@ -207,4 +207,4 @@ pub mod resolve;
 mod tests;
 
 pub use compile::{compile, compile_with};
-pub use resolve::{resolve, resolve_with, Resolved};
+pub use resolve::{resolve, resolve_with, Lookups, Resolved};

@@ -41,6 +41,22 @@ pub struct Resolved {
     servers: BTreeMap<String, Vec<Result<Addresses, String>>>,
     /// Each upstream's `tls.ca_file`, by upstream name.
     ca: BTreeMap<String, Result<Arc<[WrappedX509]>, String>>,
+    /// Names that did not resolve ([`Lookups::Tolerant`]), by upstream and server index: why.
+    unresolved: BTreeMap<(String, usize), String>,
+}
+
+/// How server names are looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookups {
+    /// Looked up; one that does not resolve is a config error (`check`, `explain`).
+    Required,
+    /// Looked up; one that does not resolve yet is a server with no address, followed like
+    /// any name (tried again every `dns.min_ttl`), and a warning: `run` and reloads, so that a
+    /// pod does not crash-loop while its Service is being created.
+    Tolerant,
+    /// Not looked up (`--no-resolve`): each name stands for itself, as [`Resolved::offline`]
+    /// has it.
+    Off,
 }
 
 /// Why compile found nothing: resolving stopped at an earlier failure, which compile reports
@@ -67,6 +83,13 @@ impl Resolved {
             .and_then(|s| s.get(i))
             .cloned()
             .unwrap_or_else(|| Err(NOT_READ.into()))
+    }
+
+    /// Why server `i` of `upstream` has no address yet, if its name did not resolve.
+    pub(super) fn unresolved(&self, upstream: &str, i: usize) -> Option<&str> {
+        self.unresolved
+            .get(&(upstream.to_owned(), i))
+            .map(String::as_str)
     }
 
     pub(super) fn ca(&self, upstream: &str) -> Result<Arc<[WrappedX509]>, String> {
@@ -109,6 +132,7 @@ impl Resolved {
                 .filter(|(_, u)| u.tls.as_ref().is_some_and(|t| t.ca_file.is_some()))
                 .map(|(name, _)| (name.clone(), Ok(Arc::from([]))))
                 .collect(),
+            unresolved: BTreeMap::new(),
         }
     }
 }
@@ -135,14 +159,14 @@ fn unresolved(s: &str, ttl: std::time::Duration) -> Result<Addresses, String> {
 
 /// Does the lookups and reads for `loaded`, in compile's order, up to the first failure.
 pub fn resolve(loaded: &Loaded) -> Resolved {
-    resolve_with(loaded, true)
+    resolve_with(loaded, Lookups::Required)
 }
 
-/// [`resolve`], with server names looked up in DNS or not (`lookups: false`: each name stands
-/// for itself, as [`Resolved::offline`] has it; certificates, CA files and the upgrade socket
-/// are read as always). For `check` and `explain` on a machine that cannot resolve the
-/// production names (CI, a laptop): the routing and policies compile the same.
-pub fn resolve_with(loaded: &Loaded, lookups: bool) -> Resolved {
+/// [`resolve`], with server names looked up as `lookups` says (certificates, CA files and the
+/// upgrade socket are read as always). `Off` is for `check` and `explain` on a machine that
+/// cannot resolve the production names (CI, a laptop): the routing and policies compile the
+/// same.
+pub fn resolve_with(loaded: &Loaded, lookups: Lookups) -> Resolved {
     let cfg = &loaded.config;
     let mut out = Resolved::default();
     for t in &cfg.tls {
@@ -169,11 +193,23 @@ pub fn resolve_with(loaded: &Loaded, lookups: bool) -> Resolved {
     };
     for (name, up) in &cfg.upstreams {
         let servers = out.servers.entry(name.clone()).or_default();
-        for s in &up.servers {
-            let a = if lookups {
-                crate::dns::resolve_server(s, &dns)
-            } else {
-                unresolved(s, dns.min_ttl)
+        for (i, s) in up.servers.iter().enumerate() {
+            let a = match lookups {
+                Lookups::Required => crate::dns::resolve_server(s, &dns),
+                Lookups::Off => unresolved(s, dns.min_ttl),
+                Lookups::Tolerant => match crate::dns::resolve_server(s, &dns) {
+                    Err(why) => match crate::dns::parse_server(s) {
+                        // Written right, not resolving now: followed from no address.
+                        Ok(Server::Name { host, port }) => {
+                            out.unresolved.insert((name.clone(), i), why);
+                            let ttl = dns.min_ttl;
+                            let host = host.to_owned();
+                            Ok((Vec::new(), Some(Followed { host, port, ttl })))
+                        }
+                        _ => Err(why),
+                    },
+                    ok => ok,
+                },
             };
             let failed = a.is_err();
             servers.push(a);

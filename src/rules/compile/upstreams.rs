@@ -72,7 +72,7 @@ impl Compiler<'_> {
 
     /// Each server's addresses as resolved, with the written form, and the names to follow.
     fn servers(
-        &self,
+        &mut self,
         path: &YamlPath,
         name: &str,
         up: &FileUpstream,
@@ -88,6 +88,15 @@ impl Compiler<'_> {
                     "write host:port with a name that resolves here, such as 127.0.0.1:9001",
                 )
             })?;
+            if let Some(why) = self.resolved.unresolved(name, i).map(str::to_owned) {
+                self.warn(
+                    &p,
+                    format!(
+                        "server {s:?} does not resolve now ({why}): upstream {name} has no address from it yet; requests that need it get a 502 (with CORS) until the name resolves, tried again every dns.min_ttl"
+                    ),
+                    "check the name; if its DNS record (a Kubernetes Service) is still being created, nothing: it is picked up when it resolves",
+                );
+            }
             servers.extend(addrs.into_iter().map(|a| (s.clone(), a)));
             names.extend(followed.map(|n| (s.clone(), n)));
         }
