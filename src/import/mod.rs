@@ -20,6 +20,7 @@ mod ingress;
 mod manifest;
 mod plan;
 mod report;
+mod selfcheck;
 mod upstreams;
 
 use std::collections::{BTreeMap, HashSet};
@@ -169,12 +170,15 @@ pub fn import(sources: &[Source], options: &Options) -> Result<Imported, ConfigE
         return Err(nothing_to_import(&plan, sources));
     }
     let yaml = emit::config(&plan, &upstreams, sources, options);
-    let warnings = check(&yaml, options)?;
-    let report = report::text(&plan, sources, &upstreams, &warnings, options);
+    let (warnings, rules) = check(&yaml, options)?;
+    let replayed = selfcheck::replay(&plan, &rules);
+    let report = report::text(&plan, sources, &upstreams, &warnings, &replayed, options);
     Ok(Imported {
         yaml,
         report,
-        not_exact: plan.report.unsupported.len() + plan.report.changed.len(),
+        not_exact: plan.report.unsupported.len()
+            + plan.report.changed.len()
+            + replayed.differences.len(),
         upstreams: upstreams
             .iter()
             .map(|u| {
@@ -304,10 +308,10 @@ fn nothing_to_import(plan: &Plan, sources: &[Source]) -> ConfigError {
     )
 }
 
-/// Compiles the config written, as `crossgate check` would, and returns its warnings. The
-/// servers are swapped for loopback addresses first: the cluster's names do not resolve here,
-/// and everything else must compile exactly as written.
-fn check(yaml: &str, options: &Options) -> Result<Vec<String>, ConfigError> {
+/// Compiles the config written, as `crossgate check` would, and returns its warnings and
+/// rules (for the self-check). The servers are swapped for loopback addresses first: the
+/// cluster's names do not resolve here, and everything else must compile exactly as written.
+fn check(yaml: &str, options: &Options) -> Result<(Vec<String>, crate::rules::Rules), ConfigError> {
     let path = Path::new(&options.output_name);
     let bug = |e: ConfigError| {
         ConfigError::new(
@@ -336,7 +340,8 @@ fn check(yaml: &str, options: &Options) -> Result<Vec<String>, ConfigError> {
         config,
     };
     let rules = crate::rules::compile(&loaded).map_err(bug)?;
-    Ok(rules.warnings.iter().map(|w| w.to_string()).collect())
+    let warnings = rules.warnings.iter().map(|w| w.to_string()).collect();
+    Ok((warnings, rules))
 }
 
 #[cfg(test)]
@@ -510,5 +515,20 @@ mod tests {
             "{}",
             out.yaml
         );
+    }
+
+    #[test]
+    fn a_rule_whose_only_match_is_on_the_method_takes_its_cors_policy_out_of_maps_exactly() {
+        let yaml = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec:\n  rules:\n    - matches: [{path: {value: /write}, method: POST}]\n      filters: [{type: CORS, cors: {allowOrigins: ['https://admin.example'], allowCredentials: true}}]\n      backendRefs: [{name: a, port: 80}]\n    - matches: [{path: {value: /ok}}]\n      backendRefs: [{name: a, port: 80}]\n";
+        let out = run(yaml);
+        let exact = out.report.split("Not converted").next().unwrap_or_default();
+        assert!(!exact.contains("admin.example"), "{}", out.report);
+        assert!(!out.yaml.contains("admin.example"), "{}", out.yaml);
+        assert!(
+            out.report.contains("none of its matches is converted"),
+            "{}",
+            out.report
+        );
+        assert!(out.not_exact >= 2, "{}", out.report);
     }
 }

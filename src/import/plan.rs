@@ -210,6 +210,48 @@ pub struct Plan {
     pub policies: Vec<Policy>,
     pub services: BTreeMap<String, Service>,
     pub report: Report,
+    /// Each path rule of the input as its controller reads it, for the self-check.
+    pub sources: Vec<SourceRule>,
+}
+
+/// Which controller reads a rule: their rules never meet in the source (each is its own data
+/// plane), so each request is judged against the rules of its own kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Controller {
+    IngressNginx,
+    Gateway,
+}
+
+/// What a source rule's path takes, as its controller documents it (`crate::import::selfcheck`
+/// models the precedence).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourcePath {
+    /// `Exact`: the path, case-sensitive.
+    Exact(String),
+    /// Ingress `Prefix`, Gateway `PathPrefix`: whole path elements, a trailing `/` ignored.
+    Prefix(String),
+    /// Ingress `ImplementationSpecific` without regex: nginx's string prefix.
+    StringPrefix(String),
+    /// A regex: the pattern as the controller applies it (Rust syntax), and the path as
+    /// written (regexes are ranked by its length).
+    Regex { pattern: String, written: String },
+    /// An Ingress's `defaultBackend`: what the host's other rules do not take.
+    Default,
+}
+
+/// One path rule of the input: who reads it, which host and path it takes, and where it
+/// sends them (backend Service keys and CORS policy, as its routes carry them).
+#[derive(Debug, Clone)]
+pub struct SourceRule {
+    pub controller: Controller,
+    pub host: Host,
+    pub path: SourcePath,
+    pub backends: Vec<String>,
+    pub policy: Option<String>,
+    /// Its routes were written (else the report says why not).
+    pub converted: bool,
+    /// `file:line Kind ns/name` and what it is, for the report.
+    pub what: String,
 }
 
 impl Plan {

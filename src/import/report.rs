@@ -1,6 +1,7 @@
 //! The import report: what maps exactly, what changes meaning and why, what was not
 //! converted, and what `crossgate check` says of the result.
 
+use super::selfcheck::Replayed;
 use std::fmt::Write;
 
 use super::plan::{Note, Plan};
@@ -43,6 +44,7 @@ pub fn text(
     sources: &[Source],
     upstreams: &[Upstream],
     warnings: &[String],
+    replayed: &Replayed,
     options: &Options,
 ) -> String {
     let r = &plan.report;
@@ -89,7 +91,7 @@ pub fn text(
         .flat_map(|u| &u.servers)
         .any(|(_, note)| !note.ends_with("given with --upstream"))
     {
-        general.insert(0, format!("The upstream servers are the Services' cluster names (NAME.NAMESPACE.{}:PORT), which crossgate resolves when it loads the config: run it, and crossgate check, where they resolve (in the cluster), or import again with --upstream NAME=HOST:PORT. Requests go to the Service's address, which kube-proxy spreads over the pods; ingress-nginx connects to the pods' endpoints itself", options.service_domain));
+        general.insert(0, format!("The upstream servers are the Services' cluster names (NAME.NAMESPACE.{}:PORT), which crossgate run follows in DNS (a name that does not resolve yet answers 502 until it does) and crossgate check resolves (use --no-resolve outside the cluster), or import again with --upstream NAME=HOST:PORT. Requests go to the Service's address, which kube-proxy spreads over the pods; ingress-nginx connects to the pods' endpoints itself", options.service_domain));
     }
     general.push("crossgate takes the first route whose host and path match, in the order written (exact hosts, then wildcards, then any host; within a host, exact paths, then the longest prefix). When no route of a host matches a path, crossgate goes on to the wildcard and any-host routes, where nginx and Gateway implementations answer 404 from that host's own rules".into());
     general.push("WebSocket upgrades pass on any path of ingress-nginx and of Gateway implementations; crossgate answers them 403 unless the route has `websocket:` (which checks the handshake's Origin against the route's allow_origins): add `websocket: {}` to routes that serve WebSockets".into());
@@ -109,5 +111,28 @@ pub fn text(
             let _ = writeln!(out, "  warning: {}", w.replace('\n', "\n    "));
         }
     }
+    selfcheck(&mut out, replayed);
     out
+}
+
+/// The self-check's verdict: how many requests were replayed, and each one routed otherwise.
+fn selfcheck(out: &mut String, r: &Replayed) {
+    let _ = writeln!(
+        out,
+        "
+Self-check: {} replayed through crossgate's dispatcher on the config written (each rule's path, an example under each prefix, a regex's sample, a wildcard's names of one and two labels, a host no rule names), against where the source's controller sends them:",
+        plural(r.requests, "request", "requests")
+    );
+    if r.differences.is_empty() {
+        let _ = writeln!(out, "  every one is routed as the source routes it (same backend Services, same CORS policy).");
+    }
+    for d in &r.differences {
+        let _ = writeln!(out, "  - {d}");
+    }
+    for u in &r.unsampled {
+        let _ = writeln!(
+            out,
+            "  (no sample path derived for the regex of {u}: not replayed)"
+        );
+    }
 }

@@ -21,7 +21,7 @@
 mod cors;
 
 use super::manifest::{At, Object};
-use super::plan::{Host, PathRule, Plan, Policy, Port, Route};
+use super::plan::{Controller, Host, PathRule, Plan, Policy, Port, Route, SourcePath, SourceRule};
 use super::Ctx;
 use crate::config::ConfigError;
 use cors::cors_policy;
@@ -76,6 +76,14 @@ fn convert_rule(
     };
     let place = obj.place(rule.node);
 
+    // The matches first: a rule none of whose matches converts is not converted at all, and
+    // its filters (a CORS policy) must not be reported as mapped.
+    let matches = matches(obj, rule, &what, plan)?;
+    if matches.is_empty() {
+        plan.report.unsupported(&place, format!("{what}: none of its matches is converted (see above), so neither is the rule, its backends or its filters (a CORS policy with them)"));
+        return Ok(());
+    }
+
     let (policy, skip) = filters(obj, rule, &what, base, i, plan)?;
     if let Some(why) = skip {
         plan.report.unsupported(&place, why);
@@ -88,7 +96,6 @@ fn convert_rule(
         return Ok(());
     }
 
-    let matches = matches(obj, rule, &what, plan)?;
     let policy = policy.map(|p| plan.add_policy(p));
     let routes = RuleRoutes {
         obj,
@@ -235,6 +242,27 @@ impl RuleRoutes<'_, '_> {
                 place: at_place.clone(),
             }
         };
+        let (path, converted) = match kind.as_str() {
+            "Exact" => (SourcePath::Exact(value.clone()), true),
+            "PathPrefix" => (SourcePath::Prefix(value.clone()), true),
+            _ => (
+                // Implementation-specific; read as the routes read it (see the module).
+                SourcePath::Regex {
+                    pattern: format!("^(?:{value})$"),
+                    written: value.clone(),
+                },
+                crate::origin::anchored_regex(value).is_ok(),
+            ),
+        };
+        plan.sources.push(SourceRule {
+            controller: Controller::Gateway,
+            host: host.clone(),
+            path,
+            backends: self.backends.to_vec(),
+            policy: self.policy.clone(),
+            converted,
+            what: format!("{at_place} {desc}"),
+        });
         let len = value.len() as i64;
         match kind.as_str() {
             "Exact" => {

@@ -17,12 +17,12 @@ mod values;
 use std::collections::BTreeMap;
 
 use super::manifest::{At, Object};
-use super::plan::{Host, PathRule, Plan, Port, Route};
+use super::plan::{Controller, Host, PathRule, Plan, Port, Route, SourceRule};
 use super::Ctx;
 use crate::config::ConfigError;
 use cors::{cors_policy, CORS_ANNOTATIONS, PREFIX};
 use origin::valid_host_chars;
-use paths::ingress_paths;
+use paths::{ingress_paths, source_path};
 use values::go_bool;
 
 /// The hosts (`""` for rules without one) on which ingress-nginx turns every path into a
@@ -224,26 +224,34 @@ impl Ingress<'_, '_> {
             plan.report.unsupported(&obj.place(rule.node), format!("spec.rules[{i}] ({}) has no http paths: ingress-nginx sends its requests to the default backend; not converted", host.describe()));
             return Ok(());
         };
+        let regex_host = ctx.regex_hosts.contains(&host_key);
+        let source = |j: usize, p: &At, backends: Vec<String>, converted: bool| {
+            Ok::<_, ConfigError>(SourceRule {
+                controller: Controller::IngressNginx,
+                host: host.clone(),
+                path: source_path(obj, p, regex_host)?,
+                backends,
+                policy: self.policy.clone(),
+                converted,
+                what: format!("{} spec.rules[{i}].http.paths[{j}]", obj.place(p.node)),
+            })
+        };
+        let paths = obj.list(&obj.need(&http, "paths")?)?;
         if let Some((t, target)) = self.rewrite {
             plan.report.unsupported(&obj.place(t.node), format!("rewrite-target {target:?}: crossgate forwards the path the browser sent and does not rewrite it, so the paths of spec.rules[{i}] ({}) are not converted (their backends would get other paths than today)", host.describe()));
+            for (j, p) in paths.iter().enumerate() {
+                plan.sources.push(source(j, p, Vec::new(), false)?);
+            }
             return Ok(());
         }
-        for (j, p) in obj
-            .list(&obj.need(&http, "paths")?)?
-            .into_iter()
-            .enumerate()
-        {
+        for (j, p) in paths.into_iter().enumerate() {
             let Some(backend) = backend(obj, &obj.need(&p, "backend")?, ctx, plan)? else {
                 continue;
             };
-            let routes = ingress_paths(
-                obj,
-                &p,
-                &host,
-                ctx.regex_hosts.contains(&host_key),
-                &format!("{base}-{i}-{j}"),
-                plan,
-            )?;
+            let routes =
+                ingress_paths(obj, &p, &host, regex_host, &format!("{base}-{i}-{j}"), plan)?;
+            plan.sources
+                .push(source(j, &p, vec![backend.clone()], !routes.is_empty())?);
             for mut r in routes {
                 r.backends = vec![backend.clone()];
                 r.policy = self.policy.clone();
@@ -284,6 +292,15 @@ fn default_backend(
             format!("spec.defaultBackend -> route {name}, any host, prefix /, after every other route (an Ingress without rules: ingress-nginx's catch-all server)")
         };
         plan.report.exact(&place, text);
+        plan.sources.push(SourceRule {
+            controller: Controller::IngressNginx,
+            host: host.clone(),
+            path: super::plan::SourcePath::Default,
+            backends: vec![backend.clone()],
+            policy: policy.clone(),
+            converted: true,
+            what: format!("{place} spec.defaultBackend"),
+        });
         plan.routes.push(Route {
             name,
             host: host.clone(),

@@ -3,7 +3,7 @@
 //! plain string prefix), and every path of a regex host.
 
 use super::super::manifest::{At, Object};
-use super::super::plan::{Host, PathRule, Plan, Route};
+use super::super::plan::{Host, PathRule, Plan, Route, SourcePath};
 use crate::config::ConfigError;
 
 /// The routes of one Ingress path (the `backend` and `policy` are set by the caller).
@@ -66,6 +66,25 @@ pub(super) fn ingress_paths(
         }
         "Prefix" => prefix_paths(path, &what, name, &place, plan, route, comment),
         _ => string_prefix_path(path, &what, name, &place, plan, route, comment),
+    })
+}
+
+/// What an Ingress path takes as ingress-nginx documents it (`ingress-path-matching.md`), for
+/// the self-check: on a regex host, a case-insensitive regex from the start of the path.
+pub(super) fn source_path(
+    obj: &Object,
+    p: &At,
+    regex_host: bool,
+) -> Result<SourcePath, ConfigError> {
+    let (path_type, path) = path_of(obj, p)?;
+    Ok(match path_type {
+        _ if regex_host => SourcePath::Regex {
+            pattern: format!("(?i)^(?:{path})"),
+            written: path.into(),
+        },
+        "Exact" => SourcePath::Exact(path.into()),
+        "Prefix" => SourcePath::Prefix(path.into()),
+        _ => SourcePath::StringPrefix(path.into()),
     })
 }
 
