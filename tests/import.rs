@@ -882,8 +882,9 @@ fn the_self_check_replays_the_inputs_hosts_and_paths_and_lists_what_routes_other
         );
     }
 
-    // Two Ingresses on one host: one with rewrite-target (not converted: crossgate does not
-    // rewrite), one plain; and a wildcard host.
+    // Two Ingresses on one host: one with a prefix-stripping rewrite-target (converted with
+    // strip_prefix, but P itself is not that route's), one plain; a rewrite crossgate cannot
+    // make (not converted); and a wildcard host.
     let yaml = "apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata:
@@ -896,6 +897,19 @@ spec:
       http:
         paths:
           - {path: /v1(/|$)(.*), pathType: ImplementationSpecific, backend: {service: {name: v1, port: {number: 80}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: legacy
+  namespace: shop
+  annotations: {nginx.ingress.kubernetes.io/rewrite-target: /new/$1}
+spec:
+  rules:
+    - host: legacy.example.com
+      http:
+        paths:
+          - {path: /old/(.*), pathType: ImplementationSpecific, backend: {service: {name: legacy, port: {number: 80}}}}
 ---
 apiVersion: networking.k8s.io/v1
 kind: Ingress
@@ -915,23 +929,30 @@ spec:
 ";
     let imported = inline(yaml, &Options::default()).unwrap();
     let check = imported.report.split("\nSelf-check: ").nth(1).unwrap();
-    // The rewrite-target path: the source serves it by its own rule; crossgate by `/`.
+    // `/v1` is the rewrite rule's in the source (sent upstream as /); crossgate's prefix /v1/
+    // does not take it, the host's `/` does.
     assert!(
-        check.contains("GET http://api.example.com/v1: the source serves it by inline.yaml:"),
+        check.contains("GET http://api.example.com/v1: the source sends it to shop-v1-80 (no CORS) by inline.yaml:"),
         "{check}"
     );
     assert!(
-        check.contains("(not converted); crossgate routes it to shop-web-80"),
+        check.contains("crossgate routes it to shop-web-80"),
+        "{check}"
+    );
+    // What strip_prefix serves routes as the source: /v1/selfcheck is not listed.
+    assert!(!check.contains("GET http://api.example.com/v1/"), "{check}");
+    // A rewrite crossgate cannot make: the source serves it, crossgate does not.
+    assert!(
+        check.contains("GET http://legacy.example.com/old/: the source serves it by inline.yaml:"),
+        "{check}"
+    );
+    assert!(
+        check.contains("(not converted); crossgate routes it nowhere (404)"),
         "{check}"
     );
     // ingress-nginx's `*.` is one label deep.
     assert!(
         check.contains("GET http://a.selfcheck.apps.example.com/: the source has no rule for it"),
-        "{check}"
-    );
-    // Its own paths and the one-label name route as the source does.
-    assert!(
-        !check.contains("GET http://api.example.com/selfcheck"),
         "{check}"
     );
     assert!(
@@ -941,4 +962,94 @@ spec:
     let differences = check.lines().filter(|l| l.starts_with("  - GET ")).count();
     assert!(differences >= 3, "{check}");
     assert!(imported.not_exact >= differences, "--strict counts them");
+}
+
+/// ingress-nginx's usual rewrite-target forms take a prefix off the path: converted as
+/// strip_prefix routes, run for real; what changes (case, the bare prefix) is reported.
+#[tokio::test]
+async fn prefix_stripping_rewrite_targets_become_strip_prefix_routes() {
+    let backend = Backend::start("api").await;
+    let yaml = "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: api
+  namespace: shop
+  annotations: {nginx.ingress.kubernetes.io/rewrite-target: /$2}
+spec:
+  rules:
+    - host: api.example.com
+      http:
+        paths:
+          - {path: /orders(/|$)(.*), pathType: ImplementationSpecific, backend: {service: {name: api, port: {number: 80}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: users
+  namespace: shop
+  annotations: {nginx.ingress.kubernetes.io/rewrite-target: /$1}
+spec:
+  rules:
+    - host: users.example.com
+      http:
+        paths:
+          - {path: /people/(.*), pathType: ImplementationSpecific, backend: {service: {name: api, port: {number: 80}}}}
+          - {path: /v1.0/(.*), pathType: ImplementationSpecific, backend: {service: {name: api, port: {number: 80}}}}
+";
+    let options = Options {
+        listen: LISTEN.into(),
+        upstreams: vec![("shop-api-80".into(), backend.addr.to_string())],
+        ..Options::default()
+    };
+    let imported = inline(yaml, &options).unwrap();
+    assert!(
+        imported.yaml.contains("path: /orders/\n"),
+        "{}",
+        imported.yaml
+    );
+    assert!(
+        imported.yaml.contains("strip_prefix: true"),
+        "{}",
+        imported.yaml
+    );
+    let report = &imported.report;
+    assert!(
+        report.contains("-> route ingress-shop-api-0-0: prefix /orders/ with strip_prefix"),
+        "{report}"
+    );
+    assert!(
+        report.contains("case-insensitively (/ORDERS/x too)"),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            "and /orders itself, which ingress-nginx sends upstream as /, is not this route's"
+        ),
+        "{report}"
+    );
+    // `.` is any character to nginx: not a literal prefix, not converted.
+    assert!(
+        report.contains(
+            "path /v1.0/(.*) with rewrite-target \"/$1\": crossgate forwards the path it routed"
+        ),
+        "{report}"
+    );
+    assert!(imported.not_exact >= 3, "--strict fails on it: {report}");
+
+    let proxy = run(&imported).await;
+    for (host, path, upstream) in [
+        ("api.example.com", "/orders/42", "/42"),
+        ("api.example.com", "/orders/", "/"),
+        ("users.example.com", "/people/ann", "/ann"),
+    ] {
+        let r = get(&proxy, host, path, None).await;
+        assert_eq!(r.status(), 200, "{host}{path}");
+        backend.wait_for(1, |s| s.path == upstream).await;
+    }
+    let r = get(&proxy, "users.example.com", "/v1.0/x", None).await;
+    assert_eq!(
+        r.status(),
+        404,
+        "the path that was not converted has no route"
+    );
 }

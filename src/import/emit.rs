@@ -224,6 +224,9 @@ fn routes_section(out: &mut String, plan: &Plan) {
             PathRule::Regex(p) => writeln!(out, "    path: {{regex: {}}}", scalar(p)),
         };
         let _ = writeln!(out, "    upstream: {}", scalar(&r.backends[0]));
+        if r.strip_prefix {
+            let _ = writeln!(out, "    strip_prefix: true");
+        }
         if let Some(s) = r.read_timeout {
             let _ = writeln!(out, "    read_timeout: {s}s");
         }

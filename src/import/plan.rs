@@ -99,6 +99,9 @@ pub struct Route {
     pub tier: u8,
     /// `read_timeout` in seconds (ingress-nginx's `proxy-read-timeout`).
     pub read_timeout: Option<u64>,
+    /// The prefix is taken off before the request goes upstream (ingress-nginx's usual
+    /// `rewrite-target`).
+    pub strip_prefix: bool,
     /// `file:line Kind ns/name`, for report lines.
     pub place: String,
 }

@@ -239,6 +239,7 @@ impl RuleRoutes<'_, '_> {
                 implied,
                 tier: 0,
                 read_timeout: None,
+                strip_prefix: false,
                 place: at_place.clone(),
             }
         };

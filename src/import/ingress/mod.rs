@@ -22,7 +22,7 @@ use super::Ctx;
 use crate::config::ConfigError;
 use cors::{cors_policy, CORS_ANNOTATIONS, PREFIX};
 use origin::valid_host_chars;
-use paths::{ingress_paths, source_path};
+use paths::{ingress_paths, rewritten, source_path};
 use values::go_bool;
 
 /// The hosts (`""` for rules without one) on which ingress-nginx turns every path into a
@@ -237,19 +237,15 @@ impl Ingress<'_, '_> {
             })
         };
         let paths = obj.list(&obj.need(&http, "paths")?)?;
-        if let Some((t, target)) = self.rewrite {
-            plan.report.unsupported(&obj.place(t.node), format!("rewrite-target {target:?}: crossgate forwards the path the browser sent and does not rewrite it, so the paths of spec.rules[{i}] ({}) are not converted (their backends would get other paths than today)", host.describe()));
-            for (j, p) in paths.iter().enumerate() {
-                plan.sources.push(source(j, p, Vec::new(), false)?);
-            }
-            return Ok(());
-        }
         for (j, p) in paths.into_iter().enumerate() {
             let Some(backend) = backend(obj, &obj.need(&p, "backend")?, ctx, plan)? else {
                 continue;
             };
-            let routes =
-                ingress_paths(obj, &p, &host, regex_host, &format!("{base}-{i}-{j}"), plan)?;
+            let name = format!("{base}-{i}-{j}");
+            let routes = match self.rewrite {
+                Some((_, target)) => rewritten(obj, &p, target, &host, &name, plan)?,
+                None => ingress_paths(obj, &p, &host, regex_host, &name, plan)?,
+            };
             plan.sources
                 .push(source(j, &p, vec![backend.clone()], !routes.is_empty())?);
             for mut r in routes {
@@ -317,6 +313,7 @@ fn default_backend(
             implied: false,
             tier: 1,
             read_timeout: None,
+            strip_prefix: false,
             place: place.clone(),
         });
     }

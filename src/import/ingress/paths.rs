@@ -37,6 +37,7 @@ pub(super) fn ingress_paths(
             implied,
             tier: 0,
             read_timeout: None,
+            strip_prefix: false,
             place: place.clone(),
         };
     let len = path.len() as i64;
@@ -86,6 +87,82 @@ pub(super) fn source_path(
         "Prefix" => SourcePath::Prefix(path.into()),
         _ => SourcePath::StringPrefix(path.into()),
     })
+}
+
+/// The prefix-stripping forms of `rewrite-target` (ingress-nginx's rewrite docs): the path
+/// `P(/|$)(.*)` with `/$2`, or `P/(.*)` with `/$1`, for a literal `P` (letters, digits and
+/// `/-_~`: a `.` would be any character to nginx). Returns `P`, and whether the source also
+/// takes `P` itself (the first form, which sends it upstream as `/`).
+fn strip_form<'p>(path: &'p str, target: &str) -> Option<(&'p str, bool)> {
+    let literal = |p: &str| {
+        p.len() > 1
+            && p.starts_with('/')
+            && !p.ends_with('/')
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/-_~".contains(&b))
+    };
+    if let Some(p) = path.strip_suffix("(/|$)(.*)") {
+        if target == "/$2" && literal(p) {
+            return Some((p, true));
+        }
+    }
+    if let Some(p) = path.strip_suffix("/(.*)") {
+        if target == "/$1" && literal(p) {
+            return Some((p, false));
+        }
+    }
+    None
+}
+
+/// A path of an Ingress with `rewrite-target`: a prefix-stripping form ([`strip_form`])
+/// becomes a prefix route with `strip_prefix` (what changes is said: ingress-nginx matches the
+/// path case-insensitively, and the first form also takes `P` itself); any other form is not
+/// converted.
+pub(super) fn rewritten(
+    obj: &Object,
+    p: &At,
+    target: &str,
+    host: &Host,
+    name: &str,
+    plan: &mut Plan,
+) -> Result<Vec<Route>, ConfigError> {
+    let (_, path) = path_of(obj, p)?;
+    let place = obj.place(p.node);
+    let what = format!(
+        "{}, path {path} with rewrite-target {target:?}",
+        host.describe()
+    );
+    let Some((prefix, bare)) = strip_form(path, target) else {
+        plan.report.unsupported(&place, format!("{what}: crossgate forwards the path it routed and rewrites it only by taking a prefix off (the forms P(/|$)(.*) with /$2 and P/(.*) with /$1); this path is not converted (its backend would get other paths than today)"));
+        return Ok(Vec::new());
+    };
+    let slash = format!("{prefix}/");
+    let mut note = format!("{what} -> route {name}: prefix {slash} with strip_prefix ({slash}x goes upstream as /x, as ingress-nginx rewrites it); ingress-nginx matches the path case-insensitively ({}/x too), crossgate's prefix only as written", prefix.to_ascii_uppercase());
+    if bare {
+        note.push_str(&format!(
+            "; and {prefix} itself, which ingress-nginx sends upstream as /, is not this route's"
+        ));
+    }
+    plan.report.changed(&place, note);
+    Ok(vec![Route {
+        name: name.to_owned(),
+        host: host.clone(),
+        path: PathRule::Prefix(slash.clone()),
+        backends: Vec::new(),
+        policy: None,
+        comment: vec![
+            format!("{} ({}): {what}.", obj.label(), obj.loc(p.node)),
+            format!("rewrite-target takes {prefix} off the path: {slash}x goes upstream as /x (strip_prefix). ingress-nginx matched it case-insensitively; this prefix is matched as written."),
+        ],
+        // Ranked with the host's regexes by the length of the path written, as ingress-nginx
+        // orders them.
+        path_rank: (1, -(path.len() as i64)),
+        implied: false,
+        tier: 0,
+        read_timeout: None,
+        strip_prefix: true,
+        place,
+    }])
 }
 
 /// An Ingress path's `pathType` and `path`, checked as the API server checks them.
