@@ -531,4 +531,19 @@ mod tests {
         );
         assert!(out.not_exact >= 2, "{}", out.report);
     }
+
+    #[test]
+    fn a_route_dropped_as_a_duplicate_is_not_also_listed_as_mapped() {
+        let yaml = ingress("first", "x", "", "h.example.com", "/api", "a")
+            + &ingress("second", "x", "", "h.example.com", "/api", "b");
+        let out = run(&yaml);
+        let exact = out.report.split("Not converted").next().unwrap_or_default();
+        assert!(exact.contains("ingress-x-first-0-0"), "{}", out.report);
+        assert!(!exact.contains("ingress-x-second-0-0"), "{}", out.report);
+        assert!(
+            out.report.contains("already serves the same host and path"),
+            "{}",
+            out.report
+        );
+    }
 }

@@ -305,6 +305,14 @@ impl Plan {
             match kept.iter().find(|k| k.host == r.host && k.path == r.path) {
                 Some(_) if r.implied => {}
                 Some(first) => {
+                    // Its reader said where it went: that line no longer holds.
+                    let n = &r.name;
+                    self.report.exact.retain(|note| {
+                        !(note.place == r.place
+                            && (note.text.contains(&format!("-> route {n}:"))
+                                || note.text.ends_with(&format!("-> route {n}"))
+                                || note.text.contains(&format!("-> routes {n} ("))))
+                    });
                     let text = format!(
                         "{}, {}: skipped, {} already serves the same host and path (first in the input; Kubernetes controllers keep the oldest object's)",
                         r.host.describe(),
