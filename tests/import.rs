@@ -1053,3 +1053,93 @@ spec:
         "the path that was not converted has no route"
     );
 }
+
+/// The inputs, each on its own, through the real binary with --strict: exit 1 where
+/// the conversion is not exact, exit 0 with a clean self-check where it is.
+#[test]
+fn strict_exits_1_on_each_input_that_cannot_be_converted_exactly_and_0_with_a_clean_self_check_otherwise(
+) {
+    let ingress = |name: &str, annotations: &str, spec: &str| {
+        format!("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: shop\n  annotations: {{{annotations}}}\nspec:\n{spec}")
+    };
+    let rules = |host: &str, path: &str, svc: &str| {
+        format!("  rules:\n    - host: {host}\n      http:\n        paths:\n          - {{path: {path}, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n")
+    };
+    let default = "  defaultBackend: {service: {name: fallback, port: {number: 80}}}\n";
+    let main = ingress("orders", "", &rules("orders.example", "/v1", "orders"));
+    let canary = ingress(
+        "orders-canary",
+        "nginx.ingress.kubernetes.io/canary: 'true', nginx.ingress.kubernetes.io/canary-weight: '10'",
+        &rules("orders.example", "/v1", "orders-next"),
+    );
+    let traefik = format!(
+        "{}  ingressClassName: traefik\n",
+        ingress("t", "", &rules("t.example", "/", "t"))
+    );
+    let method = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: shop}\nspec:\n  rules:\n    - matches: [{path: {value: /write}, method: POST}]\n      backendRefs: [{name: a, port: 80}]\n    - matches: [{path: {value: /read}}]\n      backendRefs: [{name: a, port: 80}]\n".to_owned();
+    let rewrite = ingress(
+        "rw",
+        "nginx.ingress.kubernetes.io/rewrite-target: /$2",
+        "  rules:\n    - host: rw.example\n      http:\n        paths:\n          - {path: /api(/|$)(.*), pathType: ImplementationSpecific, backend: {service: {name: rw, port: {number: 80}}}}\n",
+    );
+    let timeout = ingress(
+        "slow",
+        "nginx.ingress.kubernetes.io/proxy-read-timeout: '120'",
+        &rules("slow.example", "/reports", "slow"),
+    );
+    let cases: Vec<(&str, String, i32)> = vec![
+        ("a canary", format!("{main}---\n{canary}"), 1),
+        ("a method match", method, 1),
+        ("a rewrite-target", rewrite, 1),
+        (
+            "a defaultBackend with rules",
+            ingress(
+                "d",
+                "",
+                &format!("{}{default}", rules("d.example", "/api", "api")),
+            ),
+            0,
+        ),
+        (
+            "a defaultBackend without rules",
+            ingress("all", "", default),
+            0,
+        ),
+        (
+            "another class beside nginx's",
+            format!("{main}---\n{traefik}"),
+            0,
+        ),
+        ("a read timeout", timeout, 0),
+    ];
+    let dir = std::env::temp_dir().join(format!("crossgate-strict-each-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, (what, yaml, want)) in cases.into_iter().enumerate() {
+        let input = dir.join(format!("{i}.yaml"));
+        std::fs::write(&input, &yaml).unwrap();
+        let report = dir.join(format!("{i}.txt"));
+        let out = bin()
+            .arg("import")
+            .arg(&input)
+            .arg("--strict")
+            .arg("-o")
+            .arg(dir.join(format!("{i}-out.yaml")))
+            .arg("--report")
+            .arg(&report)
+            .output()
+            .unwrap();
+        let report = std::fs::read_to_string(&report).unwrap_or_default();
+        assert_eq!(
+            out.status.code(),
+            Some(want),
+            "{what}: {}\n{report}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if want == 0 {
+            assert!(
+                report.contains("every one is routed as the source routes it"),
+                "{what}: {report}"
+            );
+        }
+    }
+}
