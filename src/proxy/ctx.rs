@@ -70,10 +70,12 @@ pub struct Ctx {
     /// Whether the request's answer counts in `crossgate_cors_decisions_total` (not a refused
     /// upgrade that is not about its Origin).
     pub(super) cors_decision: bool,
-    /// Who asked, and over what (for the access log).
-    pub(super) client: Client,
-    /// `X-Request-Id`: the request's own, or one made for it; sent upstream and logged.
-    pub(super) request_id: RequestId,
+    /// Who asked, and over what: read for the access log only (`done`, or when a tunnel
+    /// opens), so that a request without one does not pay for it.
+    pub(super) client: Option<Client>,
+    /// `X-Request-Id`: the request's own, or one made for it; sent upstream and logged. Made
+    /// on first use ([`Ctx::request_id`]): a preflight without an access log needs none.
+    request_id: std::sync::OnceLock<RequestId>,
     /// The server that answered (or failed) last.
     pub(super) upstream_addr: Option<std::net::SocketAddr>,
     _in_flight: InFlight,
@@ -88,6 +90,14 @@ pub struct Client {
 }
 
 impl Client {
+    /// Nothing known of it.
+    pub(super) fn unknown() -> Client {
+        Client {
+            addr: None,
+            tls: None,
+        }
+    }
+
     pub(super) fn of(session: &pingora::protocols::http::ServerSession) -> Client {
         Client {
             addr: session.client_addr().and_then(|a| a.as_inet()).copied(),
@@ -100,12 +110,8 @@ impl Client {
 }
 
 impl Ctx {
-    /// The context of the request just read in `session`.
-    pub(super) fn new(
-        session: &pingora::protocols::http::ServerSession,
-        in_flight: &Arc<AtomicUsize>,
-        gauge: &prometheus::IntGauge,
-    ) -> Ctx {
+    /// The context of a request just read.
+    pub(super) fn new(in_flight: &Arc<AtomicUsize>, gauge: &prometheus::IntGauge) -> Ctx {
         Ctx {
             rules: None,
             route: None,
@@ -121,10 +127,23 @@ impl Ctx {
             decompress: false,
             body_read: 0,
             cors_decision: true,
-            client: Client::of(session),
-            request_id: RequestId::of(session.req_header()),
+            client: None,
+            request_id: std::sync::OnceLock::new(),
             upstream_addr: None,
             _in_flight: InFlight::new(in_flight, gauge),
+        }
+    }
+
+    /// The request's id (`req`: its head, read the first time).
+    pub(super) fn request_id(&self, req: &pingora::http::RequestHeader) -> &RequestId {
+        self.request_id.get_or_init(|| RequestId::of(req))
+    }
+
+    /// The request's id made to outlive its head's buffer (a tunnel keeps it).
+    pub(super) fn own_request_id(&mut self, req: &pingora::http::RequestHeader) {
+        self.request_id(req);
+        if let Some(id) = self.request_id.get_mut() {
+            id.own();
         }
     }
 

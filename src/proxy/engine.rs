@@ -230,7 +230,7 @@ impl CrossGate {
             session.shutdown().await;
             return closed;
         }
-        let mut ctx = Ctx::new(session, &self.in_flight, &self.metrics.requests_in_flight);
+        let mut ctx = Ctx::new(&self.in_flight, &self.metrics.requests_in_flight);
         let result = match self.begin(session, &mut ctx).await {
             Ok(true) => Ok(None),
             Ok(false) => self.forward(session, &mut ctx, conn).await,

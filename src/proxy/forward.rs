@@ -138,7 +138,8 @@ fn upstream_head(session: &ServerSession, has_body: bool, ctx: &Ctx) -> Result<B
         super::forwarding(session, &rules.server.trusted_proxies).apply(&mut head);
     }
     upstream_request(&mut head, ctx)?;
-    head.insert_header(crate::request_id::X_REQUEST_ID, ctx.request_id.value())?;
+    let id = ctx.request_id(session.req_header()).value();
+    head.insert_header(crate::request_id::X_REQUEST_ID, id)?;
     Ok(head)
 }
 

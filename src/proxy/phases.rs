@@ -167,11 +167,14 @@ impl CrossGate {
             read: session.body_bytes_read() as u64,
             sent: session.body_bytes_sent() as u64,
         };
-        self.done_with(session.req_header(), status, e, ctx, moved);
+        self.done_with(session.req_header(), status, e, ctx, moved, || {
+            super::ctx::Client::of(session)
+        });
     }
 
     /// The metrics and access-log line of a request that was answered with `status`. Without
     /// an access log, a failure of the proxy or the upstream still gets an ERROR line.
+    /// `client`: who sent it, read only for the access log (a tunnel has it in `ctx`).
     pub(super) fn done_with(
         &self,
         req: &RequestHeader,
@@ -179,13 +182,18 @@ impl CrossGate {
         e: Option<&Error>,
         ctx: &Ctx,
         moved: Moved,
+        client: impl FnOnce() -> super::ctx::Client,
     ) {
         let Some(rules) = ctx.rules.as_ref() else {
             return;
         };
         self.record(req, status, e, ctx, moved);
         if rules.log.access_log {
-            self.access_log(req, status, e, ctx, moved);
+            let client = match &ctx.client {
+                Some(c) => c.clone(),
+                None => client(),
+            };
+            self.access_log(req, status, e, ctx, moved, &client);
         } else if let Some(e) = e.filter(|e| is_fault(e)) {
             tracing::error!(
                 error = %e,
@@ -193,7 +201,7 @@ impl CrossGate {
                 method = %req.method,
                 host = cors::sanitize(request_host(req)).as_str(),
                 path = cors::sanitize(req.uri.path()).as_str(),
-                request_id = ctx.request_id.as_str(),
+                request_id = ctx.request_id(req).as_str(),
                 "fail to proxy",
             );
         }

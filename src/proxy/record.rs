@@ -343,19 +343,17 @@ impl CrossGate {
         e: Option<&Error>,
         ctx: &Ctx,
         moved: Moved,
+        client: &Client,
     ) {
         let fault = e.filter(|e| is_fault(e));
         let line = Line {
-            client: ctx
-                .client
-                .addr
-                .map_or_else(|| "-".into(), |a| a.to_string()),
-            request_id: ctx.request_id.as_str(),
+            client: client.addr.map_or_else(|| "-".into(), |a| a.to_string()),
+            request_id: ctx.request_id(req).as_str(),
             method: req.method.as_str(),
             host: cors::sanitize(request_host(req)),
             path: cors::sanitize(req.uri.path()),
             version: version(req.version),
-            tls: ctx.client.tls.as_deref().unwrap_or("-"),
+            tls: client.tls.as_deref().unwrap_or("-"),
             status,
             origin: log_origin(req).unwrap_or_else(|| "-".into()),
             route: match (ctx.route(), &ctx.channel) {

@@ -139,7 +139,7 @@ impl CrossGate {
                 host: &route.upstream.name,
                 forwarding: &forwarding,
                 upstream_host: route.upstream_host.as_deref(),
-                request_id: ctx.request_id.value(),
+                request_id: ctx.request_id(session.req_header()).value(),
             },
             heartbeat,
             silence,

@@ -348,7 +348,8 @@ impl CrossGate {
     ) {
         let req = summary(session.req_header());
         own_origin(&mut ctx.origin);
-        ctx.request_id.own();
+        ctx.own_request_id(session.req_header());
+        ctx.client = Some(super::ctx::Client::of(&session));
         let send_limit = ctx
             .rules
             .as_ref()
@@ -409,7 +410,14 @@ impl CrossGate {
             Ok(client) => client,
             Err(e) => {
                 tracing::debug!(error = %e, "a WebSocket tunnel could not open");
-                self.done_with(&req, 101, None, &ctx, moved(&out, &back));
+                self.done_with(
+                    &req,
+                    101,
+                    None,
+                    &ctx,
+                    moved(&out, &back),
+                    super::ctx::Client::unknown,
+                );
                 return;
             }
         };
@@ -428,7 +436,14 @@ impl CrossGate {
                     say_going_away(&mut client, &mut upstream, &out, &back).await;
                 }
             }
-            proxy.done_with(&req, 101, None, &ctx, moved(&out, &back));
+            proxy.done_with(
+                &req,
+                101,
+                None,
+                &ctx,
+                moved(&out, &back),
+                super::ctx::Client::unknown,
+            );
         });
     }
 }
