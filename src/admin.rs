@@ -108,6 +108,7 @@ impl ServeHttp for Admin {
                     config_hash: &rules.config_hash,
                     beacons: &rules.beacons,
                     upstreams: &rules.upstreams,
+                    routes: &rules.routes,
                 }),
             ),
             "/refused" => {

@@ -21,6 +21,8 @@ pub struct Live<'a> {
     pub beacons: &'a [crate::beacon::Beacon],
     /// Each server's health, and which upstreams follow DNS.
     pub upstreams: &'a [std::sync::Arc<crate::upstream::Upstream>],
+    /// The routes, whose byte counters exist from the start.
+    pub routes: &'a [crate::rules::Route],
 }
 
 pub struct Metrics {
@@ -190,7 +192,16 @@ impl Metrics {
             config_hash,
             beacons,
             upstreams,
+            routes,
         } = live;
+        // A route's byte counters exist from the start (at 0), so that its first bytes are an
+        // increase that rate() sees.
+        for r in routes {
+            self.request_body_bytes
+                .with_label_values(&[r.name.as_str()]);
+            self.response_body_bytes
+                .with_label_values(&[r.name.as_str()]);
+        }
         // Exactly one series: the hash of the rules that answer requests now.
         self.config_info.reset();
         self.config_info.with_label_values(&[config_hash]).set(1);
@@ -419,6 +430,7 @@ mod tests {
             config_hash: &rules.config_hash,
             beacons: &rules.beacons,
             upstreams: &rules.upstreams,
+            routes: &rules.routes,
         });
         for kind in ["connect", "timeout", "reset", "invalid"] {
             let line =

@@ -455,6 +455,10 @@ async fn body_bytes_are_counted_by_route_both_ways() {
     let proxy = Proxy::start(&config(&backend).replace("HANGUP", &hangup.to_string())).await;
     let read = r#"crossgate_request_body_bytes_total{route="api"}"#;
     let sent = r#"crossgate_response_body_bytes_total{route="api"}"#;
+    // From the start, at 0: the first bytes are an increase.
+    let text = scrape(&proxy).await;
+    assert_eq!(sample(&text, read), Some(0.0), "{text}");
+    assert_eq!(sample(&text, sent), Some(0.0), "{text}");
     let r = client()
         .put(proxy.url("/api/items"))
         .body("0123456789")
