@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 seconds=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(config origin callback jsonp_wrapper path chunked wire_request wire_response)
+[ ${#targets[@]} -gt 0 ] || targets=(config origin callback jsonp_wrapper path chunked wire_request wire_response wire_differential)
 command -v cargo-fuzz >/dev/null || {
   echo "cargo-fuzz is missing: install it with 'cargo install cargo-fuzz --locked'" >&2
   exit 1

@@ -119,6 +119,9 @@ fn hyper_reads(input: &[u8]) -> Vec<Read> {
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .half_close(true)
+            // crossgate's limit (wire::MAX_FIELDS), not hyper's default 100: the two differ on
+            // framing, not on how many fields a head may have.
+            .max_headers(256)
             .serve_connection(TokioIo::new(server), service);
         let (mut read_half, mut write_half) = tokio::io::split(client);
         let input = input.to_vec();
@@ -139,7 +142,10 @@ fn hyper_reads(input: &[u8]) -> Vec<Read> {
 /// hyper shows an absolute-form target as the URI it parsed (`http://h/x`, `*` as `*`): the
 /// bytes compared are the target as sent, for both.
 fn same_target(ours: &[u8], hyper: &[u8]) -> bool {
-    ours == hyper || (ours.starts_with(b"http") && hyper.eq_ignore_ascii_case(ours))
+    let absolute = ours
+        .get(..4)
+        .is_some_and(|s| s.eq_ignore_ascii_case(b"http"));
+    ours == hyper || (absolute && hyper.eq_ignore_ascii_case(ours))
 }
 
 fn agree(input: &[u8]) -> Result<(), TestCaseError> {

@@ -8,7 +8,7 @@
 //!   a chunk line are bounded;
 //! - every line ends in CRLF, and chunk data is followed by exactly CRLF;
 //! - trailer fields are `token ":" value` lines (no obs-fold, no control byte but HTAB),
-//!   bounded in all, and end at the empty line, not at the first CRLFCRLF.
+//!   bounded in all (16 KiB, 100 fields), and end at the empty line, not at the first CRLFCRLF.
 //!
 //! A front end that reads a body differently from this either refuses it too or reads the
 //! same bytes as one body: nothing after the body's end is taken for the next request.
@@ -20,6 +20,10 @@ const MAX_EXTENSIONS: usize = 4096;
 
 /// The largest trailer section.
 const MAX_TRAILERS: usize = 16 * 1024;
+
+/// The most trailer fields (hyper's default limit on a head's and on trailers' fields, so
+/// that no reference reading the same body refuses what crossgate reads).
+const MAX_TRAILER_FIELDS: usize = 100;
 
 /// Why a chunked body is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +38,7 @@ pub enum ChunkError {
     LineEnd,
     /// A trailer line that is not a field line.
     Trailer,
-    /// Trailers longer than the bound.
+    /// Trailers longer than the bound, or of more fields.
     TrailersTooLong,
 }
 
@@ -46,7 +50,7 @@ impl fmt::Display for ChunkError {
             ChunkError::ExtensionTooLong => "chunk extensions longer than 4096 bytes",
             ChunkError::LineEnd => "a chunk line or chunk data not ended by CRLF",
             ChunkError::Trailer => "a trailer line that is not a field line",
-            ChunkError::TrailersTooLong => "trailers longer than 16 KiB",
+            ChunkError::TrailersTooLong => "trailers longer than 16 KiB or of more than 100 fields",
         })
     }
 }
@@ -97,6 +101,8 @@ pub struct Chunked {
     digits: u8,
     extensions: usize,
     trailers: usize,
+    /// Trailer field lines read.
+    trailer_fields: usize,
 }
 
 impl Default for Chunked {
@@ -136,6 +142,7 @@ impl Chunked {
             digits: 0,
             extensions: 0,
             trailers: 0,
+            trailer_fields: 0,
         }
     }
 
@@ -242,7 +249,13 @@ impl Chunked {
                 }
             }
             (DataLf, b'\n') => Size,
-            (TrailerLf, b'\n') => TrailerStart,
+            (TrailerLf, b'\n') => {
+                self.trailer_fields += 1;
+                if self.trailer_fields > MAX_TRAILER_FIELDS {
+                    return Err(ChunkError::TrailersTooLong);
+                }
+                TrailerStart
+            }
             (EndLf, b'\n') => Done,
             (LineLf | DataLf | TrailerLf | EndLf, _) => return Err(ChunkError::LineEnd),
             (DataCr, b'\r') => DataLf,
@@ -398,12 +411,22 @@ mod tests {
         b
     }
 
-    /// A last chunk with about `n` bytes of trailer fields.
+    /// A last chunk with about `n` bytes of trailer fields (lines of 202 bytes).
     fn with_trailers(n: usize) -> Vec<u8> {
         let mut b = b"0\r\n".to_vec();
-        let line = b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+        let line = format!("X-Pad: {}\r\n", "a".repeat(193));
         while b.len() + line.len() < n {
-            b.extend_from_slice(line);
+            b.extend_from_slice(line.as_bytes());
+        }
+        b.extend_from_slice(b"\r\n");
+        b
+    }
+
+    /// A last chunk with `n` short trailer fields.
+    fn with_trailer_fields(n: usize) -> Vec<u8> {
+        let mut b = b"0\r\n".to_vec();
+        for _ in 0..n {
+            b.extend_from_slice(b"T: 1\r\n");
         }
         b.extend_from_slice(b"\r\n");
         b
@@ -424,6 +447,13 @@ mod tests {
         assert_eq!(verdict(&fields), Ok(Step::End(fields.len())));
         assert_eq!(
             verdict(&with_trailers(16_700)),
+            Err(ChunkError::TrailersTooLong)
+        );
+        // And 100 fields at most, as hyper allows.
+        let hundred = with_trailer_fields(100);
+        assert_eq!(verdict(&hundred), Ok(Step::End(hundred.len())));
+        assert_eq!(
+            verdict(&with_trailer_fields(101)),
             Err(ChunkError::TrailersTooLong)
         );
     }

@@ -70,7 +70,17 @@ pub struct Connection {
 
 impl Connection {
     /// Takes in one `Connection` field's value (a comma-separated list of tokens, any case).
+    /// A value that is not all visible ASCII counts as `close`: no reference agrees on what it
+    /// asks (hyper reads no option at all from it), and ending the connection after this
+    /// message is the reading under which nothing more is taken from it.
     pub fn add(&mut self, value: &[u8]) {
+        if !value
+            .iter()
+            .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+        {
+            self.close = true;
+            return;
+        }
         for token in value.split(|&c| c == b',').map(<[u8]>::trim_ascii) {
             if token.eq_ignore_ascii_case(b"close") {
                 self.close = true;
@@ -162,6 +172,10 @@ mod tests {
                 upgrade: true
             }
         );
+        // Bytes that are not visible ASCII: the connection ends after this message.
+        let mut c = Connection::default();
+        c.add(b"keep-alive, \xe7-A");
+        assert!(c.close, "{c:?}");
         let mut c = Connection::default();
         c.add(b"x-close, closed");
         c.add(b"CLOSE");

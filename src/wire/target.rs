@@ -25,8 +25,13 @@ pub enum Form<'a> {
 
 /// The form of a raw request target; `options`: the method is OPTIONS (`*` is allowed).
 pub fn form(raw: &[u8], options: bool) -> Result<Form<'_>, Refused> {
+    let not_uri = bad("a target with a byte a URI may not hold (a space or control byte, <, >, #, a backtick in the path, \" in the query, or bytes that are not UTF-8)");
     if raw.first() == Some(&b'/') {
-        return Ok(Form::Origin);
+        return if uri_bytes(raw) {
+            Ok(Form::Origin)
+        } else {
+            Err(not_uri)
+        };
     }
     if raw == b"*" {
         return if options {
@@ -50,6 +55,9 @@ pub fn form(raw: &[u8], options: bool) -> Result<Form<'_>, Refused> {
     if authority.is_empty() || !is_authority(authority.as_bytes()) {
         return Err(bad("an absolute-form target without a valid host"));
     }
+    if !uri_bytes(path.as_bytes()) {
+        return Err(not_uri);
+    }
     // "http://host" and "http://host?q" get the root path in `to_origin_form`.
     Ok(Form::Absolute {
         authority,
@@ -57,11 +65,43 @@ pub fn form(raw: &[u8], options: bool) -> Result<Form<'_>, Refused> {
     })
 }
 
+/// Whether a target's path and query hold only what a URI may (RFC 3986), as the strict
+/// reference (the `http` crate behind hyper) reads it, so that crossgate never reads a target
+/// the reference refuses: in the path, unreserved, sub-delims, `:@/%` and the `"{}|[\]^` that
+/// clients leave raw; after `?`, anything visible but `"<>#`; never a space, a control byte,
+/// `<`, `>` or `#` (a request target has no fragment: RFC 9112 §3.2); bytes above 0x7F only as
+/// UTF-8.
+fn uri_bytes(path_and_query: &[u8]) -> bool {
+    const fn path_byte(b: u8) -> bool {
+        matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x40..=0x5F | 0x61..=0x7A | 0x7C | 0x7E | b'"' | b'{' | b'}')
+    }
+    const fn query_byte(b: u8) -> bool {
+        matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x3F..=0x7E)
+    }
+    let mut in_query = false;
+    let mut high = false;
+    for &b in path_and_query {
+        if b >= 0x80 {
+            high = true;
+        } else if !in_query && b == b'?' {
+            in_query = true;
+        } else if !(if in_query {
+            query_byte(b)
+        } else {
+            path_byte(b)
+        }) {
+            return false;
+        }
+    }
+    !high || std::str::from_utf8(path_and_query).is_ok()
+}
+
 /// Whether `value` is a `Host` value (RFC 9110 §7.2): a reg-name, IPv4 address or bracketed
 /// IP literal, with an optional port; no user information, path or whitespace. Empty is
 /// allowed (a target without authority sends an empty `Host`).
 pub fn is_authority(value: &[u8]) -> bool {
-    /// reg-name and IPv4 characters (unreserved, sub-delims, `%`), one bit per byte.
+    /// reg-name and IPv4 characters (unreserved, sub-delims), one bit per byte. Not `%`: a
+    /// percent-encoded name is no DNS name, and the reference (the `http` crate) refuses it.
     const REG_NAME: [bool; 256] = {
         let mut t = [false; 256];
         let mut c = 0;
@@ -84,7 +124,6 @@ pub fn is_authority(value: &[u8]) -> bool {
                         | b','
                         | b';'
                         | b'='
-                        | b'%'
                 );
             c += 1;
         }
@@ -112,6 +151,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_target_holds_only_what_a_uri_may() {
+        for ok in [
+            &b"/"[..],
+            b"/a/b?x=1&y=2",
+            b"/json/{\"a\":1}",
+            b"/a|b^c[d]\\e",
+            b"/q?x={`|}^",
+            "/caf\u{e9}".as_bytes(),
+        ] {
+            assert!(form(ok, false).is_ok(), "{:?}", String::from_utf8_lossy(ok));
+        }
+        for refused in [
+            &b"/<script>"[..],
+            b"/a>b",
+            b"/a#frag",
+            b"/a`b",
+            b"/q?x=\"",
+            b"/q?x=<",
+            b"/a\x7fb",
+            b"/a\tb",
+            b"/\xff",
+            b"http://a.example/<",
+            b"http://a.example?#",
+        ] {
+            let e = form(refused, false).unwrap_err();
+            assert_eq!(e.status, 400, "{:?}", String::from_utf8_lossy(refused));
+        }
+        assert!(form(b"http://a.example/x?y", false).is_ok());
+    }
+
+    #[test]
     fn a_host_is_a_name_or_address_with_an_optional_port() {
         for good in [
             &b"api.example.com"[..],
@@ -135,6 +205,8 @@ mod tests {
             b"[]",
             b"[::1]x",
             b"[::g]",
+            b"a.exampl%",
+            b"%61.example",
         ] {
             assert!(!is_authority(bad), "{}", String::from_utf8_lossy(bad));
         }

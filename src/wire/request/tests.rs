@@ -291,6 +291,28 @@ fn the_request_line_is_method_target_version() {
         b"GET http://u@api.example/ HTTP/1.1\r\nHost: a\r\n\r\n",
         400,
     );
+    // Bytes a URI may not hold (the differential fuzz target found crossgate reading them
+    // where hyper refuses), and a `%` in a host.
+    refused(b"POST /<<<< HTTP/1.1\r\nHost: a\r\n\r\n", 400);
+    refused(b"GET /a#frag HTTP/1.1\r\nHost: a\r\n\r\n", 400);
+    refused(b"GET /q?x=\"1\" HTTP/1.1\r\nHost: a\r\n\r\n", 400);
+    refused(b"GET http://a.exampl% HTTP/1.0\r\n\r\n", 400);
+    refused(b"GET / HTTP/1.1\r\nHost: a%62\r\n\r\n", 400);
+    accepted(
+        b"GET /json/{\"a\":1}?q={|} HTTP/1.1\r\nHost: a\r\n\r\n",
+        Body::None,
+    );
+}
+
+#[test]
+fn a_connection_value_that_is_not_ascii_ends_the_connection() {
+    // hyper reads no option from it; crossgate reads `close`, never `keep-alive`, so it never
+    // takes a second request off a connection the reference ends.
+    let input = b"GET / HTTP/1.0\r\nConnection: keep-alive, \xe7-A\r\n\r\n";
+    accepted(input, Body::None);
+    let mut req = Request::default();
+    assert_eq!(req.parse(input, MAX), Ok(true));
+    assert!(!req.keep_alive());
 }
 
 #[test]
