@@ -86,13 +86,11 @@ where
         SystemTime.format_time(&mut Writer::new(&mut time))?;
         let mut fields = Fields::default();
         event.record(&mut fields);
-        let mut line = Map::new();
+        // The event's fields first, then the schema's own keys, which a field of the same
+        // name cannot replace.
+        let mut line = std::mem::take(&mut fields.0);
         line.insert("timestamp".into(), Value::from(time));
         line.insert("level".into(), Value::from(meta.level().as_str()));
-        if let Some(message) = fields.0.remove("message") {
-            line.insert("message".into(), message);
-        }
-        line.append(&mut fields.0);
         line.insert("target".into(), Value::from(meta.target()));
         writeln!(writer, "{}", Value::Object(line))
     }

@@ -129,6 +129,7 @@ impl Reloader {
         let old = self.rules.load();
         for u in &new.upstreams {
             if let Some(o) = old.upstreams.iter().find(|o| o.name == u.name) {
+                u.keep_addresses_of_unresolved(o);
                 u.inherit_health(o);
             }
         }

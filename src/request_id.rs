@@ -1,8 +1,9 @@
 //! The request id: the one a client or a load balancer in front sent in `X-Request-Id` (kept
 //! when it is a plain token, as ingress-nginx keeps it), else one made here: 32 hex digits,
-//! unique within the process and unpredictable across processes (nginx's `$request_id` has the
-//! same shape). It goes upstream in `X-Request-Id` and into the access log, so that a line of
-//! a backend's log and a line of crossgate's can be matched.
+//! half unique within the process, half a keyed hash no one can work out from other ids
+//! (nginx's `$request_id` has the same shape). It names a request, it is no secret. It goes
+//! upstream in `X-Request-Id` and into the access log, so that a line of a backend's log and a
+//! line of crossgate's can be matched.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -41,17 +42,25 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// This process's keys, random per process (std's hasher keys come from the OS).
-fn keys() -> (u64, u64) {
-    static KEYS: OnceLock<(u64, u64)> = OnceLock::new();
-    *KEYS.get_or_init(|| {
+/// SipHash of `n` under this process's random keys.
+fn keyed(n: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static STATE: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+    let mut h = STATE
+        .get_or_init(std::collections::hash_map::RandomState::new)
+        .build_hasher();
+    h.write_u64(n);
+    h.finish()
+}
+
+/// This process's key, random per process (std's hasher keys come from the OS).
+fn key() -> u64 {
+    static KEY: OnceLock<u64> = OnceLock::new();
+    *KEY.get_or_init(|| {
         use std::hash::{BuildHasher, Hasher};
-        let s = std::collections::hash_map::RandomState::new();
-        let mut a = s.build_hasher();
-        a.write_u32(std::process::id());
-        let mut b = s.build_hasher();
-        b.write_u64(a.finish());
-        (a.finish(), b.finish())
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.finish()
     })
 }
 
@@ -70,9 +79,11 @@ impl RequestId {
     pub fn new() -> RequestId {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let (k1, k2) = keys();
-        // The first half is unique per counter value; the second makes the whole unguessable.
-        let (hi, lo) = (mix(n.wrapping_add(k1)), mix(n ^ k2));
+        let k1 = key();
+        // The first half is unique per counter value (a bijection of it); the second is a
+        // keyed hash of it (SipHash under this process's random keys), which no one who has
+        // seen other ids can work out. An id names a request; it is not a secret.
+        let (hi, lo) = (mix(n.wrapping_add(k1)), keyed(n));
         let mut out = [0u8; 32];
         for (i, b) in hi.to_be_bytes().iter().chain(&lo.to_be_bytes()).enumerate() {
             out[2 * i] = HEX[usize::from(b >> 4)];

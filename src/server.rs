@@ -36,10 +36,10 @@ const CLIENT_TCP_BUFFERS: pingora::listeners::L4BufferSettings =
         write: None,
     };
 
-/// Whole seconds for pingora's settings, rounded up so that a configured 500ms is not 0.
 /// How long open WebSockets get for their 1001 close once the grace period is over.
 const CLOSE_HEADROOM: Duration = Duration::from_secs(1);
 
+/// Whole seconds for pingora's settings, rounded up so that a configured 500ms is not 0.
 fn ceil_secs(d: std::time::Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
@@ -191,8 +191,22 @@ impl pingora::services::Service for AdminService {
         "crossgate admin"
     }
 
+    // What the wrapped service says: its addresses (pingora closes inherited sockets that no
+    // service claims after an upgrade only when every service lists its own), threads and
+    // runtime.
     fn threads(&self) -> Option<usize> {
-        Some(1)
+        pingora::services::Service::threads(&self.inner)
+    }
+
+    fn runtime_opts_override(
+        &self,
+        global: &pingora::server::RuntimeOpts,
+    ) -> Option<pingora::server::RuntimeOpts> {
+        pingora::services::Service::runtime_opts_override(&self.inner, global)
+    }
+
+    fn listen_addresses(&self) -> Option<Vec<String>> {
+        pingora::services::Service::listen_addresses(&self.inner)
     }
 }
 

@@ -58,6 +58,28 @@ impl Upstream {
         }
     }
 
+    /// Keeps, for each name that did not resolve when this compile was made (a reload during a
+    /// DNS outage: `rules::Lookups::Tolerant`), the addresses the older compile had for it, so
+    /// that a reload never empties an upstream that was serving: the last good addresses stay
+    /// in rotation, as when the re-resolution of a running name fails.
+    pub fn keep_addresses_of_unresolved(&self, old: &Upstream) {
+        let olds = old.servers();
+        for name in &self.names {
+            let now = self.servers();
+            if now.iter().any(|b| b.written == name.written) {
+                continue;
+            }
+            let addrs: Vec<SocketAddr> = olds
+                .iter()
+                .filter(|b| b.written == name.written)
+                .map(|b| b.addr)
+                .collect();
+            if !addrs.is_empty() {
+                self.replace_name_addrs(&name.written, &addrs);
+            }
+        }
+    }
+
     /// Whether the health of the servers is known: no check is configured, or one round of
     /// probes has completed.
     pub fn health_known(&self) -> bool {
@@ -467,6 +489,53 @@ mod tests {
             Arc::ptr_eq(&before, &u.servers()),
             "the same answer changes nothing"
         );
+    }
+
+    #[test]
+    fn a_reload_during_a_dns_outage_keeps_the_addresses_a_name_had() {
+        let followed = || {
+            vec![(
+                "api:80".to_owned(),
+                Followed {
+                    host: "api".into(),
+                    port: 80,
+                    ttl: Duration::from_secs(5),
+                },
+            )]
+        };
+        let dns = Arc::new(Dns::new(crate::dns::DnsSettings::default()));
+        let old = Upstream::new(
+            "u".into(),
+            vec![("api:80".to_owned(), "127.0.0.7:80".parse().unwrap())],
+            timeouts(),
+            None,
+            None,
+        )
+        .follow_dns(followed(), dns.clone());
+        // The same name compiled again while it did not resolve: no address of its own.
+        let new = Upstream::new("u".into(), Vec::new(), timeouts(), None, None)
+            .follow_dns(followed(), dns);
+        assert!(new.select().is_none());
+        new.keep_addresses_of_unresolved(&old);
+        assert_eq!(
+            new.select().map(|b| b.addr),
+            Some("127.0.0.7:80".parse().unwrap())
+        );
+        // A name that resolved keeps its own answer.
+        let resolved = Upstream::new(
+            "u".into(),
+            vec![("api:80".to_owned(), "127.0.0.8:80".parse().unwrap())],
+            timeouts(),
+            None,
+            None,
+        )
+        .follow_dns(
+            followed(),
+            Arc::new(Dns::new(crate::dns::DnsSettings::default())),
+        );
+        resolved.keep_addresses_of_unresolved(&old);
+        let addrs: Vec<SocketAddr> = resolved.servers().iter().map(|b| b.addr).collect();
+        assert_eq!(addrs, ["127.0.0.8:80".parse::<SocketAddr>().unwrap()]);
     }
 
     #[test]

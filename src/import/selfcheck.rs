@@ -156,20 +156,29 @@ fn sample_paths(path: &SourcePath) -> Option<Vec<String>> {
         }
         SourcePath::StringPrefix(p) => vec![p.clone(), format!("{p}selfcheck")],
         SourcePath::Default => vec!["/".into(), "/crossgate-selfcheck".into()],
-        SourcePath::Regex { pattern, written } => vec![regex_sample(pattern, written)?],
+        SourcePath::Regex { pattern, written } => {
+            let samples = regex_samples(pattern, written);
+            if samples.is_empty() {
+                return None;
+            }
+            samples
+        }
     })
 }
 
-/// A path the regex takes: its literal start, then that with a few common endings, the first
-/// one it matches.
-fn regex_sample(pattern: &str, written: &str) -> Option<String> {
-    let re = Regex::new(pattern).ok()?;
+/// Paths the regex takes, at most two: its literal start, then that with a few common endings
+/// (`/p(/|$)(.*)` gives `/p` and `/p/`, so both of what the route takes are replayed).
+fn regex_samples(pattern: &str, written: &str) -> Vec<String> {
+    let Ok(re) = Regex::new(pattern) else {
+        return Vec::new();
+    };
     let literal: String = written
         .chars()
         .take_while(|c| !"\\.^$*+?()[]{}|".contains(*c))
         .collect();
     let lit = literal.trim_end_matches('/');
-    [
+    let mut out: Vec<String> = Vec::new();
+    for p in [
         literal.clone(),
         format!("{lit}/"),
         format!("{lit}/selfcheck"),
@@ -179,9 +188,12 @@ fn regex_sample(pattern: &str, written: &str) -> Option<String> {
         format!("{literal}1"),
         format!("{literal}1/"),
         format!("{literal}1/selfcheck"),
-    ]
-    .into_iter()
-    .find(|p| p.starts_with('/') && re.is_match(p))
+    ] {
+        if out.len() < 2 && p.starts_with('/') && re.is_match(&p) && !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// The rule the controller would send `host` and `path` to (None: its default backend).
@@ -393,19 +405,18 @@ mod tests {
     }
 
     #[test]
-    fn a_regex_sample_is_derived_from_its_literal_start() {
+    fn regex_samples_are_derived_from_their_literal_start() {
         assert_eq!(
-            regex_sample("(?i)^(?:/api(/|$)(.*))", "/api(/|$)(.*)").as_deref(),
-            Some("/api")
+            regex_samples("(?i)^(?:/api(/|$)(.*))", "/api(/|$)(.*)"),
+            ["/api", "/api/"]
         );
-        assert_eq!(
-            regex_sample("^(?:/v[0-9]+/items)$", "/v[0-9]+/items"),
-            None,
+        assert!(
+            regex_samples("^(?:/v[0-9]+/items)$", "/v[0-9]+/items").is_empty(),
             "no sample among the tried endings"
         );
         assert_eq!(
-            regex_sample("^(?:/users/[0-9]+)$", "/users/[0-9]+").as_deref(),
-            Some("/users/1")
+            regex_samples("^(?:/users/[0-9]+)$", "/users/[0-9]+"),
+            ["/users/1"]
         );
     }
 }

@@ -102,12 +102,18 @@ fn mask_key() -> [u8; 4] {
 /// sees 1001 and reconnects (to another replica) rather than a broken connection (1006).
 async fn say_going_away(client: &mut Stream, upstream: &mut Stream, out: &Flow, back: &Flow) {
     const LIMIT: Duration = Duration::from_secs(1);
-    if back.left.is_empty() && back.frames.at_boundary() {
-        let _ = send(client, &GOING_AWAY, LIMIT).await;
-    }
-    if out.left.is_empty() && out.frames.at_boundary() {
-        let _ = send(upstream, &going_away_masked(mask_key()), LIMIT).await;
-    }
+    let to_client = async {
+        if back.left.is_empty() && back.frames.at_boundary() && !back.frames.closed {
+            let _ = send(client, &GOING_AWAY, LIMIT).await;
+        }
+    };
+    let to_upstream = async {
+        if out.left.is_empty() && out.frames.at_boundary() && !out.frames.closed {
+            let _ = send(upstream, &going_away_masked(mask_key()), LIMIT).await;
+        }
+    };
+    // Both at once: a client slow to take its close does not hold the upstream's back.
+    tokio::join!(to_client, to_upstream);
 }
 
 /// Resolves when the grace period is over (never, if the proxy is gone first).
@@ -169,6 +175,8 @@ struct Frames {
     head: [u8; 14],
     have: usize,
     payload: u64,
+    /// A close frame (opcode 8) went this way: no second one may follow (RFC 6455 §5.5.1).
+    closed: bool,
 }
 
 impl Frames {
@@ -196,6 +204,7 @@ impl Frames {
             if self.have < 2 + ext_len + mask_len {
                 continue;
             }
+            self.closed |= self.head[0] & 0x0f == 0x8;
             self.payload = match ext_len {
                 0 => u64::from(b1 & 0x7f),
                 _ => ext[..ext_len]
