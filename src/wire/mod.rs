@@ -83,6 +83,13 @@ pub(crate) const fn bad(why: &'static str) -> Refused {
 /// The most field lines one head may have (pingora's bound; a browser sends about 20).
 pub const MAX_FIELDS: usize = 256;
 
+/// The most field lines a client's request head may have: fewer than [`MAX_FIELDS`] by the
+/// room the head written upstream needs for the fields crossgate adds (`Host`, a framing
+/// field, the forwarding fields, the request id), so that what it writes is a head it would
+/// read itself (the `wire_request` fuzz target found a 256-line request without `Host` written
+/// as 257 lines).
+pub const MAX_REQUEST_FIELDS: usize = MAX_FIELDS - 16;
+
 /// The HTTP/1 minor version of a head: `HTTP/1.0` or `HTTP/1.1` (httparse reads no other).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {

@@ -9,7 +9,8 @@
 //! - the body framed by exactly one `Content-Length` of digits, or one `Transfer-Encoding:
 //!   chunked`; both, `Transfer-Encoding` in HTTP/1.0, or a malformed value is a 400, another
 //!   coding a 501 ([`super::framing`]);
-//! - a head larger than the limit, or with more than [`super::MAX_FIELDS`] field lines, a 431.
+//! - a head larger than the limit, or with more than [`super::MAX_REQUEST_FIELDS`] field
+//!   lines, a 431.
 //!
 //! A refusal ends the connection: what follows a head that cannot be read is not a message.
 
@@ -87,14 +88,15 @@ impl Request {
         };
         let mut array = field_array();
         let mut req = httparse::Request::new(&mut []);
-        let len = match req.parse_with_uninit_headers(buf, &mut array) {
+        let len = match req.parse_with_uninit_headers(buf, &mut array[..super::MAX_REQUEST_FIELDS])
+        {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) if buf.len() >= max_head => return Err(too_large),
             Ok(httparse::Status::Partial) => return Ok(false),
             Err(httparse::Error::TooManyHeaders) => {
                 return Err(Refused {
                     status: 431,
-                    why: "more than 256 field lines in a request head",
+                    why: "more than 240 field lines in a request head",
                 })
             }
             Err(e) => return Err(bad(parse_error(e))),

@@ -356,12 +356,17 @@ fn a_head_past_the_limit_or_with_too_many_fields_is_431() {
     assert_eq!(verdict(&big), Err(431));
     big.extend_from_slice(b"\r\n\r\n");
     assert_eq!(verdict(&big), Err(431));
-    let mut many = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
-    for _ in 0..super::super::MAX_FIELDS {
-        many.extend_from_slice(b"X: y\r\n");
-    }
-    many.extend_from_slice(b"\r\n");
-    assert_eq!(verdict(&many), Err(431));
+    // 240 field lines at most: the head written upstream has room for what crossgate adds.
+    let fields = |n: usize| {
+        let mut h = b"GET / HTTP/1.0\r\n".to_vec();
+        for _ in 0..n {
+            h.extend_from_slice(b"X: y\r\n");
+        }
+        h.extend_from_slice(b"\r\n");
+        h
+    };
+    assert!(verdict(&fields(240)).is_ok());
+    assert_eq!(verdict(&fields(241)), Err(431));
 }
 
 #[test]
