@@ -82,6 +82,22 @@ impl Request {
     /// Parses the head at the start of `buf`: `Ok(true)` when it is whole (and valid),
     /// `Ok(false)` when more bytes are needed. `max_head`: the largest head allowed (431).
     pub fn parse(&mut self, buf: &[u8], max_head: usize) -> Result<bool, Refused> {
+        self.parse_with(buf, max_head, super::MAX_REQUEST_FIELDS)
+    }
+
+    /// [`Request::parse`] with the bound of any head, [`super::MAX_FIELDS`] field lines: how an
+    /// upstream reads the head crossgate writes, which has the fields crossgate adds on top of
+    /// a client's [`super::MAX_REQUEST_FIELDS`].
+    pub fn parse_written(&mut self, buf: &[u8], max_head: usize) -> Result<bool, Refused> {
+        self.parse_with(buf, max_head, super::MAX_FIELDS)
+    }
+
+    fn parse_with(
+        &mut self,
+        buf: &[u8],
+        max_head: usize,
+        max_fields: usize,
+    ) -> Result<bool, Refused> {
         let too_large = Refused {
             status: 431,
             why: "a request head larger than client_max_head_size",
@@ -96,7 +112,7 @@ impl Request {
             Err(httparse::Error::TooManyHeaders) => {
                 return Err(Refused {
                     status: 431,
-                    why: "more than 240 field lines in a request head",
+                    why: "more field lines than a request head may have (240 from a client)",
                 })
             }
             Err(e) => return Err(bad(parse_error(e))),
