@@ -104,8 +104,7 @@ impl Request {
         };
         let mut array = field_array();
         let mut req = httparse::Request::new(&mut []);
-        let len = match req.parse_with_uninit_headers(buf, &mut array[..super::MAX_REQUEST_FIELDS])
-        {
+        let len = match req.parse_with_uninit_headers(buf, &mut array[..max_fields]) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) if buf.len() >= max_head => return Err(too_large),
             Ok(httparse::Status::Partial) => return Ok(false),

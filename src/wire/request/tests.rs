@@ -367,6 +367,17 @@ fn a_head_past_the_limit_or_with_too_many_fields_is_431() {
     };
     assert!(verdict(&fields(240)).is_ok());
     assert_eq!(verdict(&fields(241)), Err(431));
+    // A head crossgate wrote (what it adds on top) is read with the bound of any head.
+    assert_eq!(
+        Request::default().parse_written(&fields(256), MAX),
+        Ok(true)
+    );
+    assert_eq!(
+        Request::default()
+            .parse_written(&fields(257), MAX)
+            .map_err(|r| r.status),
+        Err(431)
+    );
 }
 
 #[test]
