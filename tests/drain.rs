@@ -6,10 +6,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{client, free_addr, wait_until_listening, Backend, Running};
+use common::{client, free_addr, signal, wait_until_listening, Backend, Running};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -17,34 +17,11 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// A private directory for one test's config and upgrade socket.
 fn dir(name: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let d = std::env::temp_dir().join(format!("crossgate-drain-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
-    d
+    common::private_dir("drain", name)
 }
 
 fn start(config: &Path, extra: &[&str]) -> Running {
-    Running(
-        Command::new(env!("CARGO_BIN_EXE_crossgate"))
-            .arg("run")
-            .args(extra)
-            .arg("--config")
-            .arg(config)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-fn signal(child: &Running, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &child.0.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig} failed");
+    common::run_crossgate(config, extra, &[], Stdio::null())
 }
 
 /// Waits for the process to exit (`within` at most) and returns how long that took.

@@ -13,16 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{free_addr, stdout_lines, wait_until_listening, Backend, Running};
+use common::{free_addr, signal, stdout_lines, wait_until_listening, Backend, Running};
 
-/// A fresh directory of this test, private (mode 0700) as an upgrade socket's must be.
 fn dir(name: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let d = std::env::temp_dir().join(format!("crossgate-reload-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
-    d
+    common::private_dir("reload", name)
 }
 
 /// `sock: None` leaves `server.upgrade_sock` at its default.
@@ -47,26 +41,7 @@ fn start(path: &Path, extra: &[&str]) -> Running {
 }
 
 fn start_with(path: &Path, extra: &[&str], env: &[(&str, &Path)], stdout: Stdio) -> Running {
-    Running(
-        Command::new(env!("CARGO_BIN_EXE_crossgate"))
-            .arg("run")
-            .args(extra)
-            .arg("--config")
-            .arg(path)
-            .envs(env.iter().copied())
-            .stdout(stdout)
-            .spawn()
-            .unwrap(),
-    )
-}
-
-fn signal(child: &Running, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &child.0.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig} failed");
+    common::run_crossgate(path, extra, env, stdout)
 }
 
 /// A client sending `Origin: https://new.example` requests in a loop until stopped.

@@ -667,3 +667,44 @@ pub async fn read_raw_until(s: &mut tokio::net::TcpStream, got: &mut Vec<u8>, ma
         got.extend_from_slice(&buf[..n]);
     }
 }
+
+/// A fresh directory for one test, private (mode 0700) as an upgrade socket's must be:
+/// `crossgate-KIND-PID-NAME` under the temporary directory.
+pub fn private_dir(kind: &str, name: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let d = std::env::temp_dir().join(format!("crossgate-{kind}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    d
+}
+
+/// `crossgate run EXTRA --config CONFIG`, with `env` and its standard output as given.
+pub fn run_crossgate(
+    config: &std::path::Path,
+    extra: &[&str],
+    env: &[(&str, &std::path::Path)],
+    stdout: std::process::Stdio,
+) -> Running {
+    Running(
+        std::process::Command::new(env!("CARGO_BIN_EXE_crossgate"))
+            .arg("run")
+            .args(extra)
+            .arg("--config")
+            .arg(config)
+            .envs(env.iter().copied())
+            .stdout(stdout)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Sends `sig` (`-TERM`, `-QUIT`...) to a running crossgate.
+pub fn signal(child: &Running, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &child.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} failed");
+}
